@@ -1,0 +1,133 @@
+"""Read, validate and batch waveforms: everything before features works on what this file returns."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from .errors import AudioError
+
+WaveformBatch = Union[torch.Tensor, np.ndarray, Sequence[torch.Tensor], Sequence[np.ndarray]]
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[torch.Tensor, int]:
+    """Read an audio file as a mono float32 waveform.
+
+    Multi-channel audio is down-mixed by averaging channels. With ``sample_rate`` the waveform is
+    resampled (torchaudio's windowed-sinc resampler) to that rate.
+
+    Returns ``(waveform (S,), sample_rate)``. Raises :class:`AudioError` naming the file when it is
+    missing, unreadable, corrupt, empty or holds non-finite samples.
+    """
+    import soundfile as sf
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        data, sr = sf.read(path, dtype="float32", always_2d=True)  # (S, C)
+    except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError/TypeError by format
+        raise AudioError(f"{path}: cannot read audio ({type(exc).__name__}: {exc})") from exc
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: the file holds no samples")
+    wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (S,)
+    if not torch.isfinite(wav).all():
+        raise AudioError(f"{path}: the audio holds NaN or infinite samples")
+    if sample_rate is not None and sample_rate != sr:
+        if sample_rate <= 0:
+            raise AudioError(f"{path}: requested sample_rate must be positive, got {sample_rate}")
+        import torchaudio.functional as AF
+
+        wav = AF.resample(wav, sr, sample_rate)
+        sr = sample_rate
+    return wav, int(sr)
+
+
+def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """``(num_frames, sample_rate, channels)`` of an audio file without decoding it; AudioError if unreadable."""
+    import soundfile as sf
+
+    path = os.fspath(path)
+    try:
+        info = sf.info(path)
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot read audio header ({type(exc).__name__}: {exc})") from exc
+    return int(info.frames), int(info.samplerate), int(info.channels)
+
+
+def batch_waveforms(
+    wavs: WaveformBatch,
+    wav_lens: torch.Tensor | Sequence[int] | None = None,
+    *,
+    name: str = "wavs",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn user input into a zero-padded float batch and its valid lengths.
+
+    Accepts a list of 1-D waveforms, a 1-D waveform (one utterance) or a (B, S) tensor with optional
+    ``wav_lens``. Returns ``(wavs (B, S) float32, lengths (B,) int64)`` on the input's device.
+    Raises :class:`AudioError` for wrong shapes, empty or non-finite audio and bad lengths.
+    """
+    if isinstance(wavs, np.ndarray):
+        wavs = torch.from_numpy(wavs)
+    if isinstance(wavs, (list, tuple)):
+        if len(wavs) == 0:
+            raise AudioError(f"{name}: empty list of waveforms")
+        if wav_lens is not None:
+            raise AudioError(f"{name}: pass wav_lens only with a padded (B, S) tensor, not with a list")
+        items = []
+        for i, w in enumerate(wavs):
+            w = torch.as_tensor(w)
+            if w.dim() != 1:
+                raise AudioError(
+                    f"{name}[{i}]: expected a 1-D waveform, got shape {tuple(w.shape)}"
+                    + (" (down-mix channels first)" if w.dim() == 2 else "")
+                )
+            if w.numel() == 0:
+                raise AudioError(f"{name}[{i}]: empty waveform (0 samples)")
+            items.append(w)
+        lengths = torch.tensor([w.numel() for w in items], dtype=torch.long, device=items[0].device)
+        padded = torch.nn.utils.rnn.pad_sequence([w.float() for w in items], batch_first=True)  # (B, S)
+        _check_finite(padded, lengths, name)
+        return padded, lengths
+    if not isinstance(wavs, torch.Tensor):
+        raise AudioError(f"{name}: expected a tensor, array or list of waveforms, got {type(wavs).__name__}")
+    if wavs.dim() == 1:
+        wavs = wavs.unsqueeze(0)  # (1, S)
+    if wavs.dim() != 2:
+        raise AudioError(
+            f"{name}: expected a (batch, samples) tensor or a list of 1-D waveforms, "
+            f"got a {wavs.dim()}-D tensor of shape {tuple(wavs.shape)}"
+        )
+    if wavs.shape[0] == 0 or wavs.shape[1] == 0:
+        raise AudioError(f"{name}: empty batch of shape {tuple(wavs.shape)}")
+    if not wavs.is_floating_point():
+        raise AudioError(f"{name}: expected float samples in [-1, 1], got dtype {wavs.dtype}")
+    B, S = wavs.shape
+    if wav_lens is None:
+        lengths = torch.full((B,), S, dtype=torch.long, device=wavs.device)
+    else:
+        lengths = torch.as_tensor(wav_lens, device=wavs.device).long().reshape(-1)
+        if lengths.numel() != B:
+            raise AudioError(f"wav_lens: expected {B} lengths for a batch of {B}, got {lengths.numel()}")
+        if (lengths < 1).any() or (lengths > S).any():
+            raise AudioError(f"wav_lens: every length must lie in [1, {S}], got {lengths.tolist()}")
+    wavs = wavs.float()
+    _check_finite(wavs, lengths, name)
+    return wavs, lengths
+
+
+def _check_finite(wavs: torch.Tensor, lengths: torch.Tensor, name: str) -> None:
+    """Raise AudioError naming the utterances whose valid samples hold NaN/inf."""
+    valid = torch.arange(wavs.shape[1], device=wavs.device) < lengths[:, None]  # (B, S)
+    bad = (~torch.isfinite(wavs) & valid).any(dim=1)  # (B,)
+    if bad.any():
+        idx = bad.nonzero().flatten().tolist()
+        raise AudioError(f"{name}: utterance(s) {idx} hold NaN or infinite samples")
+
+
+def valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B, T) bool mask, True where a position is inside its utterance."""
+    return torch.arange(max_len, device=lengths.device) < lengths[:, None]

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``audiorep`` CLI; each module defines ``register(subparsers)``."""

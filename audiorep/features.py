@@ -1,0 +1,183 @@
+"""FeatureConfig and the log-mel front end: waveform batch -> (B, T, n_mels) CMVN features + frame lengths.
+
+Every utterance is processed as if it were alone: the STFT's reflect padding happens at each utterance's
+own end (not at the batch's), level normalisation and CMVN use valid samples/frames only. So padding never
+changes an utterance's features — s3prl's batched features do depend on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+@dataclass
+class FeatureConfig:
+    """How waveforms become encoder inputs. Saved with every model so weights never meet the wrong front end."""
+
+    sample_rate: int = 16000  # the rate the encoder was trained at; inputs at other rates are refused
+    kind: str = "mel"  # "mel" (log-mel inputs) or "linear" (log power spectrum: Mockingjay-large's target)
+    n_mels: int = 80  # mel bins; the published models use 80
+    win_ms: float = 25.0  # analysis window; 25 ms = 400 samples at 16 kHz
+    hop_ms: float = 10.0  # frame shift; 10 ms = one encoder frame = one phone-label frame
+    n_freq: int = 201  # one-sided STFT bins; n_fft = 2 * (n_freq - 1) = 400, as in s3prl
+    f_min: float = 0.0  # lowest mel filter edge (Hz)
+    f_max: float | None = None  # highest mel filter edge; None = Nyquist
+    target_db: float | None = -25.0  # RMS level each waveform is scaled to before the STFT; None = off
+    log: bool = True  # log(x + log_eps) on the power features
+    log_eps: float = 1e-10  # s3prl's offset; keeps silence finite
+    cmvn: bool = True  # per-utterance mean/variance normalisation over valid frames
+    cmvn_eps: float = 1e-10  # added to the (unbiased) std, as s3prl does
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("mel", "linear"):
+            raise ConfigError(f"FeatureConfig.kind must be 'mel' or 'linear', got {self.kind!r}")
+        if self.sample_rate <= 0 or self.n_mels <= 0 or self.n_freq < 2:
+            raise ConfigError(f"FeatureConfig: sample_rate, n_mels must be positive and n_freq >= 2 ({self})")
+        if self.hop_length <= 0 or self.win_length <= 0 or self.win_length > self.n_fft:
+            raise ConfigError(
+                f"FeatureConfig: need 0 < win_length ({self.win_length}) <= n_fft ({self.n_fft}) and hop > 0"
+            )
+
+    @property
+    def win_length(self) -> int:
+        return round(self.win_ms * self.sample_rate / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(self.hop_ms * self.sample_rate / 1000)
+
+    @property
+    def n_fft(self) -> int:
+        return 2 * (self.n_freq - 1)
+
+    @property
+    def dim(self) -> int:
+        """Size of one feature frame."""
+        return self.n_mels if self.kind == "mel" else self.n_freq
+
+    def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        """Frames produced for a waveform of ``num_samples`` (centred STFT: one frame per hop, plus one)."""
+        return num_samples // self.hop_length + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FeatureConfig":
+        return _from_dict(cls, d, "feature config")
+
+
+def _from_dict(cls, d: dict[str, Any], what: str):
+    """Build a dataclass from a dict, naming unknown keys instead of raising a bare TypeError."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what}: expected a mapping, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{what}: unknown field(s) {unknown}; valid fields are {sorted(names)}")
+    return cls(**d)
+
+
+def reflect_indices(lengths: torch.Tensor, pad: int, out_len: int) -> torch.Tensor:
+    """(B, out_len) gather indices that reflect-pad each utterance by ``pad`` at its own start and end.
+
+    Position j of row b reads sample ``reflect(j - pad)`` of utterance b; reflection repeats for
+    utterances shorter than ``pad`` (torch.stft would refuse them), and positions past the padded
+    utterance read index 0 (their frames are discarded anyway).
+    """
+    L = lengths[:, None]  # (B, 1)
+    i = torch.arange(out_len, device=lengths.device)[None, :] - pad  # (1, out_len)
+    period = (2 * (L - 1)).clamp_min(1)  # (B, 1); a 1-sample utterance reflects onto itself
+    m = torch.remainder(i, period)  # (B, out_len), in [0, period)
+    idx = torch.where(m < L, m, period - m)
+    idx = torch.where(L == 1, torch.zeros_like(idx), idx)
+    return idx.clamp_(min=0)
+
+
+class FeatureExtractor(nn.Module):
+    """Batched log-mel (or log-linear) front end with per-utterance level normalisation and CMVN."""
+
+    def __init__(self, config: FeatureConfig | None = None):
+        super().__init__()
+        self.config = config or FeatureConfig()
+        c = self.config
+        self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
+        if c.kind == "mel":
+            import torchaudio.functional as AF
+
+            fb = AF.melscale_fbanks(
+                n_freqs=c.n_freq,
+                f_min=c.f_min,
+                f_max=c.f_max if c.f_max is not None else c.sample_rate / 2,
+                n_mels=c.n_mels,
+                sample_rate=c.sample_rate,
+                norm=None,
+                mel_scale="htk",
+            )  # (F, M)
+            self.register_buffer("mel_fb", fb, persistent=False)
+        else:
+            self.mel_fb = None
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """wavs (B, S) float zero-padded, lengths (B,) samples -> features (B, T, D), frame lengths (B,).
+
+        Frames past an utterance's length are zero.
+        """
+        c = self.config
+        wavs = wavs.float()
+        B, S = wavs.shape
+        valid = torch.arange(S, device=wavs.device) < lengths[:, None]  # (B, S)
+        if c.target_db is not None:
+            # Same level for every utterance, from valid samples only (padding would lower the RMS).
+            ms = (wavs.square() * valid).sum(1) / lengths.clamp_min(1)  # (B,)
+            scale = (10.0 ** (c.target_db / 20.0)) / (ms.sqrt() + 1e-10)  # (B,)
+            wavs = wavs * scale[:, None]  # (B, S)
+        pad = c.n_fft // 2
+        idx = reflect_indices(lengths, pad, S + 2 * pad)  # (B, S + n_fft)
+        padded = torch.gather(wavs, 1, idx)  # (B, S + n_fft)
+        spec = torch.stft(
+            padded,
+            n_fft=c.n_fft,
+            hop_length=c.hop_length,
+            win_length=c.win_length,
+            window=self.window,
+            center=False,
+            return_complex=True,
+        )  # (B, F, T)
+        power = spec.real.square() + spec.imag.square()  # (B, F, T)
+        power = power.transpose(1, 2)  # (B, T, F)
+        feats = power @ self.mel_fb if self.mel_fb is not None else power  # (B, T, D)
+        if c.log:
+            feats = torch.log(feats + c.log_eps)
+        frame_lens = c.num_frames(lengths)  # (B,)
+        T = feats.shape[1]
+        fmask = (torch.arange(T, device=feats.device) < frame_lens[:, None]).unsqueeze(-1)  # (B, T, 1)
+        feats = feats * fmask
+        if c.cmvn:
+            feats = cmvn(feats, fmask, frame_lens, c.cmvn_eps)
+        return feats, frame_lens
+
+
+def cmvn(feats: torch.Tensor, fmask: torch.Tensor, frame_lens: torch.Tensor, eps: float) -> torch.Tensor:
+    """Per-utterance mean/variance normalisation over valid frames (unbiased std, s3prl's convention).
+
+    A one-frame utterance has no variance: it normalises to zeros instead of NaN.
+    """
+    n = frame_lens.to(feats.dtype)[:, None, None]  # (B, 1, 1)
+    mean = feats.sum(1, keepdim=True) / n  # (B, 1, D); padding is already zero
+    centred = (feats - mean) * fmask  # (B, T, D)
+    var = centred.square().sum(1, keepdim=True) / (n - 1).clamp_min(1)  # (B, 1, D)
+    return centred / (var.sqrt() + eps)
+
+
+def frames_for_seconds(seconds: float, config: FeatureConfig) -> int:
+    """Number of encoder frames for a duration; handy for sizing batches and crops."""
+    return int(config.num_frames(int(math.floor(seconds * config.sample_rate))))

@@ -1,0 +1,61 @@
+"""``audiorep.load``: a registered name, a saved folder or an s3prl checkpoint -> a ready upstream model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError, ConfigError
+from .models import ARCHITECTURES
+from .models.base import PretrainedModel, load_state_strict, read_config, read_weights
+from .registry import get_spec, list_models
+
+
+def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str | torch.device | None = None,
+         progress: bool = True) -> PretrainedModel:
+    """Load an upstream encoder in eval mode.
+
+    - a registered name (``audiorep.list_models()``): pretrained weights from the cache, downloaded and
+      converted on first use; ``pretrained=False`` builds the architecture with random weights;
+    - a folder written by ``model.save_pretrained``;
+    - an s3prl ``states-*.ckpt`` file (read without executing pickled code).
+    """
+    path = Path(os.fspath(name_or_path)).expanduser()
+    if path.is_dir():
+        model = load_folder(path)
+    elif path.is_file():
+        from .compat.s3prl import load_s3prl_checkpoint
+
+        model = load_s3prl_checkpoint(path)
+    elif isinstance(name_or_path, str) and name_or_path in list_models():
+        spec = get_spec(name_or_path)
+        if pretrained:
+            from .hub import fetch_pretrained
+
+            model = load_folder(fetch_pretrained(spec, progress=progress))
+        else:
+            model = ARCHITECTURES[spec.architecture](spec.config(), spec.features())
+    else:
+        raise ConfigError(
+            f"{name_or_path}: neither a registered model ({', '.join(list_models())}) nor an existing file or folder"
+        )
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def load_folder(directory: str | os.PathLike) -> PretrainedModel:
+    """Load a folder holding config.json + model.safetensors (extra modules such as a pretraining head are skipped)."""
+    meta = read_config(directory)
+    arch = meta.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise CheckpointError(f"{directory}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    try:
+        model = ARCHITECTURES[arch].from_config_dict(meta, str(directory))
+    except ConfigError as exc:
+        raise CheckpointError(f"{directory}/config.json: {exc}") from exc
+    extras = tuple(f"{p}." for p in meta.get("extra_modules", []))
+    load_state_strict(model, read_weights(directory), str(directory), ignore_prefixes=extras)
+    return model

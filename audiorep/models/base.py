@@ -1,0 +1,137 @@
+"""What every audiorep upstream shares: its output type, and saving/loading as config.json + model.safetensors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..features import FeatureConfig
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class EncoderOutput:
+    """What an upstream returns; frames past ``lengths`` are zero in every hidden state."""
+
+    hidden_states: tuple[torch.Tensor, ...]  # num_layers + 1 tensors (B, T, H); [0] = input embedding output
+    last_hidden_state: torch.Tensor  # (B, T, H)
+    lengths: torch.Tensor  # (B,) valid frames per utterance
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file so that a crash leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class PretrainedModel(nn.Module):
+    """Mixin for upstreams with a dataclass ``config`` and a ``feature_config``."""
+
+    architecture: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, nn.Module] | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (created if needed), atomically.
+
+        ``extra`` modules (e.g. the pretraining head) are stored under their key as a prefix; ``audiorep.load``
+        ignores them, so the folder stays loadable as a plain upstream.
+        """
+        from safetensors.torch import save
+
+        from .. import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        for prefix, module in (extra or {}).items():
+            state.update({f"{prefix}.{k}": v.detach().contiguous().cpu() for k, v in module.state_dict().items()})
+        meta = {
+            "format": "audiorep",
+            "format_version": FORMAT_VERSION,
+            "audiorep_version": __version__,
+            "architecture": self.architecture,
+            "model": self.config.to_dict(),
+            "features": self.feature_config.to_dict(),
+            "extra_modules": sorted(extra or {}),
+        }
+        atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+        atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+        return directory
+
+    @classmethod
+    def from_config_dict(cls, meta: dict[str, Any], source: str = "config") -> "PretrainedModel":
+        """Build an untrained model from the dict stored in config.json."""
+        if meta.get("architecture") != cls.architecture:
+            raise CheckpointError(
+                f"{source}: holds a {meta.get('architecture')!r} model, not {cls.architecture!r}"
+            )
+        return cls(cls.config_class.from_dict(meta["model"]), FeatureConfig.from_dict(meta["features"]))
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """Parse a saved model's config.json, with errors that name the file."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: not an audiorep model folder (no {CONFIG_NAME})")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != "audiorep" or "model" not in meta or "features" not in meta:
+        raise CheckpointError(f"{path}: not an audiorep config (needs format, architecture, model, features)")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer audiorep (format {meta['format_version']}); upgrade")
+    return meta
+
+
+def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load model.safetensors, turning a truncated or corrupt file into a CheckpointError naming it."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: no {WEIGHTS_NAME}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # SafetensorError, OSError, ...
+        raise CheckpointError(f"{path}: cannot read weights (truncated or corrupt file?): {exc}") from exc
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                      ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """Load weights requiring every model key present with the right shape; name what is off."""
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: weights do not fit this architecture; missing {missing[:6]}"
+            f"{'...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}"
+        )
+    bad = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+           for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise CheckpointError(f"{source}: weight shapes do not match the config: {bad[:4]}")
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,217 @@
+"""Mockingjay / TERA / Audio ALBERT: one config family, one encoder, and the spectrogram prediction head.
+
+AALBERT is the Mockingjay encoder with ``share_layers=True`` (one layer applied N times; optionally a
+factorized input projection through ``embedding_size``). TERA is the same encoder; it differs only in how
+it is pretrained (frequency and noise alteration), which lives in audiorep.pretrain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..audio import WaveformBatch, batch_waveforms
+from ..errors import AudioError, ConfigError
+from ..features import FeatureConfig, FeatureExtractor, _from_dict
+from ..kernels import key_padding_mask
+from ..layers import SinusoidalPositions, TransformerLayer
+from .base import EncoderOutput, PretrainedModel
+
+
+@dataclass
+class MockingjayConfig:
+    """Architecture of a Mockingjay-family encoder (defaults: the published 3-layer base model)."""
+
+    input_dim: int = 80  # feature frame size; must equal the FeatureConfig's dim
+    hidden_size: int = 768  # model width H
+    num_layers: int = 3  # 3 = base, 12 = large
+    num_heads: int = 12  # head dim 64 at H = 768
+    intermediate_size: int = 3072  # FFN width (4H)
+    dropout: float = 0.1  # hidden dropout; the published "drop1" checkpoints use 0.1
+    attn_dropout: float = 0.1  # dropout on attention probabilities
+    layer_norm_eps: float = 1e-12  # BERT's value; the checkpoints were trained with it
+    share_layers: bool = False  # AALBERT: one layer's weights reused at every depth
+    embedding_size: int | None = None  # ALBERT-style factorized input: input_dim -> E -> H; None = direct
+    output_dim: int | None = None  # prediction-head target size; None = input_dim (80 log-mel, 201 linear)
+    initializer_range: float = 0.02  # std of the normal init of linear weights
+    attention_backend: str = "auto"  # see audiorep.kernels.attention
+
+    def __post_init__(self) -> None:
+        for name in ("input_dim", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"MockingjayConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"MockingjayConfig: hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}"
+            )
+        for name in ("dropout", "attn_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"MockingjayConfig.{name} must lie in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def target_dim(self) -> int:
+        return self.output_dim or self.input_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MockingjayConfig":
+        return _from_dict(cls, d, "model config")
+
+
+# ---- presets: small functions over the one config, not copied dicts ----
+
+def mockingjay_config(**overrides: Any) -> MockingjayConfig:
+    """The full factory: published base settings with any field overridden."""
+    return MockingjayConfig(**overrides)
+
+
+def mockingjay_base(**overrides: Any) -> MockingjayConfig:
+    """Mockingjay base: 3 layers, 768 wide (21,327,360 encoder parameters)."""
+    return mockingjay_config(**{"num_layers": 3, **overrides})
+
+
+def mockingjay_large(**overrides: Any) -> MockingjayConfig:
+    """Mockingjay large: 12 layers (85,118,208 encoder parameters); the released one predicts 201-bin linear."""
+    return mockingjay_config(**{"num_layers": 12, **overrides})
+
+
+def aalbert_base(**overrides: Any) -> MockingjayConfig:
+    """Audio ALBERT base: 3 applications of one shared layer (7,151,616 encoder parameters)."""
+    return mockingjay_config(**{"num_layers": 3, "share_layers": True, **overrides})
+
+
+def tera_base(**overrides: Any) -> MockingjayConfig:
+    """TERA base: the Mockingjay base encoder (TERA differs in its pretraining alterations)."""
+    return mockingjay_base(**overrides)
+
+
+class MockingjayModel(PretrainedModel):
+    """Waveforms -> log-mel features -> transformer encoder -> every layer's hidden states."""
+
+    architecture = "mockingjay"
+    config_class = MockingjayConfig
+
+    def __init__(self, config: MockingjayConfig | None = None, feature_config: FeatureConfig | None = None):
+        super().__init__()
+        config = config or MockingjayConfig()
+        feature_config = feature_config or FeatureConfig()
+        if config.input_dim != feature_config.dim:
+            raise ConfigError(
+                f"model input_dim {config.input_dim} does not match the feature front end's dim "
+                f"{feature_config.dim} ({feature_config.kind})"
+            )
+        self.config = config
+        self.features = FeatureExtractor(feature_config)
+        H = config.hidden_size
+        E = config.embedding_size
+        self.input_proj = nn.Linear(config.input_dim, E or H)
+        self.embed_proj = nn.Linear(E, H) if E else None
+        self.positions = SinusoidalPositions(H)
+        self.input_norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
+        self.input_dropout = nn.Dropout(config.dropout)
+        n_distinct = 1 if config.share_layers else config.num_layers
+        self.layers = nn.ModuleList(
+            TransformerLayer(H, config.num_heads, config.intermediate_size, config.dropout,
+                             config.attn_dropout, config.layer_norm_eps)
+            for _ in range(n_distinct)
+        )
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    # ---- the public surface ----
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self.features.config
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_config.sample_rate
+
+    @property
+    def hidden_size(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_layers
+
+    def extract_features(self, wavs: WaveformBatch, wav_lens=None, sample_rate: int | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms -> (features (B, T, D), frame lengths (B,)) with this model's front end."""
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            raise AudioError(
+                f"sample_rate {sample_rate} does not match the model's {self.sample_rate} Hz; "
+                f"resample first (audiorep.read_audio(path, {self.sample_rate}))"
+            )
+        wavs, lens = batch_waveforms(wavs, wav_lens)
+        device = self.input_proj.weight.device
+        return self.features(wavs.to(device), lens.to(device))
+
+    def forward(self, wavs: WaveformBatch, wav_lens=None, sample_rate: int | None = None) -> EncoderOutput:
+        """Encode waveforms at ``self.sample_rate``: a (B, S) tensor (+ wav_lens) or a list of 1-D tensors."""
+        feats, lengths = self.extract_features(wavs, wav_lens, sample_rate)
+        return self.encode(feats, lengths)
+
+    def embed(self, feats: torch.Tensor) -> torch.Tensor:
+        """Feature frames (B, T, D) -> input embeddings (B, T, H): projection + positions, LayerNorm, dropout."""
+        x = self.input_proj(feats.to(self.input_proj.weight.dtype))  # (B, T, E or H)
+        if self.embed_proj is not None:
+            x = self.embed_proj(x)  # (B, T, H)
+        x = x + self.positions(x.shape[1]).to(x.dtype)  # (B, T, H)
+        return self.input_dropout(self.input_norm(x))
+
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+        """Run the encoder on feature frames (B, T, D) with valid frame counts (B,).
+
+        Every position past a length is zero in every returned hidden state.
+        """
+        if feats.dim() != 3 or feats.shape[-1] != self.config.input_dim:
+            raise ValueError(
+                f"feats: expected (B, T, {self.config.input_dim}), got shape {tuple(feats.shape)}"
+            )
+        B, T, _ = feats.shape
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=feats.device)
+        keep = (torch.arange(T, device=feats.device) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+        all_valid = bool((lengths == T).all())
+        attn_lens = None if all_valid else lengths
+        attn_mask = None if all_valid else key_padding_mask(lengths, T)  # built once for all layers
+        x = self.embed(feats)  # (B, T, H)
+        hidden = [x]
+        for i in range(self.config.num_layers):
+            layer = self.layers[0 if self.config.share_layers else i]
+            x = layer(x, attn_lens, attn_mask, self.config.attention_backend)  # (B, T, H)
+            hidden.append(x)
+        if not all_valid:
+            hidden = [h * keep for h in hidden]
+        return EncoderOutput(hidden_states=tuple(hidden), last_hidden_state=hidden[-1], lengths=lengths)
+
+
+class SpecPredictionHead(nn.Module):
+    """Pretraining head: hidden states (B, T, H) -> reconstructed frames (B, T, target_dim)."""
+
+    def __init__(self, config: MockingjayConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.out = nn.Linear(config.hidden_size, config.target_dim)
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm(nn.functional.gelu(self.dense(hidden))))  # (B, T, target_dim)
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT init: normal(0, std) linear weights, zero biases, unit LayerNorm."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
