@@ -1,0 +1,1 @@
+"""Downstream tasks on audiorep upstreams: featurizer, heads, tasks, metrics."""
