@@ -1,8 +1,22 @@
-"""The one attention entry point the encoders call; picks a backend and keeps the reference in reach."""
+"""The one attention entry point the encoders call; picks a backend and keeps the reference in reach.
+
+Backends:
+
+* ``"reference"`` -- fp32 PyTorch, materialises (T, T) scores; the ground truth (``reference.py``).
+* ``"sdpa"`` -- ``torch.nn.functional.scaled_dot_product_attention`` with a key-padding mask.
+* ``"triton"`` -- the fused variable-length kernel (``triton_attention.py``, imported lazily).
+* ``"auto"`` -- CPU: always SDPA. CUDA: the backend that ``benchmarks/attention.py`` measured fastest for
+  this GPU, dtype, head dim, length class and pass (inference or training), read from ``tuned.json``
+  beside this file; SDPA where nothing was measured. The environment variable ``AUDIOREP_ATTENTION``
+  replaces "auto" everywhere (handy to A/B a whole model run).
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -10,22 +24,80 @@ import torch.nn.functional as F
 from .reference import attention_reference
 
 BACKENDS = ("auto", "sdpa", "reference", "triton")
+TUNED_PATH = Path(__file__).with_name("tuned.json")
+# Length classes the measured table is keyed by: upper bounds (exclusive) in frames. The benchmark's
+# points (500, 1000, 1500, 3000, 6000) fall into these; anything longer uses the last class.
+T_CLASSES = ((768, "T<768"), (2048, "T<2048"), (4096, "T<4096"), (None, "T>=4096"))
+
+
+def t_class(T: int) -> str:
+    """Name of the length class a sequence length falls into."""
+    for bound, name in T_CLASSES:
+        if bound is None or T < bound:
+            return name
+    raise AssertionError("unreachable")
 
 
 def _default_backend() -> str:
-    """AUDIOREP_ATTENTION overrides "auto" everywhere (handy to A/B a whole model run)."""
     return os.environ.get("AUDIOREP_ATTENTION", "auto")
 
 
-def resolve_backend(q: torch.Tensor, backend: str = "auto") -> str:
-    """The backend a call will actually use. CPU always gets SDPA; CUDA gets SDPA until a measured
-    table says otherwise (the Triton kernel registers itself here when it lands)."""
+@functools.lru_cache(maxsize=1)
+def load_tuned(path: str = str(TUNED_PATH)) -> dict:
+    """The measured table (empty when the file is missing or unreadable: auto then means SDPA)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            table = json.load(fh)
+    except (OSError, ValueError):
+        return {"entries": []}
+    return table if isinstance(table.get("entries"), list) else {"entries": []}
+
+
+@functools.lru_cache(maxsize=16)
+def _device_key(index: int) -> tuple[str, str]:
+    name = torch.cuda.get_device_name(index)
+    major, minor = torch.cuda.get_device_capability(index)
+    return name, f"sm_{major}{minor}"
+
+
+def tuned_choice(device_name: str, capability: str, dtype: torch.dtype, head_dim: int, T: int,
+                 mode: str) -> str | None:
+    """The measured best backend for this shape class, or None when nothing was measured.
+
+    An entry measured on the same GPU model wins; otherwise one from the same architecture (sm_XY)."""
+    dtype_name = str(dtype).replace("torch.", "")
+    cls = t_class(T)
+    fallback = None
+    for e in load_tuned()["entries"]:
+        if (e.get("dtype"), e.get("head_dim"), e.get("t_class"), e.get("mode")) != (dtype_name, head_dim, cls, mode):
+            continue
+        if e.get("device") == device_name:
+            return e.get("best")
+        if e.get("capability") == capability and fallback is None:
+            fallback = e.get("best")
+    return fallback
+
+
+def resolve_backend(q: torch.Tensor, backend: str = "auto", lengths: torch.Tensor | None = None,
+                    attn_mask: torch.Tensor | None = None) -> str:
+    """The backend a call will actually use (benchmarks print this)."""
     if backend == "auto":
         backend = _default_backend()
     if backend not in BACKENDS:
         raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "sdpa"
+        if not q.is_cuda:
+            return "sdpa"
+        if attn_mask is not None and lengths is None:
+            return "sdpa"  # an arbitrary mask: only SDPA/reference take one
+        mode = "fwd_bwd" if (torch.is_grad_enabled() and q.requires_grad) else "fwd"
+        name, cap = _device_key(q.device.index if q.device.index is not None else torch.cuda.current_device())
+        best = tuned_choice(name, cap, q.dtype, q.shape[-1], q.shape[2], mode)
+        if best == "triton":
+            from . import triton_attention
+
+            return "triton" if triton_attention.supports(q) else "sdpa"
+        return best if best in ("sdpa", "reference") else "sdpa"
     if backend == "triton" and not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("attention backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for tests)")
     return backend
@@ -48,14 +120,17 @@ def attention(
     """Bidirectional attention over padded sequences.
 
     q, k, v: (B, H, T, D); lengths: (B,) valid frames or None (all valid). Keys past a length get no
-    weight. Query rows past a length are not meaningful (the reference returns zeros, SDPA returns the
-    attention over valid keys); callers ignore them. ``attn_mask`` may pass a precomputed
-    ``key_padding_mask(lengths, T)`` so a stack of layers builds it once.
+    weight. Query rows past a length are not meaningful: the reference and Triton backends return zeros,
+    SDPA returns the attention over valid keys; callers ignore them. ``attn_mask`` may pass a precomputed
+    ``key_padding_mask(lengths, T)`` so a stack of layers builds it once (the Triton kernel uses
+    ``lengths`` directly and skips padded tiles instead).
     """
-    which = resolve_backend(q, backend)
+    which = resolve_backend(q, backend, lengths, attn_mask)
     if which == "reference":
         return attention_reference(q, k, v, lengths, dropout_p)
     if which == "triton":
+        if attn_mask is not None and lengths is None:
+            raise ValueError("attention backend 'triton' takes per-sequence lengths, not an arbitrary attn_mask")
         from . import triton_attention  # lazy: never imported by `import audiorep`
 
         return triton_attention.attention(q, k, v, lengths, dropout_p)
