@@ -1,0 +1,36 @@
+"""Shared test set-up: slow tests are opt-in, every test gets its own AUDIOREP_HOME."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = config.getoption("--runslow") or os.environ.get("AUDIOREP_SLOW") == "1"
+    has_cuda = torch.cuda.is_available()
+    skip_slow = pytest.mark.skip(reason="slow: run with --runslow or AUDIOREP_SLOW=1")
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(skip_slow)
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never read or write the user's real weights cache, never touch the network by accident."""
+    monkeypatch.setenv("AUDIOREP_HOME", str(tmp_path_factory.mktemp("audiorep_home")))
+    monkeypatch.setenv("AUDIOREP_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import audiorep
+from audiorep.audio import batch_waveforms
+
+
+def test_read_audio_downmixes_and_resamples(tmp_path):
+    t = np.arange(8000) / 8000.0
+    stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.zeros_like(t)], axis=1).astype("float32")  # (S, 2)
+    path = tmp_path / "a.wav"
+    sf.write(path, stereo, 8000)
+    wav, sr = audiorep.read_audio(path)
+    assert sr == 8000 and wav.shape == (8000,)
+    assert torch.allclose(wav, torch.from_numpy(stereo.mean(1)), atol=1e-4)  # 16-bit PCM quantisation
+    wav16, sr16 = audiorep.read_audio(path, 16000)
+    assert sr16 == 16000 and wav16.shape == (16000,)
+
+
+@pytest.mark.parametrize("content,msg", [(b"", "cannot read"), (b"RIFF\x00\x00garbage" * 10, "cannot read")])
+def test_read_audio_corrupt(tmp_path, content, msg):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    with pytest.raises(audiorep.AudioError, match=msg) as err:
+        audiorep.read_audio(path)
+    assert "bad.wav" in str(err.value)
+
+
+def test_read_audio_missing_empty_nan(tmp_path):
+    with pytest.raises(audiorep.AudioError, match="no such audio file"):
+        audiorep.read_audio(tmp_path / "nope.flac")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0,), dtype="float32"), 16000)
+    with pytest.raises(audiorep.AudioError, match="no samples"):
+        audiorep.read_audio(empty)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full((100,), np.nan, dtype="float32"), 16000, subtype="FLOAT")
+    with pytest.raises(audiorep.AudioError, match="NaN"):
+        audiorep.read_audio(nan)
+
+
+def test_batch_waveforms_shapes_and_errors():
+    wavs, lens = batch_waveforms([torch.ones(5), torch.ones(3)])
+    assert wavs.shape == (2, 5) and lens.tolist() == [5, 3] and wavs[1, 3:].abs().sum() == 0
+    wavs, lens = batch_waveforms(torch.ones(7))
+    assert wavs.shape == (1, 7) and lens.tolist() == [7]
+    with pytest.raises(audiorep.AudioError, match="3-D"):
+        batch_waveforms(torch.ones(2, 1, 100))
+    with pytest.raises(audiorep.AudioError, match="empty"):
+        batch_waveforms([torch.ones(3), torch.ones(0)])
+    with pytest.raises(audiorep.AudioError, match=r"utterance\(s\) \[1\]"):
+        batch_waveforms([torch.ones(3), torch.full((4,), float("nan"))])
+    # NaN in padding is not the user's audio and is ignored
+    padded = torch.tensor([[1.0, 2.0, float("nan")]])
+    batch_waveforms(padded, [2])
+    with pytest.raises(audiorep.AudioError, match="wav_lens"):
+        batch_waveforms(torch.ones(2, 10), [10, 11])
+    with pytest.raises(audiorep.AudioError, match="float"):
+        batch_waveforms(torch.ones(2, 10, dtype=torch.int16))

@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+import audiorep
+from audiorep.models import MockingjayConfig, MockingjayModel
+
+PUBLISHED = {"mockingjay-base": 21_327_360, "mockingjay-large": 85_118_208,
+             "aalbert-base": 7_151_616, "tera-base": 21_327_360}
+
+
+@pytest.mark.parametrize("name", audiorep.list_models())
+def test_every_preset_builds_with_published_parameter_count(name):
+    m = audiorep.load(name, pretrained=False)
+    assert sum(p.numel() for p in m.parameters()) == PUBLISHED[name]
+    assert m.sample_rate == 16000 and m.hidden_size == 768
+    assert not m.training
+
+
+def tiny(**kw) -> MockingjayModel:
+    cfg = MockingjayConfig(hidden_size=64, num_heads=4, intermediate_size=128, num_layers=2, **kw)
+    return MockingjayModel(cfg).eval()
+
+
+def test_output_structure_and_zeroed_padding():
+    m = tiny()
+    out = m([torch.randn(1600), torch.randn(800)])
+    assert len(out.hidden_states) == 3
+    assert out.last_hidden_state is out.hidden_states[-1]
+    assert out.lengths.tolist() == [11, 6]
+    for h in out.hidden_states:
+        assert h.shape == (2, 11, 64) and h[1, 6:].abs().max() == 0
+
+
+def test_an_utterance_is_the_same_alone_or_in_any_batch():
+    """s3prl's batched outputs depend on padding (up to ~1.7 off); ours must not (1e-5)."""
+    m = audiorep.load("mockingjay-base", pretrained=False)
+    wavs = [torch.randn(16000) * 0.1, torch.randn(24000) * 0.1, torch.randn(8000) * 0.1]
+    with torch.inference_mode():
+        batched = m(wavs)
+        for perm in ([2, 0, 1], [1, 2]):
+            sub = m([wavs[i] for i in perm])
+            for j, i in enumerate(perm):
+                T = batched.lengths[i]
+                for a, b in zip(batched.hidden_states, sub.hidden_states):
+                    assert (a[i, :T] - b[j, :T]).abs().max() < 1e-5
+        for i, w in enumerate(wavs):
+            alone = m([w])
+            T = batched.lengths[i]
+            for a, b in zip(batched.hidden_states, alone.hidden_states):
+                assert (a[i, :T] - b[0]).abs().max() < 1e-5
+
+
+def test_shared_layers_apply_one_layer_n_times():
+    m = tiny(share_layers=True)
+    assert len(m.layers) == 1 and m.num_layers == 2
+    feats, lens = m.extract_features([torch.randn(3200)])
+    out = m.encode(feats, lens)
+    x = m.embed(feats)
+    x = m.layers[0](m.layers[0](x))
+    assert torch.allclose(out.last_hidden_state, x, atol=1e-6)
+
+
+def test_factorized_embedding():
+    m = tiny(embedding_size=16, share_layers=True)
+    assert m.input_proj.out_features == 16 and m.embed_proj.in_features == 16
+    assert m([torch.randn(800)]).last_hidden_state.shape == (1, 6, 64)
+
+
+def test_long_input_is_not_chunked():
+    """s3prl splits inputs over 1500 frames into independent chunks; here early frames see late ones."""
+    m = tiny()
+    wav = torch.randn(16000 * 16)  # 1601 frames
+    with torch.inference_mode():
+        a = m([wav]).last_hidden_state
+        wav2 = wav.clone()
+        wav2[-16000:] = torch.randn(16000)
+        b = m([wav2]).last_hidden_state
+    assert a.shape[1] == 1601
+    assert (a[0, :100] - b[0, :100]).abs().max() > 1e-4  # the first second depends on the last one
+
+
+def test_bad_inputs_give_clear_errors():
+    m = tiny()
+    with pytest.raises(audiorep.AudioError, match="3-D"):
+        m(torch.randn(2, 1, 1600))
+    with pytest.raises(audiorep.AudioError, match="8000 does not match"):
+        m(torch.randn(1, 1600), sample_rate=8000)
+    with pytest.raises(audiorep.AudioError, match="NaN"):
+        m([torch.full((1600,), float("nan"))])
+    with pytest.raises(audiorep.AudioError, match="empty"):
+        m([torch.zeros(0)])
+    out = m([torch.randn(1)])  # shorter than one window: one valid frame, no crash
+    assert out.lengths.tolist() == [1] and torch.isfinite(out.last_hidden_state).all()
+
+
+def test_config_validation():
+    with pytest.raises(audiorep.ConfigError, match="multiple of num_heads"):
+        MockingjayConfig(hidden_size=100, num_heads=12)
+    with pytest.raises(audiorep.ConfigError, match="input_dim"):
+        MockingjayModel(MockingjayConfig(input_dim=40))
