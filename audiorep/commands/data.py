@@ -1,0 +1,77 @@
+"""``audiorep data info|list|prepare``: inspect corpora and turn real corpus trees into manifests."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect corpora, write manifests",
+                       description="Corpus tools: counts of a corpus, the bundled corpora, manifest preparation.")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    info = dsub.add_parser("info", help="print a corpus's counts as 'key: value' lines")
+    info.add_argument("corpus", help="'synth' (bundled), a folder of *.jsonl manifests, or one manifest")
+    info.set_defaults(func=run_info)
+
+    lst = dsub.add_parser("list", help="list the bundled corpora")
+    lst.set_defaults(func=run_list)
+
+    prep = dsub.add_parser("prepare", help="write manifests for a corpus tree",
+                           description="Read a corpus tree and write one <split>.jsonl manifest per split "
+                                       "(plus converted_aligned_phones.txt when the corpus has one) into OUT.")
+    prep.add_argument("kind", choices=["librispeech", "voxceleb1", "mosi"], help="layout of ROOT")
+    prep.add_argument("root", type=Path, help="corpus folder (for mosi: the segment WAV folder)")
+    prep.add_argument("out", type=Path, help="folder to write manifests into")
+    prep.add_argument("--split-file", type=Path, default=None, help="voxceleb1: iden_split.txt (default ROOT/iden_split.txt)")
+    prep.add_argument("--labels", type=Path, default=None, help="mosi: labels CSV (video_id, clip_id, text, label, mode)")
+    prep.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                      help="stop at the first missing/unreadable file (default) or skip it and list it at the end")
+    prep.set_defaults(func=run_prepare)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..data import get_corpus
+
+    for key, value in get_corpus(args.corpus).info().items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from ..data import list_corpora
+
+    for name in list_corpora():
+        print(name)
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    import shutil
+    import sys
+
+    from ..data import write_manifest
+    from ..data.readers import read_librispeech, read_mosi, read_voxceleb1
+    from ..errors import ConfigError
+
+    if args.kind == "librispeech":
+        res = read_librispeech(args.root, on_error=args.on_error)
+    elif args.kind == "voxceleb1":
+        res = read_voxceleb1(args.root, args.split_file, on_error=args.on_error)
+    else:
+        if args.labels is None:
+            raise ConfigError("data prepare mosi: --labels LABEL_CSV is required")
+        res = read_mosi(args.root, args.labels, on_error=args.on_error)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for split, utts in res.splits.items():
+        path = write_manifest(utts, args.out / f"{split}.jsonl")
+        print(f"{split}: {len(utts)} utterances -> {path}")
+    if res.frame_labels is not None:
+        shutil.copyfile(res.frame_labels, args.out / "converted_aligned_phones.txt")
+        print(f"frame labels: {res.frame_labels} -> {args.out / 'converted_aligned_phones.txt'}")
+    if res.skipped:
+        print(f"skipped {len(res.skipped)} entries:", file=sys.stderr)
+        for _what, reason in res.skipped[:50]:
+            print(f"  {reason}", file=sys.stderr)
+    return 0
