@@ -1,0 +1,62 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+import audiorep
+from audiorep.cli import main
+from audiorep.compat.s3prl import export_s3prl_checkpoint
+from audiorep.models import MockingjayConfig, MockingjayModel
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    m = MockingjayModel(MockingjayConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2)).eval()
+    return m, m.save_pretrained(tmp_path / "tiny")
+
+
+def test_extract_all_layers_and_one_layer(tmp_path, tiny_folder, capsys):
+    m, folder = tiny_folder
+    paths = []
+    for i, n in enumerate([16000, 12000]):
+        p = tmp_path / f"u{i}.wav"
+        sf.write(p, (np.random.randn(n) * 0.1).astype("float32"), 16000)
+        paths.append(str(p))
+    out = tmp_path / "feats.safetensors"
+    assert main(["extract", str(folder), *paths, "--out", str(out)]) == 0
+    feats = load_file(out)
+    assert feats[paths[0]].shape == (3, 101, 32) and feats[paths[1]].shape == (3, 76, 32)
+    wav, _ = audiorep.read_audio(paths[1])
+    with torch.inference_mode():
+        ref = m([wav]).hidden_states
+    assert (feats[paths[1]][2] - ref[2][0]).abs().max() < 1e-5
+    assert main(["extract", str(folder), paths[0], "--out", str(out), "--layer", "-1"]) == 0
+    assert load_file(out)[paths[0]].shape == (101, 32)
+    assert main(["extract", str(folder), paths[0], "--out", str(out), "--layer", "7"]) == 2
+    assert "--layer 7" in capsys.readouterr().err
+
+
+def test_extract_reports_bad_audio(tmp_path, tiny_folder, capsys):
+    _, folder = tiny_folder
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"nope")
+    assert main(["extract", str(folder), str(bad), "--out", str(tmp_path / "o.safetensors")]) == 2
+    assert "bad.wav" in capsys.readouterr().err
+
+
+def test_convert(tmp_path, tiny_folder):
+    m, _ = tiny_folder
+    export_s3prl_checkpoint(m, tmp_path / "states-5.ckpt")
+    assert main(["convert", str(tmp_path / "states-5.ckpt"), str(tmp_path / "conv")]) == 0
+    wav = [torch.randn(1600)]
+    with torch.inference_mode():
+        assert (audiorep.load(tmp_path / "conv")(wav).last_hidden_state - m(wav).last_hidden_state).abs().max() < 1e-6
+
+
+def test_console_script_help():
+    r = subprocess.run([sys.executable, "-m", "audiorep.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "extract" in r.stdout and "convert" in r.stdout
