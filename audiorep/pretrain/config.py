@@ -1,0 +1,76 @@
+"""The whole description of a pretraining run, as typed dataclasses read from YAML (+ key=value overrides)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+from ..features import FeatureConfig
+from ..models.mockingjay import MockingjayConfig
+from ..training.config import apply_overrides, build, read_yaml, to_dict
+from ..training.optim import OptimConfig
+from ..training.trainer import TrainConfig
+from .masking import MaskingConfig
+
+
+@dataclass
+class DataConfig:
+    """Where utterances come from and how they are batched."""
+
+    train: str = "synth"  # bundled corpus name, corpus folder, manifest .jsonl, or LibriSpeech root
+    split: str = "train"  # manifest split inside a corpus folder
+    librispeech_subsets: list[str] = field(default_factory=lambda: ["train-clean-100", "train-clean-360",
+                                                                     "train-other-500"])  # when train is a LibriSpeech root
+    max_seconds: float | None = 15.0  # random crop of longer utterances (s3prl's sequence_length 1500 frames)
+    min_seconds: float = 0.0  # drop shorter utterances (0 keeps all; too-short ones are just not altered)
+    batch_size: int = 32  # utterances per micro-batch per process
+    max_batch_seconds: float | None = None  # cap on padded audio per micro-batch (B x longest), bounds memory
+    num_workers: int = 2  # DataLoader worker processes per rank
+    on_error: str = "raise"  # "raise" stops at the first unreadable file; "skip" logs and continues
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.on_error not in ("raise", "skip"):
+            raise ConfigError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class PretrainConfig:
+    """One pretraining run: architecture, front ends, alteration, optimiser, loop and data."""
+
+    name: str = "pretrain"  # run name; the default output folder is exp/<name>
+    out_dir: str | None = None  # run folder (checkpoints, logs, final model); None = exp/<name>
+    model: MockingjayConfig = field(default_factory=MockingjayConfig)  # the encoder (+ head size via output_dim)
+    features: FeatureConfig = field(default_factory=FeatureConfig)  # input front end (80 log-mel)
+    target_features: FeatureConfig | None = None  # other target front end (Mockingjay-large: kind=linear)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)  # input alteration
+    loss: str = "l1"  # "l1" (published) or "mse"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("l1", "mse"):
+            raise ConfigError(f"loss must be 'l1' or 'mse', got {self.loss!r}")
+
+    @property
+    def run_dir(self) -> str:
+        return self.out_dir or os.path.join("exp", self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+                base: dict[str, Any] | None = None) -> PretrainConfig:
+    """YAML file (or ``base`` dict) + ``key=value`` overrides -> a checked :class:`PretrainConfig`."""
+    data = dict(base or {})
+    if path is not None:
+        data.update(read_yaml(path))
+    data = apply_overrides(PretrainConfig, data, overrides)
+    return build(PretrainConfig, data, "")

@@ -1,0 +1,97 @@
+"""The pretraining network: front end -> alteration -> encoder -> prediction head -> masked reconstruction loss."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..features import FeatureConfig, FeatureExtractor
+from ..models.mockingjay import MockingjayModel, SpecPredictionHead
+from .loss import masked_error_sum
+from .masking import MaskingConfig, MaskPlan, apply_plan, make_plan, utterance_keys
+
+
+class MaskedAcousticModel(nn.Module):
+    """Encoder + :class:`SpecPredictionHead` trained to rebuild clean frames at altered positions.
+
+    The targets are the clean input features, or — with ``target_features`` (Mockingjay-large) — another
+    front end's frames of the same waveforms, e.g. the 201-bin log linear spectrum.
+    """
+
+    def __init__(self, encoder: MockingjayModel, masking: MaskingConfig, loss: str = "l1",
+                 target_features: FeatureConfig | None = None, head: SpecPredictionHead | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head or SpecPredictionHead(encoder.config)
+        self.masking = masking
+        self.loss = loss
+        self.target_features = FeatureExtractor(target_features) if target_features is not None else None
+        target_dim = target_features.dim if target_features is not None else encoder.feature_config.dim
+        if encoder.config.target_dim != target_dim:
+            raise ConfigError(
+                f"model.output_dim ({encoder.config.target_dim}) must equal the target front end's size ({target_dim})"
+            )
+        if target_dim != encoder.feature_config.dim and masking.freq_proportion > 0:
+            raise ConfigError("frequency masking needs targets of the input's size; set masking.freq_proportion=0 "
+                              "or drop target_features")
+        if target_features is not None and target_features.sample_rate != encoder.feature_config.sample_rate:
+            raise ConfigError("target_features.sample_rate must equal features.sample_rate")
+        self.target_dim = target_dim
+
+    def frame_lengths(self, wav_lens: torch.Tensor) -> torch.Tensor:
+        return self.encoder.feature_config.num_frames(wav_lens)
+
+    def plan(self, wav_lens: torch.Tensor, num_samples: int, keys: torch.Tensor) -> MaskPlan:
+        """The alteration of a waveform batch, decided from lengths and keys alone (no features needed)."""
+        fc = self.encoder.feature_config
+        return make_plan(fc.num_frames(wav_lens), int(fc.num_frames(num_samples)), fc.dim, self.masking, keys)
+
+    @torch.no_grad()
+    def features(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs (B, T, D), targets (B, T, D'), frame lengths (B,)), always in float32."""
+        dev = wavs.device
+        ctx = torch.autocast(device_type=dev.type, enabled=False)  # STFT and mel matmul stay fp32 under bf16 runs
+        with ctx:
+            feats, flens = self.encoder.features(wavs.float(), wav_lens)  # (B, T, D)
+            targets = feats if self.target_features is None else self.target_features(wavs.float(), wav_lens)[0]
+        return feats, targets, flens
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor, keys: torch.Tensor,
+                plan: MaskPlan | None = None, reduction: str = "sum") -> torch.Tensor:
+        """Loss over the altered elements: their error *sum* (``reduction="sum"``, for trainers that normalise
+        over a global batch) or mean (``"mean"``)."""
+        feats, targets, flens = self.features(wavs, wav_lens)
+        if plan is None:
+            plan = make_plan(flens, feats.shape[1], feats.shape[2], self.masking, keys)
+        inputs = apply_plan(feats, plan)  # (B, T, D)
+        hidden = self.encoder.encode(inputs, flens).last_hidden_state  # (B, T, H)
+        pred = self.head(hidden)  # (B, T, D')
+        mask = plan.loss_mask(self.target_dim, dtype=torch.float32)  # (B, T, D')
+        total = masked_error_sum(pred, targets, mask, self.loss)
+        if reduction == "sum":
+            return total
+        return total / mask.sum().clamp_min(1.0)
+
+
+class PretrainTask:
+    """Glue for :class:`audiorep.training.Trainer`: keys per utterance and step, the plan, and its counts."""
+
+    def __init__(self, model: MaskedAcousticModel, seed: int):
+        self.model, self.seed = model, seed
+
+    def keys(self, ids: Sequence[str], step: int, device: torch.device) -> torch.Tensor:
+        return utterance_keys(ids, self.seed, step, device)
+
+    def prepare(self, batch: dict[str, Any], step: int, device: torch.device
+                ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+        wavs = batch["wavs"].to(device, non_blocking=True)  # (B, S)
+        lens = batch["wav_lens"].to(device, non_blocking=True)  # (B,)
+        ids = batch.get("id") or [str(i) for i in range(wavs.shape[0])]
+        keys = self.keys(ids, step, device)  # (B,)
+        plan = self.model.plan(lens, wavs.shape[1], keys)
+        count = plan.altered_count(self.model.target_dim)
+        frames = self.model.frame_lengths(lens).sum()
+        return {"wavs": wavs, "wav_lens": lens, "keys": keys, "plan": plan}, count, frames

@@ -1,0 +1,166 @@
+"""Build a pretraining run from a :class:`PretrainConfig` and execute it (what ``audiorep pretrain`` calls)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..errors import ConfigError
+from ..models.mockingjay import MockingjayModel
+from ..training.checkpoint import CheckpointManager, seed_everything
+from ..training.distributed import DistContext, barrier, init_distributed, shutdown
+from ..training.loader import ResumableBatches
+from ..training.metrics import plot_loss_curve, read_metrics
+from ..training.trainer import StepLog, Trainer
+from .config import PretrainConfig
+from .model import MaskedAcousticModel, PretrainTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainResult:
+    """What a run leaves behind."""
+
+    run_dir: Path
+    final_dir: Path | None  # save_pretrained folder (None when the run stopped before max_steps)
+    s3prl_checkpoint: Path | None  # s3prl-layout export of the final model
+    step: int
+    logs: list[StepLog] = field(default_factory=list)  # steps trained by this call
+    first_loss: float | None = None  # mean of the first logged losses of the whole run (metrics.csv)
+    last_loss: float | None = None  # mean of the last logged losses
+
+
+def resolve_utterances(cfg: PretrainConfig):
+    """The training Utterances: a corpus (bundled name, folder, manifest) or a LibriSpeech root."""
+    from .. import data as D
+
+    src = cfg.data.train
+    path = Path(src)
+    if path.is_dir() and not any(path.glob("*.jsonl")):
+        reader = getattr(D, "librispeech_utterances", None) or getattr(D, "read_librispeech", None)
+        if reader is None:
+            raise ConfigError(f"data.train={src}: a folder without *.jsonl manifests, and this audiorep has no "
+                              "LibriSpeech reader; write a manifest first (audiorep data ...)")
+        utts = []
+        for subset in cfg.data.librispeech_subsets:
+            utts.extend(reader(path, subset))
+    else:
+        utts = D.get_corpus(src).manifest(cfg.data.split)
+    min_samples = int(cfg.data.min_seconds * cfg.features.sample_rate)
+    kept = [u for u in utts if round(u.num_samples * cfg.features.sample_rate / u.sample_rate) >= min_samples]
+    if not kept:
+        raise ConfigError(f"data.train={src}: no utterance of at least {cfg.data.min_seconds} s")
+    return kept
+
+
+def build_batches(cfg: PretrainConfig, ctx: DistContext) -> ResumableBatches:
+    """Dataset (random crops to ``max_seconds``) + length-bucketed, rank-split batch sampler."""
+    from ..data import AudioDataset, LengthBucketBatchSampler, collate_waveforms
+
+    sr = cfg.features.sample_rate
+    max_samples = int(cfg.data.max_seconds * sr) if cfg.data.max_seconds else None
+    ds = AudioDataset(resolve_utterances(cfg), sr, max_samples=max_samples, seed=cfg.train.seed,
+                      on_error=cfg.data.on_error)
+    sampler = LengthBucketBatchSampler(
+        ds.lengths, cfg.data.batch_size,
+        max_batch_samples=int(cfg.data.max_batch_seconds * sr) if cfg.data.max_batch_seconds else None,
+        seed=cfg.train.seed, num_replicas=ctx.world_size, rank=ctx.rank,
+    )
+    return ResumableBatches(ds, sampler, collate_waveforms, num_workers=cfg.data.num_workers,
+                            pin_memory=ctx.device.type == "cuda", seed=cfg.train.seed)
+
+
+def build_model(cfg: PretrainConfig) -> MaskedAcousticModel:
+    encoder = MockingjayModel(cfg.model, cfg.features)
+    return MaskedAcousticModel(encoder, cfg.masking, cfg.loss, cfg.target_features)
+
+
+def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: PretrainConfig
+                 ) -> tuple[Path, Path | None]:
+    """``final/`` via save_pretrained (head kept as an extra) and ``s3prl/states-STEP.ckpt``."""
+    from ..compat.s3prl import export_s3prl_checkpoint
+
+    final = model.encoder.save_pretrained(run_dir / "final", extra={"head": model.head})
+    s3 = None
+    if not cfg.model.embedding_size:  # s3prl has no factorized input projection
+        s3 = run_dir / "s3prl" / f"states-{step}.ckpt"
+        s3.parent.mkdir(parents=True, exist_ok=True)
+        m = cfg.masking
+        export_s3prl_checkpoint(model.encoder, s3, head=model.head, step=step, task={
+            "loss": cfg.loss.upper() if cfg.loss == "mse" else "L1", "mask_proportion": m.time_proportion,
+            "mask_consecutive_min": m.span, "mask_consecutive_max": m.span, "mask_allow_overlap": True,
+            "mask_frequency": m.freq_proportion, "noise_proportion": m.noise_proportion,
+        })
+    return final, s3
+
+
+def loss_summary(run_dir: Path, k: int = 5) -> tuple[float | None, float | None]:
+    """Mean of the first and of the last ``k`` logged losses in ``metrics.csv``."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None, None
+    vals = [float(r["loss"]) for r in read_metrics(path) if r.get("loss")]
+    if not vals:
+        return None, None
+    k = max(1, min(k, len(vals) // 2 or 1))
+    return sum(vals[:k]) / k, sum(vals[-k:]) / k
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
+             step_budget: int | None = None, batches: ResumableBatches | None = None) -> PretrainResult:
+    """Run (or continue) pretraining; under torchrun every rank calls this.
+
+    ``resume`` continues from the newest checkpoint in the run folder. Without it, a folder that already
+    holds checkpoints is refused (``overwrite`` deletes them) so two runs never interleave.
+    ``batches`` replaces the configured data (tests, custom pipelines).
+    """
+    ctx = init_distributed(cfg.train.device)
+    try:
+        run_dir = Path(cfg.run_dir)
+        ckpts = CheckpointManager(run_dir / "checkpoints")
+        if ctx.is_main:
+            if ckpts.list() and not resume:
+                if not overwrite:
+                    raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue that run, "
+                                      "--overwrite to start over, or another --out")
+                shutil.rmtree(run_dir / "checkpoints")
+                for name in ("metrics.csv", "loss.png"):
+                    (run_dir / name).unlink(missing_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            (run_dir / "config.yaml").write_text(text)
+        barrier(ctx)
+        seed_everything(cfg.train.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
+        model = build_model(cfg)
+        seed_everything(cfg.train.seed + ctx.rank)  # then distinct dropout streams per rank
+        batches = batches or build_batches(cfg, ctx)
+        task = PretrainTask(model, cfg.train.seed)
+        trainer = Trainer(model, task, batches, cfg.train, cfg.optim, run_dir, ctx, config_dict=cfg.to_dict())
+        if resume and trainer.resume():
+            if ctx.is_main:
+                log.info("resumed %s at step %d", run_dir, trainer.step)
+        logs = trainer.fit(step_budget=step_budget)
+        final = s3 = None
+        if trainer.step >= cfg.train.max_steps and ctx.is_main:
+            final, s3 = export_final(model, run_dir, trainer.step, cfg)
+            plot_loss_curve(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{cfg.name}: masked L1")
+        barrier(ctx)
+        first, last = loss_summary(run_dir) if ctx.is_main else (None, None)
+        return PretrainResult(run_dir, final, s3, trainer.step, logs, first, last)
+    finally:
+        shutdown(ctx)
+
+
+def main_worker(cfg_dict: dict[str, Any], **kwargs: Any) -> PretrainResult:
+    """Entry for spawned processes (tests): rebuild the config from a plain dict, then :func:`pretrain`."""
+    from ..training.config import build
+
+    return pretrain(build(PretrainConfig, cfg_dict, ""), **kwargs)
