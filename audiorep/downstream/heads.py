@@ -1,0 +1,91 @@
+"""Small downstream heads on (B, T, H) features with (B,) valid lengths.
+
+Probes are deliberately small: a head that is too strong hides how much the representation itself holds.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def valid_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) bool, True on frames before each utterance's length."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def mean_pool(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean over valid frames only: (B, T, H), (B,) -> (B, H). Padding never dilutes the mean."""
+    keep = valid_mask(lengths.to(feats.device), feats.shape[1]).unsqueeze(-1).to(feats.dtype)  # (B, T, 1)
+    return (feats * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, H)
+
+
+class FrameLinear(nn.Module):
+    """One linear map per frame: (B, T, H) -> (B, T, C). The phone *linear probe*."""
+
+    def __init__(self, hidden_size: int, num_outputs: int):
+        super().__init__()
+        self.proj = nn.Linear(hidden_size, num_outputs)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.proj(feats)  # (B, T, C)
+
+
+class FrameMLP(nn.Module):
+    """One hidden layer per frame (Linear -> ReLU -> dropout -> Linear): the phone *1-hidden* probe."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, mlp_size: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(hidden_size, mlp_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(mlp_size, num_outputs)
+        )
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.net(feats)  # (B, T, C)
+
+
+class MeanPoolLinear(nn.Module):
+    """Utterance level: mean over valid frames, then a linear map: (B, T, H) -> (B, C)."""
+
+    def __init__(self, hidden_size: int, num_outputs: int):
+        super().__init__()
+        self.proj = nn.Linear(hidden_size, num_outputs)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.proj(mean_pool(feats, lengths))  # (B, C)
+
+
+class MeanPoolMLP(nn.Module):
+    """Utterance level with one hidden layer after the mean pool: (B, T, H) -> (B, C)."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, mlp_size: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(hidden_size, mlp_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(mlp_size, num_outputs)
+        )
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.net(mean_pool(feats, lengths))  # (B, C)
+
+
+# head name -> (class, output level); which names a task accepts lives in tasks.py
+HEADS = {
+    "linear": (FrameLinear, "frame"),
+    "mlp": (FrameMLP, "frame"),
+    "frame-linear": (FrameLinear, "frame"),
+    "mean-linear": (MeanPoolLinear, "utterance"),
+    "mean-mlp": (MeanPoolMLP, "utterance"),
+}
+
+
+def build_head(name: str, hidden_size: int, num_outputs: int, mlp_size: int = 256, dropout: float = 0.1
+               ) -> nn.Module:
+    """A head by name (see :data:`HEADS`)."""
+    if name not in HEADS:
+        raise ConfigError(f"unknown head {name!r}; known: {', '.join(HEADS)}")
+    cls, _ = HEADS[name]
+    if cls in (FrameMLP, MeanPoolMLP):
+        return cls(hidden_size, num_outputs, mlp_size=mlp_size, dropout=dropout)
+    return cls(hidden_size, num_outputs)
