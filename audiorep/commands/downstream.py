@@ -1,0 +1,117 @@
+"""``audiorep downstream``: train + evaluate a probe head on an upstream; ``audiorep downstream probe-table``.
+
+    audiorep downstream --task phone --upstream exp/aalbert-synth/final --mode weighted-sum
+    audiorep downstream --task speaker --upstream logmel --mode last --head mean-linear
+    audiorep downstream --config recipes/configs/downstream/phone.yaml --set epochs=5
+    audiorep downstream probe-table --models exp/mockingjay-synth/final exp/aalbert-synth/final --out exp/probe
+
+stdout gets the test metrics as ``key: value`` lines (and the run folder last); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+MODES = ("weighted-sum", "finetune", "last", "layer")
+HEAD_CHOICES = ("linear", "mlp", "mean-linear", "mean-mlp", "frame-linear")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "downstream", help="probe / fine-tune an upstream on phone, speaker or sentiment tasks",
+        description="Train a small head on an upstream's features (weighted sum of hidden states, one layer, or "
+                    "fine-tuning the upstream), early-stop on dev, and evaluate the best dev checkpoint on test once. "
+                    "Frozen modes cache the upstream's hidden states once per split, so epochs only cost the head.",
+    )
+    p.add_argument("--config", default=None, help="YAML DownstreamConfig (see recipes/configs/downstream/)")
+    p.add_argument("--task", choices=("phone", "speaker", "sentiment"), default=None)
+    p.add_argument("--upstream", default=None,
+                   help="registered name, model folder, s3prl checkpoint, or 'logmel' (features, no encoder)")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="weighted-sum (frozen, learned softmax over hidden states), finetune, last, layer")
+    p.add_argument("--layer", type=int, default=None,
+                   help="hidden state for --mode layer (0 = input embedding, -1 = last); with finetune: "
+                        "use this state instead of the weighted sum")
+    p.add_argument("--head", choices=HEAD_CHOICES, default=None,
+                   help="phone: linear | mlp; speaker: mean-linear | mean-mlp | frame-linear; "
+                        "sentiment: mean-linear | mean-mlp (default: the task's linear probe)")
+    p.add_argument("--data", default=None, help="corpus: 'synth' (bundled), a folder of manifests, or a manifest")
+    p.add_argument("--out", default=None, help="run folder (default exp/downstream/<task>-<upstream>-<mode>-<head>)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="head learning rate")
+    p.add_argument("--upstream-lr", type=float, default=None, help="upstream learning rate (finetune)")
+    p.add_argument("--max-utts", type=int, default=None, help="seeded subset of each split (quick runs)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--layer-norm", action="store_true", help="layer-norm each hidden state before the weighted sum")
+    p.add_argument("--cache-dir", default=None, help="keep frozen-mode feature caches here (shared across runs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any DownstreamConfig field, type-checked (e.g. --set patience=8 --set dropout=0.2)")
+    p.set_defaults(func=run)
+    psub = p.add_subparsers(dest="downstream_command", metavar="probe-table")
+    q = psub.add_parser("probe-table", help="the grid {log-mel, upstreams} x {modes} x {phone, speaker}",
+                        description="Run every (upstream, mode, task) probe on one corpus and write probe_table.md, "
+                                    "results.json, layer-weight bar charts and learning curves under --out.")
+    q.add_argument("--models", nargs="*", default=None, metavar="NAME=PATH",
+                   help="upstreams as NAME=PATH or PATH (default: the bundled-corpus pretraining outputs under exp/)")
+    q.add_argument("--modes", nargs="+", default=["weighted-sum", "finetune", "last"], choices=MODES[:3])
+    q.add_argument("--tasks", nargs="+", default=["phone", "speaker"], choices=("phone", "speaker", "sentiment"))
+    q.add_argument("--data", default="synth")
+    q.add_argument("--out", default="exp/probe_table")
+    q.add_argument("--epochs", type=int, default=8, help="max epochs for frozen modes")
+    q.add_argument("--finetune-epochs", type=int, default=2, help="max epochs for finetune (upstream runs each step)")
+    q.add_argument("--max-utts", type=int, default=None, help="seeded subset of each split")
+    q.add_argument("--device", default="auto")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=run_probe_table)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..downstream.run import load_config, run_downstream
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    flags = {
+        "task": args.task, "upstream": args.upstream, "mode": args.mode, "layer": args.layer, "head": args.head,
+        "data": args.data, "out_dir": args.out, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "upstream_lr": args.upstream_lr, "max_utts": args.max_utts, "device": args.device,
+        "cache_dir": args.cache_dir,
+    }
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    if args.layer_norm:
+        overrides.append("layer_norm=true")
+    if args.no_progress:
+        overrides.append("progress=false")
+    overrides += args.overrides
+    cfg = load_config(args.config, overrides)
+    res = run_downstream(cfg, resume=args.resume, overwrite=args.overwrite)
+    for k, v in res.test.items():
+        print(f"test_{k}: {v:.4f}" if isinstance(v, float) else f"test_{k}: {v}")
+    from ..downstream.tasks import build_task
+
+    primary = build_task(cfg.task, cfg.head).primary
+    print(f"best_dev_{primary}: {res.best_dev[primary]:.4f}")
+    print(f"best_epoch: {res.best_epoch}")
+    print(f"epochs_run: {res.epochs_run}")
+    print("layer_weights: " + " ".join(f"{w:.3f}" for w in res.layer_weights))
+    print(f"run_dir: {res.out_dir}")
+    return 0
+
+
+def run_probe_table(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..downstream.probe import default_models, parse_models, probe_table
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    models = parse_models(args.models) if args.models else default_models()
+    table = probe_table(models, modes=args.modes, tasks=args.tasks, data=args.data, out_dir=args.out,
+                        epochs=args.epochs, finetune_epochs=args.finetune_epochs, max_utts=args.max_utts,
+                        device=args.device, progress=not args.no_progress)
+    print(table.markdown)
+    print(f"written: {table.out_dir}")
+    return 0
