@@ -69,7 +69,7 @@ def random_qkv(B, H, T, D, dtype, strided=False):
 @pytest.mark.parametrize(
     "dtype,D,lengths,strided",
     [
-        (torch.float16, 64, [48, 1, 23], False),
+        (torch.float16, 64, [33, 1, 20], False),
         (torch.bfloat16, 16, [48, 1, 23], True),
         (torch.float32, 16, [33, 48, 1], True),
         (torch.float16, 16, [16, 32], False),  # lengths on tile boundaries
@@ -207,7 +207,10 @@ def test_shipped_tuned_table_is_valid():
     table = dispatch.load_tuned()
     assert isinstance(table["entries"], list)
     for e in table["entries"]:
-        assert e["best"] in ("triton", "sdpa", "reference") and e["t_class"] in [n for _, n in dispatch.T_CLASSES]
+        if e.get("op", "attention") == "attention":
+            assert e["best"] in ("triton", "sdpa", "reference") and e["t_class"] in [n for _, n in dispatch.T_CLASSES]
+        else:
+            assert e["op"] == "add_layer_norm" and e["best"] in ("torch", "triton")
 
 
 def test_import_audiorep_does_not_import_triton():

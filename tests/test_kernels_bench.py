@@ -42,10 +42,22 @@ def test_e2e_benchmark_cpu_smoke(tmp_path):
     assert [r["resolved"] for r in rows] == ["triton", "triton"] and all("error" not in r for r in rows)
 
 
-def test_benchmarks_exit_cleanly_without_cuda():
+@pytest.mark.slow
+def test_fused_ops_benchmark_cpu_smoke(tmp_path):
+    _run("fused_ops.py", "--cpu-smoke", "--cases", "amp", "--out", str(tmp_path))
+    (result,) = tmp_path.glob("fused_ops_*.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert {r["backend"] for r in rows} == {"torch", "triton"} and all("error" not in r for r in rows)
+
+
+def test_benchmarks_exit_cleanly_without_cuda(monkeypatch, capsys):
+    import importlib
+
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("has CUDA")
-    for script in ("attention.py", "e2e_gpu.py"):
-        assert "no CUDA device" in _run(script)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    for module in ("attention", "e2e_gpu", "fused_ops"):
+        assert importlib.import_module(module).main([]) == 0
+        assert "no CUDA device" in capsys.readouterr().out

@@ -69,6 +69,8 @@ def tuned_choice(device_name: str, capability: str, dtype: torch.dtype, head_dim
     cls = t_class(T)
     fallback = None
     for e in load_tuned()["entries"]:
+        if e.get("op", "attention") != "attention":
+            continue
         if (e.get("dtype"), e.get("head_dim"), e.get("t_class"), e.get("mode")) != (dtype_name, head_dim, cls, mode):
             continue
         if e.get("device") == device_name:
