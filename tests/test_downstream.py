@@ -229,3 +229,23 @@ def test_cli_prints_test_metrics(tmp_path, corpus_dir, capsys):
                "--out", str(tmp_path / "cli2"), "--mode", "layer"])
     assert rc == 2
     assert "needs layer" in capsys.readouterr().err
+
+
+def test_probe_table_on_tiny_models(tmp_path, corpus_dir):
+    from audiorep.downstream.probe import probe_table
+
+    model_dir = tiny_upstream().save_pretrained(tmp_path / "tinyjay" / "final")
+    table = probe_table({"Tiny": str(model_dir)}, modes=["weighted-sum", "last"], tasks=["speaker", "phone"],
+                        data=str(corpus_dir), out_dir=tmp_path / "probe", epochs=1, progress=False,
+                        keep_cache=True)
+    md = (tmp_path / "probe" / "probe_table.md").read_text()
+    assert md == table.markdown
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| upstream | speaker weighted sum | speaker last layer | phone weighted sum")
+    assert rows[1].startswith("| log-mel (floor, no encoder) |") and rows[2].startswith("| Tiny |")
+    assert len(table.cells) == 2 * (1 + 2)
+    # frozen cells of one upstream share one on-disk cache per split (all hidden states)
+    assert len(list((tmp_path / "probe" / "cache").glob("*.safetensors"))) == 2 * 3
+    again = probe_table({"Tiny": str(model_dir)}, modes=["weighted-sum", "last"], tasks=["speaker", "phone"],
+                        data=str(corpus_dir), out_dir=tmp_path / "probe", epochs=1, progress=False)
+    assert again.markdown.splitlines()[:-1] == md.splitlines()[:-1]  # finished cells are reused

@@ -63,7 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", default="exp/probe_table")
     q.add_argument("--epochs", type=int, default=8, help="max epochs for frozen modes")
     q.add_argument("--finetune-epochs", type=int, default=2, help="max epochs for finetune (upstream runs each step)")
+    q.add_argument("--finetune-train-utts", type=int, default=160,
+                   help="finetune cells train on this many training utterances (0 = all; the upstream runs every step)")
     q.add_argument("--max-utts", type=int, default=None, help="seeded subset of each split")
+    q.add_argument("--lr", type=float, default=None, help="head learning rate (default: DownstreamConfig's)")
+    q.add_argument("--keep-cache", action="store_true", help="keep the on-disk hidden-state caches")
     q.add_argument("--device", default="auto")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=run_probe_table)
@@ -111,7 +115,9 @@ def run_probe_table(args: argparse.Namespace) -> int:
     models = parse_models(args.models) if args.models else default_models()
     table = probe_table(models, modes=args.modes, tasks=args.tasks, data=args.data, out_dir=args.out,
                         epochs=args.epochs, finetune_epochs=args.finetune_epochs, max_utts=args.max_utts,
-                        device=args.device, progress=not args.no_progress)
+                        finetune_train_utts=args.finetune_train_utts or None, device=args.device,
+                        progress=not args.no_progress, keep_cache=args.keep_cache,
+                        overrides={"lr": args.lr} if args.lr is not None else None)
     print(table.markdown)
     print(f"written: {table.out_dir}")
     return 0

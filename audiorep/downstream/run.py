@@ -67,6 +67,7 @@ class DownstreamConfig:
     dev_split: str = "dev"
     test_split: str = "test"
     max_utts: int | None = None  # seeded subset of each split (quick runs); None = all
+    max_train_utts: int | None = None  # seeded subset of the training split only (cheap finetune cells)
     label_tolerance: int = 2  # frames by which labels and upstream frames may differ (see tasks.py)
     out_dir: str | None = None  # run folder; None = exp/downstream/<task>-<upstream>-<mode>-<head>
     epochs: int = 20  # maximum epochs
@@ -95,8 +96,9 @@ class DownstreamConfig:
             raise ConfigError("lr and upstream_lr must be positive")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if self.max_utts is not None and self.max_utts < 1:
-            raise ConfigError(f"max_utts must be >= 1 or null, got {self.max_utts}")
+        for name in ("max_utts", "max_train_utts"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 or null, got {getattr(self, name)}")
 
     def run_dir(self) -> Path:
         if self.out_dir:
@@ -363,6 +365,7 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
     corpus = get_corpus(cfg.data)
     names = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
     utts = {role: _subset(corpus.manifest(split), cfg.max_utts, cfg.seed) for role, split in names.items()}
+    utts["train"] = _subset(utts["train"], cfg.max_train_utts, cfg.seed)
     task.setup(corpus, {names[r]: u for r, u in utts.items()}, cfg.train_split)
 
     # 2. upstream + featurizer + head

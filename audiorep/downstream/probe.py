@@ -1,0 +1,186 @@
+"""The probe table: {log-mel floor, upstreams} x {weighted-sum, finetune, last} x {phone, speaker} on one corpus.
+
+Every cell is one :func:`run_downstream` (linear probe heads, early stopping on dev, test with the best dev
+weights). Frozen modes share one on-disk cache of every hidden state per upstream and split, so an
+upstream runs once over the corpus for all its frozen cells. Output folder::
+
+    probe_table.md            the table (test phone frame accuracy / speaker accuracy, %)
+    results.json              every cell's test + dev metrics, epochs, layer weights, timings
+    layer_weights_<task>.png  weighted-sum softmax weights per upstream
+    curves_<task>.png         dev metric per epoch for every (upstream, mode)
+    runs/<task>-<upstream>-<mode>/   each cell's run folder (metrics.csv, best.pt, results.json)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import ConfigError
+from ..models.base import atomic_write_bytes
+from .plots import plot_layer_weights, plot_learning_curves
+from .run import DownstreamConfig, run_downstream
+
+log = logging.getLogger(__name__)
+
+LOGMEL = "log-mel"
+# where the bundled-corpus pretraining recipes leave their final models (recipes/pretrain_*.sh)
+DEFAULT_MODELS = {
+    "Mockingjay": "exp/mockingjay-small/final",
+    "AALBERT": "exp/aalbert-small/final",
+    "TERA": "exp/tera-small/final",
+}
+METRIC = {"phone": "frame_acc", "speaker": "acc", "sentiment": "MAE"}
+MODE_LABEL = {"weighted-sum": "weighted sum", "finetune": "finetune", "last": "last layer"}
+
+
+def default_models() -> dict[str, str]:
+    """The bundled-corpus pretraining outputs that exist (a warning names the missing ones and their recipe)."""
+    found = {}
+    for name, path in DEFAULT_MODELS.items():
+        if Path(path, "config.json").is_file():
+            found[name] = path
+        else:
+            log.warning("%s: no model at %s (run recipes/pretrain_%s.sh first); left out of the table",
+                        name, path, name.lower())
+    return found
+
+
+def parse_models(items: Sequence[str]) -> dict[str, str]:
+    """``NAME=PATH`` or ``PATH`` (named by its folder) -> {name: path}."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        if not name:
+            p = Path(path)
+            name = p.parent.name if p.name == "final" else p.name
+        if name in out:
+            raise ConfigError(f"--models: name {name!r} given twice")
+        out[name] = path
+    return out
+
+
+@dataclass
+class ProbeTable:
+    out_dir: Path
+    markdown: str
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _fmt(v: float | None, task: str) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if task == "sentiment" else f"{100 * v:.1f}"
+
+
+def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum", "finetune", "last"),
+                tasks: Sequence[str] = ("phone", "speaker"), data: str = "synth",
+                out_dir: str | Path = "exp/probe_table", epochs: int = 8, finetune_epochs: int = 2,
+                max_utts: int | None = None, finetune_train_utts: int | None = 160, device: str = "auto", progress: bool = True,
+                keep_cache: bool = False, overrides: Mapping[str, Any] | None = None) -> ProbeTable:
+    """Run the grid and write the table + plots (see the module doc). The log-mel floor is always included.
+
+    Finetune cells run the upstream every step, so they train on a seeded subset of ``finetune_train_utts``
+    training utterances (None = all) for ``finetune_epochs``; the frozen cells use every utterance.
+    Cells already finished in ``out_dir/runs`` (a results.json written by the same settings) are reused, so
+    an interrupted table continues where it stopped.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = out / "cache"
+    upstreams = {LOGMEL: "logmel", **dict(models)}
+    t_all = time.perf_counter()
+    cells: list[dict[str, Any]] = []
+    for task in tasks:
+        for name, path in upstreams.items():
+            # the floor has one hidden state and no parameters: every mode is the same probe, run it once
+            for mode in (["last"] if name == LOGMEL else list(modes)):
+                run_dir = out / "runs" / f"{task}-{name}-{mode}"
+                settings = dict(task=task, upstream=path, mode=mode, data=data, out_dir=str(run_dir),
+                                epochs=finetune_epochs if mode == "finetune" else epochs, max_utts=max_utts,
+                                max_train_utts=finetune_train_utts if mode == "finetune" else None,
+                                device=device, progress=progress, cache_dir=str(cache_dir),
+                                **(overrides or {}))
+                cfg = DownstreamConfig(**settings)
+                cell = _finished(run_dir, cfg)
+                if cell is None:
+                    print(f"[probe-table] {task} / {name} / {mode} ...", file=sys.stderr)
+                    t0 = time.perf_counter()
+                    res = run_downstream(cfg, overwrite=True)
+                    cell = {"task": task, "upstream": name, "path": path, "mode": mode,
+                            "metric": METRIC[task], "test": res.test, "best_dev": res.best_dev,
+                            "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+                            "layer_weights": res.layer_weights, "history": res.history,
+                            "cache_seconds": res.cache_seconds, "train_seconds": res.train_seconds,
+                            "seconds": time.perf_counter() - t0, "settings": settings}
+                    atomic_write_bytes(run_dir / "cell.json", json.dumps(cell, indent=2).encode())
+                    print(f"[probe-table] {task} / {name} / {mode}: test {METRIC[task]} "
+                          f"{res.test[METRIC[task]]:.4f} ({cell['seconds']:.0f} s)", file=sys.stderr)
+                cells.append(cell)
+    seconds = time.perf_counter() - t_all
+    md = render_markdown(cells, list(upstreams), list(modes), list(tasks), data, seconds)
+    (out / "probe_table.md").write_text(md)
+    atomic_write_bytes(out / "results.json", json.dumps({"cells": cells, "seconds": seconds}, indent=2).encode())
+    _plots(cells, out, tasks)
+    if not keep_cache and cache_dir.is_dir():
+        shutil.rmtree(cache_dir)  # hidden states of every layer: hundreds of MB per upstream
+    return ProbeTable(out, md, cells, seconds)
+
+
+def _finished(run_dir: Path, cfg: DownstreamConfig) -> dict[str, Any] | None:
+    path = run_dir / "cell.json"
+    if not path.is_file():
+        return None
+    cell = json.loads(path.read_text())
+    from ..training.config import to_dict
+
+    mine = {k: v for k, v in to_dict(cfg).items() if k in cell.get("settings", {})}
+    return cell if mine == cell.get("settings") else None
+
+
+def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: list[str], tasks: list[str],
+                    data: str, seconds: float) -> str:
+    """Rows = upstreams, columns = task x mode; the log-mel floor fills its row (it has no layers to weigh)."""
+    def get(task: str, name: str, mode: str) -> float | None:
+        for c in cells:
+            if c["task"] == task and c["upstream"] == name and (c["mode"] == mode or name == LOGMEL):
+                return float(c["test"][c["metric"]])
+        return None
+
+    unit = {"phone": "frame acc %", "speaker": "utt acc %", "sentiment": "MAE"}
+    head = ["upstream"] + [f"{t} {MODE_LABEL.get(m, m)}" for t in tasks for m in modes]
+    lines = [
+        f"Probe table on `{data}` (test split, best dev epoch; "
+        + ", ".join(f"{t}: {unit[t]}" for t in tasks) + "; linear probes).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
+    for name in upstreams:
+        row = [name + (" (floor, no encoder)" if name == LOGMEL else "")]
+        row += [_fmt(get(t, name, m), t) for t in tasks for m in modes]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"Total time: {seconds / 60:.1f} min (cells reused from an earlier run count as 0)."]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(cells: list[dict[str, Any]], out: Path, tasks: Sequence[str]) -> None:
+    for task in tasks:
+        ws = {c["upstream"]: c["layer_weights"] for c in cells
+              if c["task"] == task and c["mode"] == "weighted-sum" and len(c["layer_weights"]) > 1}
+        if ws:
+            plot_layer_weights(ws, out / f"layer_weights_{task}.png", title=f"{task}: weighted-sum layer weights")
+        curves = {}
+        for c in cells:
+            if c["task"] == task and c["history"]:
+                key = f"dev_{c['metric']}" if task != "speaker" else "dev_acc"
+                curves[f"{c['upstream']} {c['mode']}"] = ([h["epoch"] for h in c["history"]],
+                                                          [h.get(key, float("nan")) for h in c["history"]])
+        plot_learning_curves(curves, out / f"curves_{task}.png", METRIC[task], title=f"{task}: dev curves")
