@@ -188,19 +188,39 @@ def test_auto_on_cpu_is_sdpa_and_matches_reference():
     torch.testing.assert_close(out * valid, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_tuned_table_lookup(monkeypatch):
-    table = {"entries": [
-        {"device": "GPU-A", "capability": "sm_90", "dtype": "bfloat16", "head_dim": 64, "t_class": "T<2048",
-         "mode": "fwd_bwd", "best": "triton"},
-        {"device": "GPU-B", "capability": "sm_90", "dtype": "bfloat16", "head_dim": 64, "t_class": "T<2048",
-         "mode": "fwd_bwd", "best": "sdpa"},
-    ]}
-    monkeypatch.setattr(dispatch, "load_tuned", lambda: table)
-    assert dispatch.tuned_choice("GPU-A", "sm_90", torch.bfloat16, 64, 1500, "fwd_bwd") == "triton"
-    assert dispatch.tuned_choice("GPU-B", "sm_90", torch.bfloat16, 64, 1000, "fwd_bwd") == "sdpa"
-    assert dispatch.tuned_choice("GPU-C", "sm_90", torch.bfloat16, 64, 1000, "fwd_bwd") == "triton"  # same arch
-    assert dispatch.tuned_choice("GPU-A", "sm_90", torch.bfloat16, 64, 3000, "fwd_bwd") is None  # other class
-    assert dispatch.tuned_choice("GPU-A", "sm_80", torch.float16, 64, 1000, "fwd_bwd") is None
+TABLE = {"entries": [
+    {"device": "GPU-A", "capability": "sm_90", "dtype": "bfloat16", "head_dim": 64, "t_class": "T<2048",
+     "mode": "fwd_bwd", "best": "triton"},
+    {"device": "GPU-B", "capability": "sm_90", "dtype": "bfloat16", "head_dim": 64, "t_class": "T<2048",
+     "mode": "fwd_bwd", "best": "sdpa"},
+    {"op": "add_layer_norm", "device": "GPU-A", "capability": "sm_90", "dtype": "bfloat16", "hidden": 768,
+     "best": "triton"},
+]}
+
+
+def test_tuned_table_lookup():
+    choice = lambda *a: dispatch.tuned_choice(*a, table=TABLE)  # noqa: E731
+    assert choice("GPU-A", "sm_90", torch.bfloat16, 64, 1500, "fwd_bwd") == "triton"
+    assert choice("GPU-B", "sm_90", torch.bfloat16, 64, 1000, "fwd_bwd") == "sdpa"
+    assert choice("GPU-C", "sm_90", torch.bfloat16, 64, 1000, "fwd_bwd") == "triton"  # same architecture
+    assert choice("GPU-A", "sm_90", torch.bfloat16, 64, 3000, "fwd_bwd") is None  # class not measured
+    assert choice("GPU-A", "sm_90", torch.bfloat16, 64, 1000, "fwd") is None  # pass not measured
+    assert choice("GPU-A", "sm_80", torch.float16, 64, 1000, "fwd_bwd") is None
+
+
+def test_auto_choice_traces_under_torch_compile_with_dynamic_lengths(monkeypatch):
+    """The CUDA 'auto' decision must not graph-break: the table is a snapshot, the device name a constant."""
+    monkeypatch.setattr(dispatch, "_TABLE", TABLE)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "GPU-A")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+
+    def f(q):
+        return q * 2.0 if dispatch.auto_choice(q, 0) == "triton" else q * 3.0
+
+    compiled = torch.compile(f, backend="eager", fullgraph=True, dynamic=True)
+    for T, factor in ((1000, 2.0), (1500, 2.0), (3000, 3.0)):
+        q = torch.ones(1, 2, T, 64, dtype=torch.bfloat16, requires_grad=True)
+        assert compiled(q).detach().float().mean().item() == factor
 
 
 def test_shipped_tuned_table_is_valid():

@@ -53,22 +53,48 @@ def load_tuned(path: str = str(TUNED_PATH)) -> dict:
     return table if isinstance(table.get("entries"), list) else {"entries": []}
 
 
-@functools.lru_cache(maxsize=16)
+# Snapshot read once at import so that resolving "auto" does no file I/O and torch.compile can trace it
+# (guards on the length class instead of graph-breaking). reload_tuned() picks up a re-benchmarked file.
+_TABLE: dict = load_tuned()
+_DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
+
+
+def reload_tuned() -> dict:
+    """Re-read tuned.json (after benchmarks/attention.py --write-tuned in the same process)."""
+    global _TABLE
+    load_tuned.cache_clear()
+    _TABLE = load_tuned()
+    return _TABLE
+
+
+def _device_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+def _device_capability(index: int) -> str:
+    return "sm_%d%d" % torch.cuda.get_device_capability(index)
+
+
+# What torch.compiler.assume_constant_result sets, set by hand: calling the decorator at import would
+# import torch._dynamo, and with it triton, on `import audiorep`. Dynamo then calls these once while
+# tracing and bakes the answer in, instead of graph-breaking on the CUDA query.
+_device_name._dynamo_marked_constant = True  # type: ignore[attr-defined]
+_device_capability._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 def _device_key(index: int) -> tuple[str, str]:
-    name = torch.cuda.get_device_name(index)
-    major, minor = torch.cuda.get_device_capability(index)
-    return name, f"sm_{major}{minor}"
+    return _device_name(index), _device_capability(index)
 
 
 def tuned_choice(device_name: str, capability: str, dtype: torch.dtype, head_dim: int, T: int,
-                 mode: str) -> str | None:
+                 mode: str, table: dict | None = None) -> str | None:
     """The measured best backend for this shape class, or None when nothing was measured.
 
     An entry measured on the same GPU model wins; otherwise one from the same architecture (sm_XY)."""
-    dtype_name = str(dtype).replace("torch.", "")
+    dtype_name = _DTYPE_NAMES.get(dtype)
     cls = t_class(T)
     fallback = None
-    for e in load_tuned()["entries"]:
+    for e in (_TABLE if table is None else table)["entries"]:
         if e.get("op", "attention") != "attention":
             continue
         if (e.get("dtype"), e.get("head_dim"), e.get("t_class"), e.get("mode")) != (dtype_name, head_dim, cls, mode):
@@ -78,6 +104,18 @@ def tuned_choice(device_name: str, capability: str, dtype: torch.dtype, head_dim
         if e.get("capability") == capability and fallback is None:
             fallback = e.get("best")
     return fallback
+
+
+def auto_choice(q: torch.Tensor, device_index: int) -> str:
+    """"auto" for a CUDA q: the measured winner for its class, SDPA where none was measured."""
+    mode = "fwd_bwd" if (torch.is_grad_enabled() and q.requires_grad) else "fwd"
+    name, cap = _device_key(device_index)
+    best = tuned_choice(name, cap, q.dtype, q.shape[-1], q.shape[2], mode)
+    if best == "triton":
+        if q.dim() == 4 and q.dtype in _DTYPE_NAMES and q.shape[-1] in (16, 32, 64, 128):
+            return "triton"
+        return "sdpa"
+    return best if best in ("sdpa", "reference") else "sdpa"
 
 
 def resolve_backend(q: torch.Tensor, backend: str = "auto", lengths: torch.Tensor | None = None,
@@ -92,14 +130,7 @@ def resolve_backend(q: torch.Tensor, backend: str = "auto", lengths: torch.Tenso
             return "sdpa"
         if attn_mask is not None and lengths is None:
             return "sdpa"  # an arbitrary mask: only SDPA/reference take one
-        mode = "fwd_bwd" if (torch.is_grad_enabled() and q.requires_grad) else "fwd"
-        name, cap = _device_key(q.device.index if q.device.index is not None else torch.cuda.current_device())
-        best = tuned_choice(name, cap, q.dtype, q.shape[-1], q.shape[2], mode)
-        if best == "triton":
-            from . import triton_attention
-
-            return "triton" if triton_attention.supports(q) else "sdpa"
-        return best if best in ("sdpa", "reference") else "sdpa"
+        return auto_choice(q, q.device.index or 0)
     if backend == "triton" and not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("attention backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for tests)")
     return backend

@@ -13,7 +13,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .dispatch import _device_key, load_tuned
+from . import dispatch
 
 LN_BACKENDS = ("auto", "torch", "triton")
 
@@ -35,11 +35,11 @@ def resolve_ln_backend(x: torch.Tensor, backend: str = "auto", y: torch.Tensor |
         return backend
     if not x.is_cuda:
         return "torch"
-    name, cap = _device_key(x.device.index if x.device.index is not None else torch.cuda.current_device())
-    dtype = str(x.dtype).replace("torch.", "")
-    branch = str((y if y is not None else x).dtype).replace("torch.", "")
+    name, cap = dispatch._device_key(x.device.index or 0)
+    dtype = dispatch._DTYPE_NAMES.get(x.dtype)
+    branch = dispatch._DTYPE_NAMES.get((y if y is not None else x).dtype)
     fallback = None
-    for e in load_tuned()["entries"]:
+    for e in dispatch._TABLE["entries"]:
         if (e.get("op"), e.get("dtype"), e.get("branch_dtype"), e.get("hidden")) != (
                 "add_layer_norm", dtype, branch, x.shape[-1]):
             continue

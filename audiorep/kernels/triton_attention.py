@@ -92,9 +92,10 @@ if interpreting():
 def _mm(a, b, UPCAST: tl.constexpr):
     """a @ b with an fp32 accumulator; UPCAST does it in IEEE fp32 (fp32 inputs, or bf16 in the interpreter)."""
     if UPCAST:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
     else:
-        return tl.dot(a, b)
+        acc = tl.dot(a, b)
+    return acc
 
 
 @triton.jit
