@@ -249,3 +249,27 @@ def test_probe_table_on_tiny_models(tmp_path, corpus_dir):
     again = probe_table({"Tiny": str(model_dir)}, modes=["weighted-sum", "last"], tasks=["speaker", "phone"],
                         data=str(corpus_dir), out_dir=tmp_path / "probe", epochs=1, progress=False)
     assert again.markdown.splitlines()[:-1] == md.splitlines()[:-1]  # finished cells are reused
+
+
+def test_bundled_corpus_labels_line_up_with_upstream_frames():
+    """On the shipped corpus: every utterance's phone labels fit its 10 ms frames, and an upstream's output
+    frame count equals the label count (checked through the log-mel front end on a few utterances)."""
+    from audiorep.data import list_corpora
+
+    if "synth" not in list_corpora():
+        pytest.skip("bundled corpus not present")
+    corpus = get_corpus("synth")
+    splits = {s: corpus.manifest(s) for s in ("train", "dev", "test")}
+    task = build_task("phone")
+    task.setup(corpus, splits, "train")  # raises on any utterance off by more than the tolerance
+    assert task.num_outputs == 41
+    exact = sum(task.labels[u.id].numel() == u.num_samples // HOP + 1 for us in splits.values() for u in us)
+    assert exact == sum(len(us) for us in splits.values())
+    feat = Featurizer(LogMelUpstream(), "last")
+    from audiorep.audio import read_audio
+
+    for u in sorted(splits["dev"], key=lambda u: u.num_samples)[:3]:
+        wav, _ = read_audio(u.path)
+        _, lengths = feat(wav[None], torch.tensor([wav.numel()]))
+        assert int(lengths[0]) == task.labels[u.id].numel()
+    check_upstream(task, feat, {"dev": splits["dev"][:1]}, torch.device("cpu"))

@@ -30,25 +30,23 @@ from .run import DownstreamConfig, run_downstream
 log = logging.getLogger(__name__)
 
 LOGMEL = "log-mel"
-# where the bundled-corpus pretraining recipes leave their final models (recipes/pretrain_*.sh)
-DEFAULT_MODELS = {
-    "Mockingjay": "exp/mockingjay-small/final",
-    "AALBERT": "exp/aalbert-small/final",
-    "TERA": "exp/tera-small/final",
-}
+# recipes/pretrain_<x>.sh on the bundled corpus writes exp/<x>-small-<date>-<time>/final; the newest counts
+DEFAULT_MODELS = {"Mockingjay": "mockingjay-small", "AALBERT": "aalbert-small", "TERA": "tera-small"}
 METRIC = {"phone": "frame_acc", "speaker": "acc", "sentiment": "MAE"}
 MODE_LABEL = {"weighted-sum": "weighted sum", "finetune": "finetune", "last": "last layer"}
 
 
-def default_models() -> dict[str, str]:
-    """The bundled-corpus pretraining outputs that exist (a warning names the missing ones and their recipe)."""
+def default_models(exp_dir: str | Path = "exp") -> dict[str, str]:
+    """The newest finished bundled-corpus pretraining output per model (``exp/<x>-small*/final``); a warning
+    names each missing one and the recipe that makes it."""
     found = {}
-    for name, path in DEFAULT_MODELS.items():
-        if Path(path, "config.json").is_file():
-            found[name] = path
+    for name, stem in DEFAULT_MODELS.items():
+        finals = [p for p in Path(exp_dir).glob(f"{stem}*/final") if (p / "config.json").is_file()]
+        if finals:
+            found[name] = str(max(finals, key=lambda p: (p / "config.json").stat().st_mtime))
         else:
-            log.warning("%s: no model at %s (run recipes/pretrain_%s.sh first); left out of the table",
-                        name, path, name.lower())
+            log.warning("%s: no %s/%s*/final (run recipes/pretrain_%s.sh first); left out of the table",
+                        name, exp_dir, stem, name.lower())
     return found
 
 
