@@ -13,7 +13,13 @@ from __future__ import annotations
 import argparse
 
 MODES = ("weighted-sum", "finetune", "last", "layer")
-HEAD_CHOICES = ("linear", "mlp", "mean-linear", "mean-mlp", "frame-linear")
+HEAD_CHOICES = ("linear", "mlp", "mean-linear", "mean-mlp", "frame-linear", "teasel")
+
+
+def _has_teasel() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("audiorep.teasel") is not None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=int, default=None,
                    help="hidden state for --mode layer (0 = input embedding, -1 = last); with finetune: "
                         "use this state instead of the weighted sum")
-    p.add_argument("--head", choices=HEAD_CHOICES, default=None,
+    p.add_argument("--head", choices=HEAD_CHOICES if _has_teasel() else HEAD_CHOICES[:-1], default=None,
                    help="phone: linear | mlp; speaker: mean-linear | mean-mlp | frame-linear; "
-                        "sentiment: mean-linear | mean-mlp (default: the task's linear probe)")
+                        "sentiment: mean-linear | mean-mlp | teasel (speech prefix tokens into a RoBERTa with the "
+                        "transcript, audiorep.teasel; the upstream is its front end) (default: the task's linear probe)")
     p.add_argument("--data", default=None, help="corpus: 'synth' (bundled), a folder of manifests, or a manifest")
     p.add_argument("--out", default=None, help="run folder (default exp/downstream/<task>-<upstream>-<mode>-<head>)")
     p.add_argument("--epochs", type=int, default=None)
@@ -92,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append("progress=false")
     overrides += args.overrides
     cfg = load_config(args.config, overrides)
+    if cfg.head == "teasel":
+        return _run_teasel(cfg)
     res = run_downstream(cfg, resume=args.resume, overwrite=args.overwrite)
     for k, v in res.test.items():
         print(f"test_{k}: {v:.4f}" if isinstance(v, float) else f"test_{k}: {v}")
@@ -103,6 +112,33 @@ def run(args: argparse.Namespace) -> int:
     print(f"epochs_run: {res.epochs_run}")
     print("layer_weights: " + " ".join(f"{w:.3f}" for w in res.layer_weights))
     print(f"run_dir: {res.out_dir}")
+    return 0
+
+
+def _run_teasel(cfg) -> int:
+    """Sentiment with TEASEL's head (audiorep.teasel.run_finetune); the upstream becomes its speech front end."""
+    import torch
+
+    from ..errors import ConfigError
+    from ..teasel import TeaselRunConfig, run_finetune
+
+    if cfg.task != "sentiment":
+        raise ConfigError(f"--head teasel is a sentiment head (speech + transcript); task is {cfg.task!r}")
+    if cfg.mode not in ("weighted-sum", "layer", "last"):
+        raise ConfigError("--head teasel keeps the upstream frozen: use --mode weighted-sum, last or layer")
+    layer = None if cfg.mode == "weighted-sum" else (-1 if cfg.mode == "last" else cfg.layer)
+    front = {"front_end": "wav2vec2"} if cfg.upstream == "wav2vec2" else {
+        "front_end": "upstream", "upstream": cfg.upstream, "upstream_layer": layer}
+    tcfg = TeaselRunConfig(corpus=cfg.data, train_split=cfg.train_split, dev_split=cfg.dev_split,
+                           test_split=cfg.test_split, seed=cfg.seed, batch_size=cfg.batch_size, epochs=cfg.epochs,
+                           device=("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto"
+                           else cfg.device,
+                           output_dir=str(cfg.run_dir()), **front)
+    res = run_finetune(tcfg)
+    for k, v in res["test"].items():
+        print(f"test_{k}: {v:.4f}")
+    print(f"best_epoch: {res['best_epoch']}")
+    print(f"run_dir: {tcfg.output_dir}")
     return 0
 
 
