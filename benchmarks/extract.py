@@ -1,0 +1,184 @@
+"""Upstream feature extraction, audiorep vs s3prl: throughput (seconds of audio per wall second) on the
+same random-weight s3prl checkpoint and the same waveforms, with the max abs difference of the outputs.
+
+Both sides take a list of 1-D waveforms and return every layer's hidden states, in eval mode under
+``torch.inference_mode()``, with the same thread count; calls alternate (interleaved repeats, medians).
+The checkpoint is written by ``audiorep.compat.s3prl.export_s3prl_checkpoint`` and read back by both
+s3prl's ``UpstreamExpert`` and ``audiorep.load`` (so the import path is exercised too).
+
+What "difference" means: s3prl's batched output depends on padding and it cuts inputs longer than
+1500 frames into independent chunks; audiorep does neither. So ``diff_batched`` (audiorep batch vs
+s3prl batch) is only a like-for-like comparison for equal-length batches of <= 1500 frames, and
+``diff_alone`` compares audiorep's batch with s3prl run on each utterance alone (its correct output),
+for batches whose utterances are all <= 1500 frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from pathlib import Path
+
+import torch
+
+from _timing import interleaved, median, spread
+
+DESCRIPTION = "upstream feature extraction throughput (audio s / wall s), audiorep vs s3prl, CPU"
+
+S3PRL_CHUNK = 1500  # frames: s3prl's task.sequence_length, above which it chunks
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("extract")
+    g.add_argument("--model", default="mockingjay-base", help="audiorep preset whose architecture is benchmarked")
+    g.add_argument("--seed", type=int, default=0, help="seed for weights and waveforms")
+    g.add_argument("--profile", action="store_true",
+                   help="also profile one call of each side (torch.profiler) and add a time breakdown")
+    g.add_argument("--no-s3prl", action="store_true", help="time audiorep alone (s3prl not installed)")
+
+
+def batches(quick: bool) -> list[tuple[str, list[float]]]:
+    """(label, per-utterance seconds) of each batch to time."""
+    if quick:
+        return [("4 x 2 s", [2.0] * 4), ("3 x 1-3 s (mixed)", [3.0, 1.7, 1.0])]
+    return [("8 x 10 s", [10.0] * 8), ("4 x 30 s", [30.0] * 4), ("8 x 4-10 s (mixed)",
+                                                                 [10.0, 9.1, 8.3, 7.4, 6.6, 5.7, 4.9, 4.0])]
+
+
+def randomise(model: torch.nn.Module, seed: int) -> None:
+    """Perturb every parameter (biases and LayerNorm too, which BERT init leaves at 0/1) so a wrong
+    mapping or a skipped bias shows up in the difference."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+def build(args, workdir: Path):
+    """Export a random-weight checkpoint and load it into both libraries."""
+    import audiorep
+    from audiorep.compat.s3prl import export_s3prl_checkpoint
+    from audiorep.models.mockingjay import SpecPredictionHead
+
+    torch.manual_seed(args.seed)
+    src = audiorep.load(args.model, pretrained=False)
+    randomise(src, args.seed)
+    head = SpecPredictionHead(src.config)
+    ckpt = workdir / "states-0.ckpt"
+    export_s3prl_checkpoint(src, ckpt, head)
+    ours = audiorep.load(str(ckpt)).eval()
+    theirs = None
+    if not args.no_s3prl:
+        from s3prl.upstream.mockingjay.expert import UpstreamExpert
+
+        with contextlib.redirect_stdout(io.StringIO()):  # s3prl prints its whole config
+            theirs = UpstreamExpert(str(ckpt)).eval()
+    return ours, theirs, ckpt
+
+
+def max_diff(ours: tuple[torch.Tensor, ...], theirs, lengths: list[int], rows: list[int] | None = None) -> float:
+    """Max abs difference over valid frames of every layer; ``theirs`` holds (b, T, H) tensors per layer."""
+    worst = 0.0
+    for i, n in enumerate(lengths):
+        j = i if rows is None else rows[i]
+        for a, b in zip(ours, theirs):
+            worst = max(worst, (a[i, :n] - b[j, :n]).abs().max().item())
+    return worst
+
+
+def profile_breakdown(fn, label: str) -> list[dict]:
+    """Self CPU time of one call grouped by what the op is doing (the categories the optimisation targets)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    groups: dict[str, float] = {}
+    total = 0.0
+    for ev in prof.key_averages():
+        t = ev.self_cpu_time_total / 1e6
+        total += t
+        groups[category(ev.key)] = groups.get(category(ev.key), 0.0) + t
+    return [{"side": label, "category": k, "self_cpu_s": v, "share": v / total}
+            for k, v in sorted(groups.items(), key=lambda kv: -kv[1])]
+
+
+_CATEGORIES = [
+    ("linear (GEMM)", ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "matmul")),
+    ("attention", ("scaled_dot_product", "flash_attention", "bmm", "baddbmm", "softmax")),
+    ("layer_norm", ("layer_norm",)),
+    ("gelu", ("gelu",)),
+    ("stft / fft", ("stft", "fft", "_fft")),
+    ("copy / layout", ("copy_", "contiguous", "clone", "cat", "stack", "to_copy", "index", "gather", "pad",
+                       "expand", "permute", "transpose", "view", "reshape", "unbind")),
+]
+
+
+def category(op: str) -> str:
+    low = op.lower()
+    for name, keys in _CATEGORIES:
+        if any(k in low for k in keys):
+            return name
+    return "elementwise / other"
+
+
+def run(args) -> dict:
+    threads = torch.get_num_threads()
+    repeats = args.repeats or (3 if args.quick else 5)
+    g = torch.Generator().manual_seed(args.seed)
+    rows, notes, tables = [], [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, theirs, _ = build(args, Path(tmp))
+        sr = ours.sample_rate
+        for label, secs in batches(args.quick):
+            wavs = [0.1 * torch.randn(int(s * sr), generator=g) for s in secs]  # list of (S_i,)
+            audio_s = sum(w.numel() for w in wavs) / sr
+            with torch.inference_mode():
+                ref = ours(wavs)
+                frames = ref.lengths.tolist()
+                fns = {"audiorep": lambda: ours(wavs)}
+                if theirs is not None:
+                    fns["s3prl"] = lambda: theirs(wavs)
+                times = interleaved(fns, repeats=repeats, warmup=1)
+                row = {"batch": label, "audio_s": audio_s, "max_frames": max(frames),
+                       "audiorep_s": median(times["audiorep"]),
+                       "audiorep_audio_s_per_s": audio_s / median(times["audiorep"]),
+                       "audiorep_spread": spread(times["audiorep"])}
+                if theirs is not None:
+                    t_s3 = median(times["s3prl"])
+                    row.update({"s3prl_s": t_s3, "s3prl_audio_s_per_s": audio_s / t_s3,
+                                "s3prl_spread": spread(times["s3prl"]), "speedup": t_s3 / row["audiorep_s"]})
+                    batched = theirs(wavs)["hidden_states"]
+                    row["diff_batched"] = max_diff(ref.hidden_states, batched, frames)
+                    if max(frames) <= S3PRL_CHUNK:
+                        alone = [theirs([w])["hidden_states"] for w in wavs]
+                        row["diff_alone"] = max(max_diff(tuple(h[i:i + 1] for h in ref.hidden_states), a, [n])
+                                                for i, (a, n) in enumerate(zip(alone, frames)))
+                    else:
+                        row["diff_alone"] = None
+                if args.profile and theirs is not None and not tables:
+                    for side, fn in fns.items():
+                        tables[f"profile: {side}, {label}, one call"] = profile_breakdown(fn, side)
+            rows.append(row)
+            print(f"  {label}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in row.items() if k != "batch"), flush=True)
+    notes += [
+        f"median of {repeats} interleaved repeats after 1 warm-up call each; {threads} threads; eval mode, "
+        "torch.inference_mode(); random-weight checkpoint from export_s3prl_checkpoint, random waveforms",
+        "speedup = s3prl median time / audiorep median time (same batch, same thread count)",
+        "diff_* = max abs difference over valid frames of all hidden states; diff_batched compares the two "
+        "batched outputs (like-for-like only for equal-length batches of <= 1500 frames), diff_alone compares "
+        "audiorep's batch with s3prl run on each utterance alone (left empty past 1500 frames, where s3prl chunks)",
+        "spread = (max - min) / median of the repeats: the machine's noise",
+    ]
+    if theirs is None:
+        notes.append("s3prl not run (--no-s3prl): no ratio, no difference")
+    return {"rows": rows, "notes": notes, "tables": tables,
+            "meta": {"model": args.model, "attention_backend": _backend(ours)}}
+
+
+def _backend(model) -> str:
+    from audiorep.kernels import resolve_backend
+
+    p = next(model.parameters())
+    return resolve_backend(torch.empty(1, 1, 1, 1, device=p.device), model.config.attention_backend)
