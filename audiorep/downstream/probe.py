@@ -178,7 +178,7 @@ def _plots(cells: list[dict[str, Any]], out: Path, tasks: Sequence[str]) -> None
         curves = {}
         for c in cells:
             if c["task"] == task and c["history"]:
-                key = f"dev_{c['metric']}" if task != "speaker" else "dev_acc"
+                key = f"dev_{c['metric']}"
                 curves[f"{c['upstream']} {c['mode']}"] = ([h["epoch"] for h in c["history"]],
                                                           [h.get(key, float("nan")) for h in c["history"]])
         plot_learning_curves(curves, out / f"curves_{task}.png", METRIC[task], title=f"{task}: dev curves")
