@@ -8,6 +8,7 @@ from einops import rearrange
 from torch import nn
 
 from ..kernels import attention
+from . import fused
 
 
 class SelfAttention(nn.Module):
@@ -22,13 +23,35 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)  # rows: [query; key; value]
         self.out = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None,
-                backend: str = "auto") -> torch.Tensor:
-        qkv = self.qkv(x)  # (B, T, 3H)
+    def context(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None,
+                backend: str = "auto", fuse: bool = False) -> torch.Tensor:
+        """Attention output before the output projection: (B, T, H) -> (B, T, H)."""
+        qkv = fused.linear(x, self.qkv, fused=fuse)  # (B, T, 3H)
         q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)  # (B, nh, T, d)
         p = self.attn_dropout if self.training else 0.0
         ctx = attention(q, k, v, lengths, dropout_p=p, backend=backend, attn_mask=attn_mask)  # (B, nh, T, d)
-        return self.out(rearrange(ctx, "b h t d -> b t (h d)"))  # (B, T, H)
+        return rearrange(ctx, "b h t d -> b t (h d)")  # (B, T, H); a view when SDPA wrote (B, T, nh, d)
+
+    def context_packed(self, x: torch.Tensor, lens: list[int], backend: str = "auto") -> torch.Tensor:
+        """Like :meth:`context` for utterances packed back to back without padding (inference only).
+
+        x (N, H) holds utterance i's frames at rows ``sum(lens[:i]) ..``; each attends over itself alone,
+        so no mask is needed and no work is spent on padding.
+        """
+        qkv = fused.linear(x, self.qkv, fused=fused.fusion_enabled(x, self.training))  # (N, 3H)
+        ctx = torch.empty_like(x)  # (N, H)
+        start = 0
+        for n in lens:
+            q, k, v = rearrange(qkv[start:start + n], "t (three h d) -> three 1 h t d", three=3,
+                                h=self.num_heads)  # (1, nh, n, d)
+            out = attention(q, k, v, None, dropout_p=0.0, backend=backend)  # (1, nh, n, d)
+            ctx[start:start + n] = rearrange(out, "1 h t d -> t (h d)")  # (n, H)
+            start += n
+        return ctx
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None,
+                backend: str = "auto") -> torch.Tensor:
+        return self.out(self.context(x, lengths, attn_mask, backend))  # (B, T, H)
 
 
 class TransformerLayer(nn.Module):
@@ -46,6 +69,26 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
+        if fused.fusion_enabled(x, self.training):
+            # Inference on CPU: bias, GELU and both residual adds ride inside the GEMMs (see layers/fused.py).
+            ctx = self.attn.context(x, lengths, attn_mask, backend, fuse=True)  # (B, T, H)
+            x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x))  # (B, T, H)
+            h = fused.linear(x, self.ffn_in, gelu=True)  # (B, T, 4H)
+            return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x))  # (B, T, H)
         x = self.attn_norm(x + self.dropout(self.attn(x, lengths, attn_mask, backend)))  # (B, T, H)
         h = F.gelu(self.ffn_in(x))  # (B, T, 4H); exact erf GELU as in BERT/Mockingjay
         return self.ffn_norm(x + self.dropout(self.ffn_out(h)))  # (B, T, H)
+
+    def forward_packed(self, x: torch.Tensor, lens: list[int], backend: str = "auto") -> torch.Tensor:
+        """Inference on utterances packed without padding: x (N, H), N = sum(lens) -> (N, H).
+
+        Frame-wise parts (projections, FFN, LayerNorm) see only valid frames; attention runs per
+        utterance. Eval mode only (no dropout); under no_grad on CPU the linear layers are fused too.
+        """
+        if self.training:
+            raise RuntimeError("forward_packed is an inference path; call eval() first")
+        fuse = fused.fusion_enabled(x, self.training)
+        ctx = self.attn.context_packed(x, lens, backend)  # (N, H)
+        x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x, fused=fuse))  # (N, H)
+        h = fused.linear(x, self.ffn_in, gelu=True, fused=fuse)  # (N, 4H)
+        return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x, fused=fuse))  # (N, H)

@@ -19,6 +19,7 @@ from ..errors import AudioError, ConfigError
 from ..features import FeatureConfig, FeatureExtractor, _from_dict
 from ..kernels import key_padding_mask
 from ..layers import SinusoidalPositions, TransformerLayer
+from ..layers.fused import cpu_inference
 from .base import EncoderOutput, PretrainedModel
 
 
@@ -182,6 +183,8 @@ class MockingjayModel(PretrainedModel):
         attn_lens = None if all_valid else lengths
         attn_mask = None if all_valid else key_padding_mask(lengths, T)  # built once for all layers
         x = self.embed(feats)  # (B, T, H)
+        if not all_valid and cpu_inference(x, self.training):
+            return self._encode_packed(x, lengths, keep)
         hidden = [x]
         for i in range(self.config.num_layers):
             layer = self.layers[0 if self.config.share_layers else i]
@@ -189,6 +192,23 @@ class MockingjayModel(PretrainedModel):
             hidden.append(x)
         if not all_valid:
             hidden = [h * keep for h in hidden]
+        return EncoderOutput(hidden_states=tuple(hidden), last_hidden_state=hidden[-1], lengths=lengths)
+
+    def _encode_packed(self, x: torch.Tensor, lengths: torch.Tensor, keep: torch.Tensor) -> EncoderOutput:
+        """CPU inference on a padded batch: run the layers on the valid frames only, packed back to back.
+
+        s3prl (and the batched path) spend every GEMM on padding too; here a batch of 10 s and 5 s
+        utterances costs what 15 s costs. Same arithmetic per frame as the batched path.
+        """
+        B, T, H = x.shape
+        rows = keep.reshape(B * T).nonzero().squeeze(1)  # (N,) flat indices of valid frames
+        lens = lengths.tolist()
+        packed = x.reshape(B * T, H).index_select(0, rows)  # (N, H)
+        hidden = [x * keep]
+        for i in range(self.config.num_layers):
+            layer = self.layers[0 if self.config.share_layers else i]
+            packed = layer.forward_packed(packed, lens, self.config.attention_backend)  # (N, H)
+            hidden.append(x.new_zeros(B * T, H).index_copy_(0, rows, packed).view(B, T, H))  # (B, T, H)
         return EncoderOutput(hidden_states=tuple(hidden), last_hidden_state=hidden[-1], lengths=lengths)
 
 

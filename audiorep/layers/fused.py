@@ -1,0 +1,69 @@
+"""CPU inference fast path: linear layers through oneDNN with their epilogue fused into the GEMM.
+
+On CPU, eager PyTorch runs ``gelu(linear(x))`` as three passes over the (B, T, 4H) activation (copy the
+bias into the output, GEMM with beta=1, GELU) and ``x + linear(h)`` as three more over (B, T, H).
+oneDNN's matmul applies bias, exact (erf) GELU or a residual add while each output tile is still in
+cache, so those passes disappear. The op is ``torch.ops.mkldnn._linear_pointwise``, the one
+TorchInductor emits for frozen CPU graphs; it has no autograd formula, so it is used only where no
+gradient can be needed (``torch.no_grad``/``torch.inference_mode`` and eval mode, where dropout is the
+identity). Everywhere else, and when the op is missing from a torch build, the plain eager ops run.
+Results match the eager ops to float32 rounding (~1e-6).
+
+The same inference path packs the valid frames of a padded batch back to back (see
+``MockingjayModel.encode``), so no GEMM work is spent on padding.
+
+``AUDIOREP_CPU_FUSION=0`` turns both off (to A/B them, or to rule them out when debugging).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _have_op() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_HAVE_ONEDNN_LINEAR = _have_op()
+
+
+def cpu_inference(x: torch.Tensor, training: bool) -> bool:
+    """Whether ``x`` is on the CPU inference path: eval mode, no autograd, CPU, and not switched off."""
+    return (
+        not training
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and os.environ.get("AUDIOREP_CPU_FUSION", "1") != "0"
+    )
+
+
+def fusion_enabled(x: torch.Tensor, training: bool) -> bool:
+    """Whether a layer may use the fused oneDNN linears for input ``x`` right now."""
+    return _HAVE_ONEDNN_LINEAR and x.dtype == torch.float32 and cpu_inference(x, training)
+
+
+def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False, residual: torch.Tensor | None = None,
+           fused: bool = True) -> torch.Tensor:
+    """``layer(x)``, then exact GELU (``gelu``) or ``+ residual``; fused into one oneDNN call when ``fused``.
+
+    x (..., in) -> (..., out); ``residual`` must have the output's shape.
+    """
+    if gelu and residual is not None:
+        raise ValueError("linear: pass gelu or residual, not both")
+    if not fused:
+        y = F.linear(x, layer.weight, layer.bias)
+        if gelu:
+            return F.gelu(y)
+        return y if residual is None else y + residual
+    if residual is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
+    if gelu:
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu", [], "none")  # erf GELU
+    return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
