@@ -38,20 +38,32 @@ class PretrainResult:
     last_loss: float | None = None  # mean of the last logged losses
 
 
-def resolve_utterances(cfg: PretrainConfig):
-    """The training Utterances: a corpus (bundled name, folder, manifest) or a LibriSpeech root."""
+def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: DistContext | None = None):
+    """The training Utterances: a corpus (bundled name, folder of manifests, .jsonl) or a LibriSpeech root.
+
+    A LibriSpeech tree is scanned once (file headers only) by rank 0 and cached as
+    ``<run_dir>/train_manifest.jsonl``; the other ranks and resumed runs read that file.
+    """
     from .. import data as D
 
     src = cfg.data.train
     path = Path(src)
     if path.is_dir() and not any(path.glob("*.jsonl")):
-        reader = getattr(D, "librispeech_utterances", None) or getattr(D, "read_librispeech", None)
-        if reader is None:
-            raise ConfigError(f"data.train={src}: a folder without *.jsonl manifests, and this audiorep has no "
-                              "LibriSpeech reader; write a manifest first (audiorep data ...)")
-        utts = []
-        for subset in cfg.data.librispeech_subsets:
-            utts.extend(reader(path, subset))
+        cache = (run_dir or Path(cfg.run_dir)) / "train_manifest.jsonl"
+        if ctx is None or ctx.is_main:
+            if not cache.is_file():
+                from ..data.readers import read_librispeech
+
+                found = read_librispeech(path, on_error=cfg.data.on_error)
+                wanted = [s for s in cfg.data.librispeech_subsets if s in found.splits]
+                utts = [u for s in (wanted or list(found.splits)) for u in found.splits[s]]
+                if not utts:
+                    raise ConfigError(f"data.train={src}: no LibriSpeech utterances found")
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                D.write_manifest(utts, cache)
+        if ctx is not None:
+            barrier(ctx)
+        utts = D.read_manifest(cache)
     else:
         utts = D.get_corpus(src).manifest(cfg.data.split)
     min_samples = int(cfg.data.min_seconds * cfg.features.sample_rate)
@@ -61,13 +73,13 @@ def resolve_utterances(cfg: PretrainConfig):
     return kept
 
 
-def build_batches(cfg: PretrainConfig, ctx: DistContext) -> ResumableBatches:
+def build_batches(cfg: PretrainConfig, ctx: DistContext, run_dir: Path | None = None) -> ResumableBatches:
     """Dataset (random crops to ``max_seconds``) + length-bucketed, rank-split batch sampler."""
     from ..data import AudioDataset, LengthBucketBatchSampler, collate_waveforms
 
     sr = cfg.features.sample_rate
     max_samples = int(cfg.data.max_seconds * sr) if cfg.data.max_seconds else None
-    ds = AudioDataset(resolve_utterances(cfg), sr, max_samples=max_samples, seed=cfg.train.seed,
+    ds = AudioDataset(resolve_utterances(cfg, run_dir, ctx), sr, max_samples=max_samples, seed=cfg.train.seed,
                       on_error=cfg.data.on_error)
     sampler = LengthBucketBatchSampler(
         ds.lengths, cfg.data.batch_size,
@@ -141,7 +153,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         seed_everything(cfg.train.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
         model = build_model(cfg)
         seed_everything(cfg.train.seed + ctx.rank)  # then distinct dropout streams per rank
-        batches = batches or build_batches(cfg, ctx)
+        batches = batches or build_batches(cfg, ctx, run_dir)
         task = PretrainTask(model, cfg.train.seed)
         trainer = Trainer(model, task, batches, cfg.train, cfg.optim, run_dir, ctx, config_dict=cfg.to_dict())
         if resume and trainer.resume():

@@ -1,0 +1,39 @@
+# Shared argument handling for recipes/pretrain_{aalbert,mockingjay,tera}.sh (sourced by them, not a recipe itself).
+#   recipes/pretrain_X.sh [DATA] [OUT] [key=value ...] [--resume] [--overwrite]
+# DATA: bundled corpus name (default: synth), a corpus folder, a .jsonl manifest or a LibriSpeech root.
+# OUT:  run folder (default: exp/<config name>-<date>-<time> under the repository).
+# Config: the small-corpus variant for the bundled corpus, the published LibriSpeech one for anything
+# else; CONFIG=path/to.yaml picks another.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # works from a checkout that is not pip-installed
+PYTHON=${PYTHON:-python}
+
+run_pretrain() {  # run_pretrain SMALL_CONFIG BASE_CONFIG "$@"
+  local small=$1 base=$2
+  shift 2
+  local data="" out="" pos=0
+  local -a extra=()
+  for a in "$@"; do
+    if [[ $a == --* || $a == *=* ]]; then
+      extra+=("$a")
+    elif (( pos == 0 )); then data=$a; pos=1
+    elif (( pos == 1 )); then out=$a; pos=2
+    else echo "unexpected argument: $a (usage: $0 [DATA] [OUT] [key=value ...] [--resume])" >&2; exit 2
+    fi
+  done
+  data=${data:-synth}
+  local config
+  if [[ -n ${CONFIG:-} ]]; then config=$CONFIG
+  elif [[ $data == synth ]]; then config=$HERE/configs/pretrain/$small.yaml
+  else config=$HERE/configs/pretrain/$base.yaml
+  fi
+  local name
+  name=$(basename "$config" .yaml)
+  out=${out:-$ROOT/exp/$name-$(date +%Y%m%d-%H%M%S)}
+  echo "config: $config" >&2
+  echo "data:   $data" >&2
+  echo "out:    $out" >&2
+  exec "$PYTHON" -m audiorep.cli pretrain --config "$config" --data "$data" --out "$out" ${extra[@]+"${extra[@]}"}
+}
