@@ -140,3 +140,13 @@ def test_layer_weight_plot(tmp_path):
     pytest.importorskip("matplotlib")
     p = plot_layer_weights({"phone": [0.2, 0.5, 0.3], "speaker": [0.6, 0.3, 0.1]}, tmp_path / "w.png")
     assert p is not None and p.stat().st_size > 1000
+
+
+def test_mean_linear_is_blind_on_cmvn_features_mean_mlp_is_not():
+    """Per-utterance CMVN zeroes the time mean, so pool-then-linear sees nothing; the frame ReLU fixes it."""
+    up = LogMelUpstream()
+    wavs, lens = wav_batch()
+    x, n = Featurizer(up, mode="last")(wavs, lens)
+    assert mean_pool(x, n).abs().max() < 1e-4
+    head = build_head("mean-mlp", 80, 3)
+    assert mean_pool(head.frame(x), n).abs().max() > 1e-2

@@ -74,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="finetune cells train on this many training utterances (0 = all; the upstream runs every step)")
     q.add_argument("--max-utts", type=int, default=None, help="seeded subset of each split")
     q.add_argument("--lr", type=float, default=None, help="head learning rate (default: DownstreamConfig's)")
+    q.add_argument("--head", dest="heads", action="append", default=[], metavar="TASK=HEAD",
+                   help="probe head per task (default phone=linear speaker=mean-mlp sentiment=mean-mlp)")
     q.add_argument("--keep-cache", action="store_true", help="keep the on-disk hidden-state caches")
     q.add_argument("--device", default="auto")
     q.add_argument("--no-progress", action="store_true")
@@ -148,11 +150,17 @@ def run_probe_table(args: argparse.Namespace) -> int:
     from ..downstream.probe import default_models, parse_models, probe_table
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from ..errors import ConfigError
+
+    bad = [h for h in args.heads if "=" not in h]
+    if bad:
+        raise ConfigError(f"--head {bad[0]!r}: expected TASK=HEAD, e.g. speaker=mean-linear")
     models = parse_models(args.models) if args.models else default_models()
     table = probe_table(models, modes=args.modes, tasks=args.tasks, data=args.data, out_dir=args.out,
                         epochs=args.epochs, finetune_epochs=args.finetune_epochs, max_utts=args.max_utts,
                         finetune_train_utts=args.finetune_train_utts or None, device=args.device,
                         progress=not args.no_progress, keep_cache=args.keep_cache,
+                        heads=dict(h.split("=", 1) for h in args.heads if "=" in h),
                         overrides={"lr": args.lr} if args.lr is not None else None)
     print(table.markdown)
     print(f"written: {table.out_dir}")

@@ -47,7 +47,11 @@ class FrameMLP(nn.Module):
 
 
 class MeanPoolLinear(nn.Module):
-    """Utterance level: mean over valid frames, then a linear map: (B, T, H) -> (B, C)."""
+    """Utterance level: mean over valid frames, then a linear map: (B, T, H) -> (B, C).
+
+    On CMVN log-mel frames (mean zero per utterance) this head is at chance by construction; use
+    :class:`MeanPoolMLP` for the floor.
+    """
 
     def __init__(self, hidden_size: int, num_outputs: int):
         super().__init__()
@@ -58,16 +62,20 @@ class MeanPoolLinear(nn.Module):
 
 
 class MeanPoolMLP(nn.Module):
-    """Utterance level with one hidden layer after the mean pool: (B, T, H) -> (B, C)."""
+    """Utterance level with a per-frame hidden layer before the pool: Linear -> ReLU -> mean -> Linear.
+
+    s3prl's speaker head is Linear -> mean pool -> Linear; the ReLU here matters for features with
+    per-utterance CMVN (the log-mel floor): their mean over time is exactly zero, so any head that pools
+    first (or is linear up to the pool) sees the same input for every utterance and stays at chance.
+    """
 
     def __init__(self, hidden_size: int, num_outputs: int, mlp_size: int = 256, dropout: float = 0.1):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(hidden_size, mlp_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(mlp_size, num_outputs)
-        )
+        self.frame = nn.Sequential(nn.Linear(hidden_size, mlp_size), nn.ReLU(), nn.Dropout(dropout))
+        self.out = nn.Linear(mlp_size, num_outputs)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.net(mean_pool(feats, lengths))  # (B, C)
+        return self.out(mean_pool(self.frame(feats), lengths))  # (B, T, M) -> (B, M) -> (B, C)
 
 
 # head name -> (class, output level); which names a task accepts lives in tasks.py

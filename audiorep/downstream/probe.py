@@ -33,6 +33,9 @@ LOGMEL = "log-mel"
 # recipes/pretrain_<x>.sh on the bundled corpus writes exp/<x>-small-<date>-<time>/final; the newest counts
 DEFAULT_MODELS = {"Mockingjay": "mockingjay-small", "AALBERT": "aalbert-small", "TERA": "tera-small"}
 METRIC = {"phone": "frame_acc", "speaker": "acc", "sentiment": "MAE"}
+# speaker: frame ReLU projection before the mean pool (heads.MeanPoolMLP); with pool-then-linear the
+# log-mel floor would be at chance by construction (CMVN makes every utterance's time mean zero)
+PROBE_HEADS = {"phone": "linear", "speaker": "mean-mlp", "sentiment": "mean-mlp"}
 MODE_LABEL = {"weighted-sum": "weighted sum", "finetune": "finetune", "last": "last layer"}
 
 
@@ -82,7 +85,8 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
                 tasks: Sequence[str] = ("phone", "speaker"), data: str = "synth",
                 out_dir: str | Path = "exp/probe_table", epochs: int = 8, finetune_epochs: int = 2,
                 max_utts: int | None = None, finetune_train_utts: int | None = 160, device: str = "auto", progress: bool = True,
-                keep_cache: bool = False, overrides: Mapping[str, Any] | None = None) -> ProbeTable:
+                keep_cache: bool = False, heads: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> ProbeTable:
     """Run the grid and write the table + plots (see the module doc). The log-mel floor is always included.
 
     Finetune cells run the upstream every step, so they train on a seeded subset of ``finetune_train_utts``
@@ -94,6 +98,7 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = out / "cache"
     upstreams = {LOGMEL: "logmel", **dict(models)}
+    heads = {**PROBE_HEADS, **dict(heads or {})}
     t_all = time.perf_counter()
     cells: list[dict[str, Any]] = []
     for task in tasks:
@@ -101,13 +106,14 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
             # the floor has one hidden state and no parameters: every mode is the same probe, run it once
             for mode in (["last"] if name == LOGMEL else list(modes)):
                 run_dir = out / "runs" / f"{task}-{name}-{mode}"
-                settings = dict(task=task, upstream=path, mode=mode, data=data, out_dir=str(run_dir),
+                settings = dict(task=task, upstream=path, mode=mode, head=heads[task], data=data,
+                                out_dir=str(run_dir),
                                 epochs=finetune_epochs if mode == "finetune" else epochs, max_utts=max_utts,
                                 max_train_utts=finetune_train_utts if mode == "finetune" else None,
                                 device=device, progress=progress, cache_dir=str(cache_dir),
                                 **(overrides or {}))
                 cfg = DownstreamConfig(**settings)
-                cell = _finished(run_dir, cfg)
+                cell = _finished(run_dir, settings)
                 if cell is None:
                     print(f"[probe-table] {task} / {name} / {mode} ...", file=sys.stderr)
                     t0 = time.perf_counter()
@@ -123,7 +129,7 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
                           f"{res.test[METRIC[task]]:.4f} ({cell['seconds']:.0f} s)", file=sys.stderr)
                 cells.append(cell)
     seconds = time.perf_counter() - t_all
-    md = render_markdown(cells, list(upstreams), list(modes), list(tasks), data, seconds)
+    md = render_markdown(cells, list(upstreams), list(modes), list(tasks), data, seconds, heads)
     (out / "probe_table.md").write_text(md)
     atomic_write_bytes(out / "results.json", json.dumps({"cells": cells, "seconds": seconds}, indent=2).encode())
     _plots(cells, out, tasks)
@@ -132,19 +138,17 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
     return ProbeTable(out, md, cells, seconds)
 
 
-def _finished(run_dir: Path, cfg: DownstreamConfig) -> dict[str, Any] | None:
+def _finished(run_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The cell written by an earlier call with exactly these settings, else None."""
     path = run_dir / "cell.json"
     if not path.is_file():
         return None
     cell = json.loads(path.read_text())
-    from ..training.config import to_dict
-
-    mine = {k: v for k, v in to_dict(cfg).items() if k in cell.get("settings", {})}
-    return cell if mine == cell.get("settings") else None
+    return cell if cell.get("settings") == json.loads(json.dumps(dict(settings))) else None
 
 
 def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: list[str], tasks: list[str],
-                    data: str, seconds: float) -> str:
+                    data: str, seconds: float, heads: Mapping[str, str] = PROBE_HEADS) -> str:
     """Rows = upstreams, columns = task x mode; the log-mel floor fills its row (it has no layers to weigh)."""
     def get(task: str, name: str, mode: str) -> float | None:
         for c in cells:
@@ -156,7 +160,7 @@ def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: li
     head = ["upstream"] + [f"{t} {MODE_LABEL.get(m, m)}" for t in tasks for m in modes]
     lines = [
         f"Probe table on `{data}` (test split, best dev epoch; "
-        + ", ".join(f"{t}: {unit[t]}" for t in tasks) + "; linear probes).",
+        + "; ".join(f"{t}: {unit[t]}, head {heads[t]}" for t in tasks) + ").",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
