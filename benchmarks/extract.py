@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--profile", action="store_true",
                    help="also profile one call of each side (torch.profiler) and add a time breakdown")
     g.add_argument("--no-s3prl", action="store_true", help="time audiorep alone (s3prl not installed)")
+    g.add_argument("--eager", action="store_true",
+                   help="also time audiorep with its CPU fast path off (AUDIOREP_CPU_FUSION=0), to show its effect")
 
 
 def batches(quick: bool) -> list[tuple[str, list[float]]]:
@@ -139,11 +142,16 @@ def run(args) -> dict:
                 fns = {"audiorep": lambda: ours(wavs)}
                 if theirs is not None:
                     fns["s3prl"] = lambda: theirs(wavs)
+                if args.eager:
+                    fns["eager"] = lambda: _eager(ours, wavs)
                 times = interleaved(fns, repeats=repeats, warmup=1)
                 row = {"batch": label, "audio_s": audio_s, "max_frames": max(frames),
                        "audiorep_s": median(times["audiorep"]),
                        "audiorep_audio_s_per_s": audio_s / median(times["audiorep"]),
                        "audiorep_spread": spread(times["audiorep"])}
+                if args.eager:
+                    row.update({"eager_s": median(times["eager"]), "fast_path_gain": median(times["eager"])
+                                / row["audiorep_s"]})
                 if theirs is not None:
                     t_s3 = median(times["s3prl"])
                     row.update({"s3prl_s": t_s3, "s3prl_audio_s_per_s": audio_s / t_s3,
@@ -171,10 +179,26 @@ def run(args) -> dict:
         "audiorep's batch with s3prl run on each utterance alone (left empty past 1500 frames, where s3prl chunks)",
         "spread = (max - min) / median of the repeats: the machine's noise",
     ]
+    if args.eager:
+        notes.append("eager_s = audiorep with AUDIOREP_CPU_FUSION=0 (no fused oneDNN linears, no valid-frame "
+                     "packing); fast_path_gain = eager_s / audiorep_s")
     if theirs is None:
         notes.append("s3prl not run (--no-s3prl): no ratio, no difference")
     return {"rows": rows, "notes": notes, "tables": tables,
             "meta": {"model": args.model, "attention_backend": _backend(ours)}}
+
+
+def _eager(model, wavs):
+    """audiorep with the CPU inference fast path switched off (plain eager ops, padded batch)."""
+    before = os.environ.get("AUDIOREP_CPU_FUSION")
+    os.environ["AUDIOREP_CPU_FUSION"] = "0"
+    try:
+        return model(wavs)
+    finally:
+        if before is None:
+            del os.environ["AUDIOREP_CPU_FUSION"]
+        else:
+            os.environ["AUDIOREP_CPU_FUSION"] = before
 
 
 def _backend(model) -> str:
