@@ -90,9 +90,14 @@ def test_text_only_baseline_and_upstream_front_end(corpus, tmp_path):
     common = TINY + [f"corpus={corpus}", "epochs=1"]
     text = run_finetune(load_run_config(None, common + ["use_audio=false", f"output_dir={tmp_path}/t"]))
     assert text["laa_parameters"] == 0 and text["front_end"].startswith("none")
-    speech = run_finetune(load_run_config(None, common + ["front_end=upstream", f"upstream={tmp_path}/up",
-                                                          f"output_dir={tmp_path}/u"]))
+    up_args = common + ["front_end=upstream", f"upstream={tmp_path}/up", f"output_dir={tmp_path}/u",
+                        f"feature_cache={tmp_path}/fc"]
+    speech = run_finetune(load_run_config(None, up_args))
     assert "audiorep upstream" in speech["front_end"] and speech["laa_parameters"] > 0
+    cached = sorted(p.name for p in (tmp_path / "fc").glob("*/*.safetensors"))
+    assert cached == ["dev.safetensors", "test.safetensors", "train.safetensors"]
+    again = run_finetune(load_run_config(None, up_args))  # same seed, features read back from the cache
+    assert again["test"] == speech["test"]
 
 
 def test_config_errors(tmp_path):

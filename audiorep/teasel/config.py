@@ -48,9 +48,11 @@ class TeaselRunConfig:
     # speech front end
     front_end: str = "wav2vec2"  # "wav2vec2" (CNN + projection) or "upstream" (an audiorep encoder)
     wav2vec2: str | None = None  # local wav2vec2 folder; None = wav2vec2-base architecture at random init
+    wav2vec2_config: dict[str, Any] = field(default_factory=dict)  # Wav2Vec2Config overrides for the random init
     upstream: str = "aalbert-base"  # audiorep.load name or folder, for front_end = "upstream"
     upstream_pretrained: bool = True  # False = random-weight architecture (labelled so in results)
     upstream_layer: int | None = None  # hidden-state index; None = learned weighted sum of all
+    feature_cache: str | None = None  # folder for frozen front-end outputs, shared by runs; None = memory only
     laa: dict[str, Any] = field(default_factory=dict)  # LAAConfig overrides (hidden/input dims come from LM/front end)
     use_audio: bool = True  # False = text-only RoBERTa (the baseline), same code path otherwise
     # optimisation (defaults: the reimplementation's)

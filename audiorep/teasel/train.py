@@ -76,10 +76,24 @@ def load_examples(cfg: TeaselRunConfig, split: str, tokenizer, need_label: bool 
 
 
 def attach_features(examples: Sequence[Example], cfg: TeaselRunConfig, front_end: nn.Module, split: str,
-                    batch_size: int = 8) -> None:
-    """Compute each utterance's frozen front-end output once (batched by length) and keep it on the example."""
+                    batch_size: int = 8, cache_key: str | None = None) -> None:
+    """Compute each utterance's frozen front-end output once (batched by length) and keep it on the example.
+
+    With ``cfg.feature_cache`` and a ``cache_key`` (identifying the front end's weights), outputs are also
+    stored as ``<feature_cache>/<cache_key>/<split>.safetensors`` and reused by later runs.
+    """
+    from safetensors.torch import load_file, save
+
     from ..audio import read_audio
 
+    cache_file = Path(cfg.feature_cache) / cache_key / f"{split}.safetensors" if cfg.feature_cache and cache_key \
+        else None
+    if cache_file is not None and cache_file.is_file():
+        stored = load_file(str(cache_file))
+        if all(e.id in stored for e in examples):
+            for e in examples:
+                e.raw = stored[e.id]
+            return
     utts = {u.id: u for u in _utterances(cfg, split)}
     sr = int(front_end.sample_rate)
     max_samples = int(cfg.max_audio_seconds * sr)
@@ -90,8 +104,27 @@ def attach_features(examples: Sequence[Example], cfg: TeaselRunConfig, front_end
         wavs = [read_audio(utts[examples[i].id].path, sr)[0][:max_samples] for i in idx]
         raw, lens = front_end.frozen_features([w.to(cfg.device) for w in wavs])
         for j, i in enumerate(idx):
-            r = raw[j, ..., : int(lens[j]), :].cpu()
+            r = raw[j, ..., : int(lens[j]), :].cpu().contiguous()
             examples[i].raw = r.half() if half else r
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cache_file, save({e.id: e.raw for e in examples}))
+
+
+def front_end_key(cfg: TeaselRunConfig) -> str:
+    """Identifies the front end's weights (and the audio cut) for the feature cache."""
+    import hashlib
+
+    ident = {"front_end": cfg.front_end, "max_audio_seconds": cfg.max_audio_seconds, "corpus": cfg.corpus}
+    if cfg.front_end == "wav2vec2":
+        ident.update(wav2vec2=cfg.wav2vec2, seed=None if cfg.wav2vec2 else cfg.seed, arch=cfg.wav2vec2_config)  # random init depends on seed
+    else:
+        ident.update(upstream=cfg.upstream, pretrained=cfg.upstream_pretrained, layer=cfg.upstream_layer,
+                     seed=cfg.seed)
+        p = Path(cfg.upstream) / "model.safetensors"
+        if p.is_file():
+            ident["mtime"] = p.stat().st_mtime
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def collate(batch: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -129,8 +162,14 @@ def batches(examples: Sequence[Example], batch_size: int, pad_id: int, shuffle: 
 def build_front_end(cfg: TeaselRunConfig) -> tuple[nn.Module, str]:
     """The configured frozen speech front end and a label saying what it is (random weights are labelled)."""
     if cfg.front_end == "wav2vec2":
-        fe = Wav2Vec2CNNFrontEnd(cfg.wav2vec2)
-        label = f"wav2vec2 CNN+projection ({'pretrained ' + fe.source if fe.pretrained else 'RANDOM-INIT'})"
+        source = cfg.wav2vec2
+        if source is None and cfg.wav2vec2_config:
+            from transformers import Wav2Vec2Config
+
+            source = Wav2Vec2Config(**cfg.wav2vec2_config)
+        fe = Wav2Vec2CNNFrontEnd(source)
+        arch = f", {cfg.wav2vec2_config}" if cfg.wav2vec2_config and not fe.pretrained else ""
+        label = f"wav2vec2 CNN+projection ({'pretrained ' + fe.source if fe.pretrained else 'RANDOM-INIT'}{arch})"
         return fe, label
     import audiorep
 
@@ -144,6 +183,7 @@ def build_front_end(cfg: TeaselRunConfig) -> tuple[nn.Module, str]:
 def build_model(cfg: TeaselRunConfig, mlm_model, front_end: nn.Module | None, stage: str) -> TeaselModel:
     """RoBERTa (+ LAA on ``front_end``) with the stage's head, trainable parts set from the config."""
     laa_cfg = LAAConfig.from_dict(cfg.laa) if cfg.laa else LAAConfig()
+    torch.manual_seed(cfg.seed + 1)  # LAA / head init independent of what ran before
     if stage == "pretrain":
         model = TeaselModel(mlm_model.roberta, front_end, laa_cfg, lm_head=mlm_model.lm_head)
         model.set_trainable(cfg.pretrain_parts)
@@ -200,6 +240,7 @@ def _prepare(cfg: TeaselRunConfig, splits: Sequence[str], need_label: bool):
 
     train_texts = [u.text for u in get_corpus(cfg.corpus).manifest(cfg.train_split) if u.text.strip()]
     tok, mlm_model, lm_dir = ensure_lm(cfg.lm, train_texts, cfg.small_lm, cfg.device)
+    torch.manual_seed(cfg.seed)  # same random front end whether or not the LM was trained in this process
     front_end, fe_label = (build_front_end(cfg) if cfg.use_audio else (None, "none (text-only)"))
     if front_end is not None:
         front_end.to(cfg.device)
@@ -208,7 +249,7 @@ def _prepare(cfg: TeaselRunConfig, splits: Sequence[str], need_label: bool):
     for split in splits:
         ex = load_examples(cfg, split, tok, need_label)
         if front_end is not None:
-            attach_features(ex, cfg, front_end, split)
+            attach_features(ex, cfg, front_end, split, cache_key=front_end_key(cfg))
         data[split] = ex
     log.info("features for %s in %.1f s", list(splits), time.time() - t0)
     return tok, mlm_model, lm_dir, front_end, fe_label, data, time.time() - t0
