@@ -148,3 +148,23 @@ def test_masked_loss_matches_masked_select_and_handles_empty_masks():
     assert empty.item() == 0.0 and torch.isfinite(pred.grad).all()
     with pytest.raises(ConfigError):
         masked_reconstruction_loss(pred, tgt, mask, "huber")
+
+
+def test_linear_spectrum_targets_mockingjay_large_style():
+    from audiorep.features import FeatureConfig
+    from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
+    from audiorep.pretrain.model import MaskedAcousticModel
+
+    cfg = MockingjayConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, output_dim=201)
+    model = MaskedAcousticModel(MockingjayModel(cfg), MaskingConfig(), target_features=FeatureConfig(kind="linear"))
+    wavs = torch.randn(2, 4000)
+    lens = torch.tensor([4000, 2500])
+    loss = model(wavs, lens, _keys(2), reduction="mean")
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.out.weight.shape == (201, 32)
+    assert model.head.out.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="frequency masking"):
+        MaskedAcousticModel(MockingjayModel(cfg), tera_masking(), target_features=FeatureConfig(kind="linear"))
+    with pytest.raises(ConfigError, match="output_dim"):
+        MaskedAcousticModel(MockingjayModel(MockingjayConfig(hidden_size=32, num_heads=2, num_layers=1)),
+                            MaskingConfig(), target_features=FeatureConfig(kind="linear"))
