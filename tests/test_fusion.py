@@ -262,3 +262,35 @@ def test_vision_required_when_built_with_it():
     with pytest.raises(ValueError, match="vision"):
         m({"features": torch.randn(2, 3, 8), "lengths": torch.tensor([3, 3])}, torch.randn(2, 4, 5),
           torch.tensor([4, 4]))
+
+
+# ---------------------------------------------------------------- config, table, TEASEL import
+
+def test_config_and_table(tmp_path):
+    import json
+
+    from audiorep.downstream.fusion import load_fusion_config
+    from audiorep.downstream.fusion.__main__ import collect_teasel, table
+    from audiorep.errors import ConfigError
+
+    cfg = load_fusion_config(None, ["head=dmd", "head_args.d=16", "seeds=[3, 4]"])
+    assert cfg.head == "dmd" and cfg.head_args == {"d": 16} and cfg.seeds == [3, 4]
+    with pytest.raises(ConfigError, match="unknown FusionConfig"):
+        load_fusion_config(None, ["nope=1"])
+    with pytest.raises(ConfigError, match="head must be"):
+        load_fusion_config(None, ["head=misa"])
+    with pytest.raises(ConfigError, match="unknown DMDConfig"):
+        build_head("dmd", 5, None, TextEncoder(feature_dim=8), head_args={"width": 3})
+    m = {"MAE": 1.0, "Corr": 0.5, "Has0_acc_2": 0.6, "Non0_acc_2": 0.7, "Has0_F1": 0.6, "Non0_F1": 0.7,
+         "Mult_acc_7": 0.2}
+    for i, mae in enumerate((1.0, 1.2)):
+        d = tmp_path / f"t{i}"
+        d.mkdir()
+        (d / "finetune_results.json").write_text(json.dumps({"test": {**m, "MAE": mae}, "use_audio": True,
+                                                              "config": {"seed": i}}))
+    res = collect_teasel(str(tmp_path / "out" / "teasel.json") if (tmp_path / "out").mkdir() is None else "",
+                         [str(tmp_path / "t0"), str(tmp_path / "t1")])
+    assert res["head"] == "teasel" and res["summary"]["MAE"][0] == pytest.approx(1.1)
+    assert res["summary"]["MAE"][1] == pytest.approx(np.std([1.0, 1.2], ddof=1))
+    md = table(str(tmp_path / "out"))
+    assert "| teasel | 2 | 1.100 ± 0.141 | 0.500 ± 0.000 | 60.0 ± 0.0" in md

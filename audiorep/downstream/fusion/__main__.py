@@ -15,7 +15,7 @@ from pathlib import Path
 COLUMNS = [("MAE", "MAE", 1.0), ("Corr", "Corr", 1.0), ("Has0_acc_2", "Acc-2 (Has0)", 100.0),
            ("Non0_acc_2", "Acc-2 (Non0)", 100.0), ("Has0_F1", "F1 (Has0)", 100.0), ("Non0_F1", "F1 (Non0)", 100.0),
            ("Mult_acc_7", "Acc-7", 100.0)]
-ORDER = ["text", "teasel", "selfmm", "dmd", "deepmlf"]
+ORDER = ["text", "teasel-text", "teasel", "selfmm", "dmd", "deepmlf"]
 
 
 def table(folder: str) -> str:
@@ -34,10 +34,64 @@ def table(folder: str) -> str:
     return "\n".join([head, "|" + "---|" * (len(COLUMNS) + 2)] + rows)
 
 
+def collect_teasel(out: str, run_dirs: list[str]) -> dict:
+    """TEASEL fine-tuning runs (folders with ``finetune_results.json``, one per seed) -> ``out`` in this
+    package's result layout, so :func:`table` shows TEASEL beside the fusion heads (same MMSA metrics)."""
+    from ...errors import ConfigError
+    from ...models.base import atomic_write_bytes
+    from .train import summarize
+
+    runs = []
+    for d in run_dirs:
+        f = Path(d) / "finetune_results.json"
+        if not f.is_file():
+            raise ConfigError(f"{d}: no finetune_results.json (run recipes/teasel_finetune.sh with output_dir={d})")
+        r = json.loads(f.read_text())
+        runs.append({"test": r["test"], "seed": r.get("config", {}).get("seed"), "dir": str(d),
+                     "use_audio": r.get("use_audio")})
+    res = {"head": "teasel" if all(r["use_audio"] for r in runs) else "teasel-text", "runs": runs,
+           "summary": summarize(runs)}
+    atomic_write_bytes(Path(out), (json.dumps(res, indent=2) + "\n").encode())
+    return res
+
+
+def reference_rows(data: str = "synth", split: str = "test", train_split: str = "train") -> dict:
+    """Context for the bundled corpus: MMSA metrics on ``split`` of (a) the train median as a constant and
+    (b) the best linear map of the corpus's documented lexical polarity (what the words alone say; an oracle a
+    text model can at most approach). Returns {name: metrics}."""
+    import numpy as np
+
+    from ...data.corpus import get_corpus
+    from ..metrics import regression_metrics
+
+    c = get_corpus(data)
+    tr, te = c.manifest(train_split), c.manifest(split)
+    ytr = np.array([u.labels["sentiment"] for u in tr])
+    yte = np.array([u.labels["sentiment"] for u in te])
+    out = {"constant (train median)": regression_metrics(np.full_like(yte, np.median(ytr)), yte, "mosi")}
+    if all("lexical_polarity" in u.labels for u in tr + te):
+        a, b = np.polyfit([u.labels["lexical_polarity"] for u in tr], ytr, 1)
+        p = a * np.array([u.labels["lexical_polarity"] for u in te]) + b
+        out["oracle words (lexical polarity, linear)"] = regression_metrics(p, yte, "mosi")
+    return out
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["table"]:
         print(table(argv[1] if len(argv) > 1 else "exp/fusion"))
+        return 0
+    if argv[:1] == ["reference"]:
+        for name, m in reference_rows(*(argv[1:2] or ["synth"])).items():
+            cells = [f"{m[k] * f:.3f}" if f == 1.0 else f"{m[k] * f:.1f}" for k, _, f in COLUMNS]
+            print(f"| {name} | - | " + " | ".join(cells) + " |")
+        return 0
+    if argv[:1] == ["collect-teasel"]:
+        if len(argv) < 3:
+            print("usage: python -m audiorep.downstream.fusion collect-teasel OUT.json RUN_DIR [RUN_DIR ...]")
+            return 2
+        res = collect_teasel(argv[1], argv[2:])
+        print(f"{res['head']}: {len(res['runs'])} run(s) -> {argv[1]}")
         return 0
     ap = argparse.ArgumentParser(prog="python -m audiorep.downstream.fusion",
                                  description="Train + evaluate a multimodal sentiment head over several seeds.")
