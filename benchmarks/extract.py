@@ -37,16 +37,32 @@ def add_arguments(parser) -> None:
     g.add_argument("--profile", action="store_true",
                    help="also profile one call of each side (torch.profiler) and add a time breakdown")
     g.add_argument("--no-s3prl", action="store_true", help="time audiorep alone (s3prl not installed)")
+    g.add_argument("--batches", default=None,
+                   help="comma-separated subset of " + ",".join(BATCHES)
+                   + " (default: 8x10,4x30,mixed; --quick: quick,quick-mixed)")
     g.add_argument("--eager", action="store_true",
                    help="also time audiorep with its CPU fast path off (AUDIOREP_CPU_FUSION=0), to show its effect")
 
 
-def batches(quick: bool) -> list[tuple[str, list[float]]]:
+BATCHES = {  # key -> (label, per-utterance seconds)
+    "8x10": ("8 x 10 s", [10.0] * 8),
+    "4x30": ("4 x 30 s", [30.0] * 4),
+    "mixed": ("8 x 4-10 s (mixed)", [10.0, 9.1, 8.3, 7.4, 6.6, 5.7, 4.9, 4.0]),
+    "quick": ("4 x 2 s", [2.0] * 4),
+    "quick-mixed": ("3 x 1-3 s (mixed)", [3.0, 1.7, 1.0]),
+}
+
+
+def batches(args) -> list[tuple[str, list[float]]]:
     """(label, per-utterance seconds) of each batch to time."""
-    if quick:
-        return [("4 x 2 s", [2.0] * 4), ("3 x 1-3 s (mixed)", [3.0, 1.7, 1.0])]
-    return [("8 x 10 s", [10.0] * 8), ("4 x 30 s", [30.0] * 4), ("8 x 4-10 s (mixed)",
-                                                                 [10.0, 9.1, 8.3, 7.4, 6.6, 5.7, 4.9, 4.0])]
+    if args.batches:
+        keys = args.batches.split(",")
+        unknown = [k for k in keys if k not in BATCHES]
+        if unknown:
+            raise SystemExit(f"--batches: unknown {unknown}; choose from {sorted(BATCHES)}")
+    else:
+        keys = ["quick", "quick-mixed"] if args.quick else ["8x10", "4x30", "mixed"]
+    return [BATCHES[k] for k in keys]
 
 
 def randomise(model: torch.nn.Module, seed: int) -> None:
@@ -133,7 +149,7 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs, _ = build(args, Path(tmp))
         sr = ours.sample_rate
-        for label, secs in batches(args.quick):
+        for label, secs in batches(args):
             wavs = [0.1 * torch.randn(int(s * sr), generator=g) for s in secs]  # list of (S_i,)
             audio_s = sum(w.numel() for w in wavs) / sr
             with torch.inference_mode():

@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (median reported)")
     parser.add_argument("--device", default="cpu", help="torch device for benchmarks that honour it")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for <name>.json and <name>.md")
+    parser.add_argument("--tag", default=None, help="write <name>-<tag>.json/.md (keeps several runs apart)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     # Parse names first so only the chosen modules are imported and add their options.
     known, _ = parser.parse_known_args(argv)
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
             raise SystemExit(f"benchmarks/{name}.py: run(args) must return a dict with a 'rows' list")
         result["meta"] = {**environment(args.device), "quick": bool(args.quick), **(result.get("meta") or {})}
-        stem = f"{name}-quick" if args.quick else name  # a smoke run never overwrites the real figures
+        stem = name + (f"-{args.tag}" if args.tag else "") + ("-quick" if args.quick else "")  # smoke runs never
+        # overwrite the real figures
         (args.out / f"{stem}.json").write_text(json.dumps({"name": name, "description": description, **result},
                                                           indent=2, default=str) + "\n")
         md = markdown(name, description, result)
