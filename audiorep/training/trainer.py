@@ -178,6 +178,7 @@ class Trainer:
         it = iter(self.batches)
         t_start = time.perf_counter()
         logs: list[StepLog] = []
+        window: list[StepLog] = []  # steps since the last CSV row
         self.model.train()
         try:
             while self.step < end:
@@ -221,8 +222,16 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", fps=f"{entry.frames_per_s:,.0f}")
+                window.append(entry)
                 if metrics is not None and (self.step % cfg.log_every == 0 or self.step == end or self.step == 1):
-                    metrics.log(vars(entry))
+                    # one row per interval: the mean loss / grad norm / throughput of the steps since the last row,
+                    # so the curve shows the trend rather than one batch's luck
+                    n = len(window)
+                    metrics.log({"step": self.step, "loss": sum(e.loss for e in window) / n, "lr": lr,
+                                 "grad_norm": sum(e.grad_norm for e in window) / n,
+                                 "frames_per_s": sum(e.frames_per_s for e in window) / n,
+                                 "elapsed_s": entry.elapsed_s})
+                    window = []
                 if self.step % cfg.ckpt_every == 0 or self.step == end:
                     self.save_checkpoint()
         finally:
