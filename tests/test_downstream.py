@@ -273,3 +273,35 @@ def test_bundled_corpus_labels_line_up_with_upstream_frames():
         _, lengths = feat(wav[None], torch.tensor([wav.numel()]))
         assert int(lengths[0]) == task.labels[u.id].numel()
     check_upstream(task, feat, {"dev": splits["dev"][:1]}, torch.device("cpu"))
+
+
+def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, result_dir: str) -> None:
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    up = tiny_upstream()
+    res = run_downstream(DownstreamConfig(task="speaker", upstream="tiny", mode="finetune", data=corpus, out_dir=out,
+                                          epochs=1, batch_size=2, progress=False, device="cpu"), upstream=up)
+    flat = torch.cat([p.detach().reshape(-1) for p in up.parameters()])
+    torch.save({"test": res.test, "params": flat}, f"{result_dir}/rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_finetune_under_two_process_ddp(tmp_path, corpus_dir):
+    """torchrun-style world of 2 (gloo): ranks train on different batches but stay identical (DDP averages
+    gradients), agree on the test metrics, and only rank 0 writes the run folder."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(corpus_dir), str(tmp_path / "run"), str(tmp_path)), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["test"] == r1["test"]
+    torch.testing.assert_close(r0["params"], r1["params"])
+    assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "best.pt").is_file()

@@ -6,10 +6,14 @@ once per utterance and split and the head trains on the cached hidden states (fp
 ``cache_dir`` also on disk, shared by every run over the same upstream and split). An epoch then costs
 only the head. Finetune mode runs the upstream every step.
 
+Under torchrun (WORLD_SIZE > 1) the training batches are split across processes and the trainable part is
+wrapped in DistributedDataParallel; every rank evaluates the whole dev/test split (so early-stopping
+decisions agree without communication) and rank 0 writes files.
+
 Resume works at epoch granularity: after every epoch the run folder gets an atomic checkpoint (trainable
 weights, optimiser, early-stopping state, RNG) and ``best.pt`` holds the best dev weights so far.
 Generic pieces come from :mod:`audiorep.training` (checkpoints, RNG capture, metrics CSV, optimiser
-parameter groups, device resolution and autocast).
+parameter groups, the torchrun context and autocast).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models.base import atomic_write_bytes
 from ..training.checkpoint import CheckpointManager, capture_rng, restore_rng, seed_everything
 from ..training.config import apply_overrides, build, read_yaml, to_dict
-from ..training.distributed import resolve_device
+from ..training.distributed import DistContext, barrier, init_distributed, shutdown
 from ..training.metrics import MetricsLogger
 from ..training.optim import param_groups
 from ..training.trainer import autocast_context
@@ -139,8 +143,12 @@ class DownstreamModel(nn.Module):
         self.featurizer = featurizer
         self.head = head
 
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, lengths = self.featurizer(wavs, wav_lens)  # (B, T, H), (B,)
+    def forward(self, x: torch.Tensor, lens: torch.Tensor, kind: str = "wavs") -> tuple[torch.Tensor, torch.Tensor]:
+        """``kind="wavs"``: waveforms (B, S) + samples (B,); ``kind="states"``: cached states (K, B, T, H) +
+        frames (B,). One entry point, so a DistributedDataParallel wrapper sees every training forward."""
+        if kind == "states":
+            return self.forward_states(x, lens)
+        feats, lengths = self.featurizer(x, lens)  # (B, T, H), (B,)
         return self.head(feats, lengths), lengths
 
     def forward_states(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,10 +202,10 @@ def check_upstream(task: Task, featurizer: Featurizer, splits: dict[str, list[Ut
 
 
 def _wave_batches(utts: list[Utterance], sample_rate: int, batch_size: int, shuffle: bool, seed: int, epoch: int,
-                  max_batch_samples: int | None = None) -> Iterator[dict[str, Any]]:
+                  max_batch_samples: int | None = None, rank: int = 0, world: int = 1) -> Iterator[dict[str, Any]]:
     ds = AudioDataset(utts, sample_rate)
-    sampler = LengthBucketBatchSampler(ds.lengths, batch_size, shuffle=shuffle, seed=seed, num_replicas=1, rank=0,
-                                       max_batch_samples=max_batch_samples)
+    sampler = LengthBucketBatchSampler(ds.lengths, batch_size, shuffle=shuffle, seed=seed, num_replicas=world,
+                                       rank=rank, max_batch_samples=max_batch_samples)
     sampler.set_epoch(epoch)
     loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_waveforms, num_workers=0)
     yield from loader
@@ -274,13 +282,15 @@ class _Split:
         if states is not None:
             self.targets = [task.target(u, s.shape[1]) for u, s in zip(utts, states)]
 
-    def batches(self, cfg: DownstreamConfig, sample_rate: int, shuffle: bool, epoch: int, device: torch.device
-                ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yields (kind, inputs, lengths, targets); kind "states": inputs (K, B, T, H); kind "wavs": (B, S)."""
+    def batches(self, cfg: DownstreamConfig, sample_rate: int, shuffle: bool, epoch: int, device: torch.device,
+                rank: int = 0, world: int = 1) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yields (kind, inputs, lengths, targets); kind "states": inputs (K, B, T, H); kind "wavs": (B, S).
+
+        ``rank``/``world`` split the batches across DDP processes (equal counts per rank)."""
         if self.states is not None:
             lengths = [s.shape[1] for s in self.states]
             sampler = LengthBucketBatchSampler(lengths, cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
-                                               num_replicas=1, rank=0)
+                                               num_replicas=world, rank=rank)
             sampler.set_epoch(epoch)
             for idx in sampler:
                 lens = torch.tensor([lengths[i] for i in idx], dtype=torch.long)  # (B,)
@@ -291,19 +301,19 @@ class _Split:
                 tgt = self.task.collate_targets([self.targets[i] for i in idx])
                 yield "states", x.to(device), lens.to(device), tgt.to(device)
             return
-        for batch in _wave_batches(self.utts, sample_rate, cfg.batch_size, shuffle, cfg.seed, epoch):
+        for batch in _wave_batches(self.utts, sample_rate, cfg.batch_size, shuffle, cfg.seed, epoch, rank=rank,
+                                   world=world):
             yield "wavs", batch["wavs"].to(device), batch["wav_lens"].to(device), batch["id"]
 
     def __len__(self) -> int:
         return len(self.utts)
 
 
-def _forward(model: DownstreamModel, task: Task, kind: str, x, lens, tgt, split: _Split, device: torch.device):
-    """Outputs, frame/utterance lengths and targets for one batch of either kind."""
+def _forward(model: nn.Module, task: Task, kind: str, x, lens, tgt, split: _Split, device: torch.device):
+    """Outputs, frame/utterance lengths and targets for one batch of either kind (model may be DDP-wrapped)."""
+    out, lengths = model(x, lens, kind=kind)
     if kind == "states":
-        out, lengths = model.forward_states(x, lens)
         return out, lengths, tgt
-    out, lengths = model(x, lens)
     tgts = [task.target(split.by_id[i], int(n)) for i, n in zip(tgt, lengths.tolist())]
     return out, lengths, task.collate_targets(tgts).to(device)
 
@@ -347,18 +357,29 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
 
     ``upstream`` replaces loading ``cfg.upstream`` (tests, notebooks). Raises ConfigError before training
     for an empty split, a task the corpus has no labels for, labels outside the class set, or an upstream
-    whose frame rate or sample rate does not match the data.
+    whose frame rate or sample rate does not match the data. Under torchrun every rank calls this.
     """
+    ctx = init_distributed(cfg.device)
+    try:
+        return _run(cfg, ctx, resume, overwrite, upstream)
+    finally:
+        shutdown(ctx)
+
+
+def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool, upstream: nn.Module | None
+         ) -> DownstreamResult:
     out_dir = cfg.run_dir()
     ckpts = CheckpointManager(out_dir / "checkpoints", keep_last=1)
     if ckpts.list() and not resume:
         if not overwrite:
             raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it, --overwrite to start "
                               "over, or another --out")
-        shutil.rmtree(out_dir / "checkpoints")
-        for name in ("best.pt", "metrics.csv", "results.json"):
-            (out_dir / name).unlink(missing_ok=True)
-    device = resolve_device(cfg.device)
+        barrier(ctx)  # every rank has seen the old run before rank 0 deletes it
+        if ctx.is_main:
+            shutil.rmtree(out_dir / "checkpoints")
+            for name in ("best.pt", "metrics.csv", "results.json"):
+                (out_dir / name).unlink(missing_ok=True)
+    device = ctx.device
 
     # 1. data and labels, checked before anything heavy
     task = build_task(cfg.task, cfg.head, cfg.label_tolerance)
@@ -389,8 +410,17 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
 
     # 4. training state (fresh or resumed)
     optimizer = _optimizer(model, cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    runner: nn.Module = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        # a chosen finetune layer leaves the layers above it without gradients
+        runner = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                     find_unused_parameters=featurizer.layer is not None and not featurizer.frozen)
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    barrier(ctx)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_epochs": 0,
                              "history": []}
     latest = ckpts.latest() if resume else None
@@ -405,8 +435,10 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
         restore_rng(ck["rng"])
         log.info("resumed %s after epoch %d", out_dir, state["epoch"])
     primary = task.primary
-    metrics = MetricsLogger(out_dir, ["epoch", "step", "train_loss", "dev_loss", f"dev_{primary}", "elapsed_s"],
-                            resume_step=state["step"] if latest is not None else None, tensorboard=False)
+    metrics = None
+    if ctx.is_main:
+        metrics = MetricsLogger(out_dir, ["epoch", "step", "train_loss", "dev_loss", f"dev_{primary}", "elapsed_s"],
+                                resume_step=state["step"] if latest is not None else None, tensorboard=False)
     params = [p for p in model.parameters() if p.requires_grad]
     t_train = time.perf_counter()
     try:
@@ -415,16 +447,16 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
             epoch = state["epoch"]
             model.train()
             total, n = 0.0, 0
-            batches = splits["train"].batches(cfg, sample_rate, True, epoch, device)
+            batches = splits["train"].batches(cfg, sample_rate, True, epoch, device, ctx.rank, ctx.world_size)
             bar = None
-            if cfg.progress:
+            if cfg.progress and ctx.is_main:
                 from tqdm.auto import tqdm
 
                 batches = bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                                      file=sys.stderr)
             for kind, x, lens, tgt in batches:
                 with autocast_context(device, cfg.precision):
-                    out, lengths, tgt = _forward(model, task, kind, x, lens, tgt, splits["train"], device)
+                    out, lengths, tgt = _forward(runner, task, kind, x, lens, tgt, splits["train"], device)
                 loss = task.loss(out.float(), tgt, lengths)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -442,22 +474,27 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
                    "dev_loss": dev["loss"], f"dev_{primary}": dev[primary],
                    "elapsed_s": time.perf_counter() - t_train}
             state["history"].append({k: float(v) for k, v in row.items()})
-            metrics.log(row)
+            if metrics is not None:
+                metrics.log(row)
             improved = is_better(primary, dev[primary], state["best"])
             if improved:
                 state["best"], state["best_epoch"], state["bad_epochs"] = float(dev[primary]), epoch + 1, 0
-                buf = io.BytesIO()
-                torch.save({"model": model.trainable_state_dict(), "epoch": epoch + 1,
-                            "dev": {k: float(v) for k, v in dev.items()}}, buf)
-                atomic_write_bytes(out_dir / "best.pt", buf.getvalue())
+                if ctx.is_main:
+                    buf = io.BytesIO()
+                    torch.save({"model": model.trainable_state_dict(), "epoch": epoch + 1,
+                                "dev": {k: float(v) for k, v in dev.items()}}, buf)
+                    atomic_write_bytes(out_dir / "best.pt", buf.getvalue())
             else:
                 state["bad_epochs"] += 1
-            print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f}  dev_{primary} {dev[primary]:.4f}"
-                  f"{'  (best)' if improved else ''}", file=sys.stderr)
-            ckpts.save({"model": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": capture_rng(), "config": to_dict(cfg), **state}, state["step"])
+            if ctx.is_main:
+                print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f}  dev_{primary} {dev[primary]:.4f}"
+                      f"{'  (best)' if improved else ''}", file=sys.stderr)
+                ckpts.save({"model": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
+                            "rng": capture_rng(), "config": to_dict(cfg), **state}, state["step"])
+            barrier(ctx)
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
     train_seconds = time.perf_counter() - t_train
 
     # 5. test once, with the best dev weights
@@ -470,7 +507,8 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
     weights = featurizer.layer_weights().tolist()
     result = DownstreamResult(out_dir, test, best["dev"], int(best["epoch"]), state["epoch"], weights,
                               state["history"], cache_seconds, train_seconds)
-    _write_outputs(result, cfg, task)
+    if ctx.is_main:
+        _write_outputs(result, cfg, task)
     return result
 
 
