@@ -35,6 +35,9 @@ _ALLOWED: set[tuple[str, str]] = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("codecs", "encode"),  # how protocol-2 pickles of numpy arrays carry their raw bytes
 }
 _TORCH_DTYPES = {
     "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
@@ -65,7 +68,8 @@ def _opaque(qualname: str) -> type:
 class Unpickler(pickle.Unpickler):
     """pickle.Unpickler whose class lookups are limited to the allow-list above."""
 
-    source = "checkpoint"
+    source = "checkpoint"  # named in errors
+    error: type[Exception] = CheckpointError  # raised for a refused global
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
@@ -74,36 +78,35 @@ class Unpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if module.split(".")[0] in _OPAQUE_MODULES or module.startswith(_OPAQUE_MODULES):
             return _opaque(f"{module}.{name}")
-        raise CheckpointError(
+        raise self.error(
             f"{self.source}: refusing to unpickle {module}.{name}: the file holds an object that is not plain "
-            "data (tensors, dicts, lists, numbers, strings). audiorep never executes pickled code; if you trust "
-            "the file, re-save its tensors with torch.save(state_dict) or convert it with the tool that made it."
+            "data (arrays, tensors, dicts, lists, numbers, strings). audiorep never executes pickled code; if you "
+            "trust the file, re-save its plain contents (e.g. torch.save(state_dict)) with the tool that made it."
         )
 
 
-def load(file: Any, **kwargs: Any) -> Any:
-    """pickle.load through the restricted Unpickler (torch's legacy format calls this)."""
-    return Unpickler(file, **kwargs).load()
+def _named(source: str, error: type[Exception]) -> type[Unpickler]:
+    return type("NamedUnpickler", (Unpickler,), {"source": source, "error": error})
+
+
+def restricted_load(file: Any, source: str, error: type[Exception] = CheckpointError, **kwargs: Any) -> Any:
+    """Unpickle plain data (numpy arrays, containers, scalars) from an open file; ``error`` names ``source``."""
+    return _named(source, error)(file, **kwargs).load()
 
 
 def safe_torch_load(path: str) -> Any:
     """torch.load a checkpoint on CPU with the restricted unpickler; errors name the file."""
-    import sys
-
     import torch
 
-    this = sys.modules[__name__]
+    unpickler = _named(path, CheckpointError)
 
-    class _Named(Unpickler):
-        source = path
-
-    class _Module:  # a pickle module whose Unpickler names the file in its errors
-        Unpickler = _Named
-        __name__ = this.__name__
+    class _Module:  # the pickle module torch.load uses: our Unpickler for both zip and legacy formats
+        Unpickler = unpickler
+        __name__ = __name__
 
         @staticmethod
         def load(file: Any, **kwargs: Any) -> Any:
-            return _Named(file, **kwargs).load()
+            return unpickler(file, **kwargs).load()
 
     try:
         return torch.load(path, map_location="cpu", pickle_module=_Module, weights_only=False)

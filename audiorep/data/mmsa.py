@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,35 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..compat.safe_pickle import restricted_load
 from ..errors import ConfigError
-
-_SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"), ("collections", "OrderedDict"),
-    ("builtins", "list"), ("builtins", "dict"), ("builtins", "tuple"), ("builtins", "set"),
-    ("builtins", "frozenset"), ("builtins", "str"), ("builtins", "bytes"), ("builtins", "int"),
-    ("builtins", "float"), ("builtins", "bool"), ("builtins", "complex"), ("builtins", "slice"),
-    ("codecs", "encode"),
-}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and builtin containers; refuses every other global."""
-
-    def __init__(self, f, path: Path):
-        super().__init__(f, encoding="latin1")
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise ConfigError(
-            f"{self._path}: refusing to unpickle {module}.{name}; an MMSA feature pickle holds only numpy "
-            "arrays and containers"
-        )
-
 
 SPLITS = {"train": "train", "valid": "dev", "test": "test"}
 REQUIRED = ("audio", "vision", "text", "regression_labels")
@@ -142,7 +114,7 @@ def read_mmsa_pickle(path: str | os.PathLike) -> dict[str, MMSASplit]:
         raise ConfigError(f"{path}: no such MMSA feature pickle")
     try:
         with open(path, "rb") as f:
-            obj = _ArrayUnpickler(io.BufferedReader(f), path).load()
+            obj = restricted_load(io.BufferedReader(f), str(path), error=ConfigError, encoding="latin1")
     except ConfigError:
         raise
     except Exception as exc:
