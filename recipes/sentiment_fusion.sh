@@ -2,18 +2,34 @@
 # Multimodal sentiment heads on the bundled synth corpus: text-only, Self-MM, DMD, DeepMLF (3 seeds each),
 # then the mean ± std table. Re-runnable: upstream features and the small text LMs are cached; each head's
 # results land in exp/fusion/synth/<head>.json and the table in exp/fusion/synth/table.md.
-#   bash recipes/sentiment_fusion.sh                 # all heads
+#   bash recipes/sentiment_fusion.sh                      # all heads, seeds one after another
+#   PARALLEL_SEEDS=1 bash recipes/sentiment_fusion.sh     # one process per seed (what the issue-8 table used)
 #   HEADS="selfmm dmd" bash recipes/sentiment_fusion.sh
 #   EXTRA="--set seeds=[0] --set epochs=2" bash recipes/sentiment_fusion.sh   # a smoke run
-# TEASEL's row comes from the TEASEL recipe (audiorep.teasel); drop its summary JSON (same layout: "head",
-# "runs", "summary") into exp/fusion/synth/teasel.json and the table picks it up.
+# TEASEL's row: run recipes/teasel_finetune.sh once per seed (output_dir=exp/teasel/ft-sN), then
+#   TEASEL_RUNS="exp/teasel/ft-s0 exp/teasel/ft-s1 exp/teasel/ft-s2" bash recipes/sentiment_fusion.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-exp/fusion/synth}
 HEADS=${HEADS:-"text selfmm dmd deepmlf"}
+SEEDS=${SEEDS:-"0 1 2"}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # tiny models: more threads only contend on a shared CPU
+FUSION="python -m audiorep.downstream.fusion"
 for head in $HEADS; do
   echo "== $head" >&2
-  python -m audiorep.downstream.fusion --config "recipes/configs/fusion/$head.yaml" --set "out_dir=$OUT" ${EXTRA:-}
+  cfg="recipes/configs/fusion/$head.yaml"
+  if [[ "${PARALLEL_SEEDS:-0}" == 1 ]]; then
+    mkdir -p "$OUT/seeds"; pids=(); parts=()
+    for s in $SEEDS; do
+      $FUSION --config "$cfg" --set "seeds=[$s]" --set "out_dir=$OUT/seeds/$head-s$s" ${EXTRA:-} \
+        > "$OUT/seeds/$head-s$s.log" 2>&1 &
+      pids+=($!); parts+=("$OUT/seeds/$head-s$s/$head.json")
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    $FUSION merge "$OUT" "${parts[@]}"
+  else
+    $FUSION --config "$cfg" --set "out_dir=$OUT" --set "seeds=[${SEEDS// /,}]" ${EXTRA:-}
+  fi
 done
-python -m audiorep.downstream.fusion table "$OUT" | tee "$OUT/table.md"
+if [[ -n "${TEASEL_RUNS:-}" ]]; then $FUSION collect-teasel "$OUT/teasel.json" $TEASEL_RUNS; fi
+{ $FUSION table "$OUT"; echo; echo "Reference rows (test split):"; $FUSION reference synth; } | tee "$OUT/table.md"

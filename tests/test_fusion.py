@@ -294,3 +294,19 @@ def test_config_and_table(tmp_path):
     assert res["summary"]["MAE"][1] == pytest.approx(np.std([1.0, 1.2], ddof=1))
     md = table(str(tmp_path / "out"))
     assert "| teasel | 2 | 1.100 ± 0.141 | 0.500 ± 0.000 | 60.0 ± 0.0" in md
+
+
+def test_merge_results(tmp_path):
+    import json
+
+    from audiorep.downstream.fusion.train import merge_results, write_results
+    from audiorep.errors import ConfigError
+
+    m = {"MAE": 1.0, "Corr": 0.1}
+    write_results(str(tmp_path / "a"), "dmd", [{"seed": 1, "test": {**m, "MAE": 2.0}}])
+    write_results(str(tmp_path / "b"), "dmd", [{"seed": 0, "test": m}])
+    res = merge_results(str(tmp_path), [str(tmp_path / "a" / "dmd.json"), str(tmp_path / "b" / "dmd.json")])
+    assert [r["seed"] for r in res["runs"]] == [0, 1] and res["summary"]["MAE"][0] == 1.5
+    assert json.loads((tmp_path / "dmd.json").read_text())["summary"]["MAE"][0] == 1.5
+    with pytest.raises(ConfigError, match="repeated"):
+        merge_results(str(tmp_path), [str(tmp_path / "b" / "dmd.json")] * 2)

@@ -86,6 +86,15 @@ def main(argv=None) -> int:
             cells = [f"{m[k] * f:.3f}" if f == 1.0 else f"{m[k] * f:.1f}" for k, _, f in COLUMNS]
             print(f"| {name} | - | " + " | ".join(cells) + " |")
         return 0
+    if argv[:1] == ["merge"]:
+        if len(argv) < 3:
+            print("usage: python -m audiorep.downstream.fusion merge OUT_DIR RESULT.json [RESULT.json ...]")
+            return 2
+        from .train import merge_results
+
+        res = merge_results(argv[1], argv[2:])
+        print(f"{res['head']}: {len(res['runs'])} run(s) -> {argv[1]}/{res['head']}.json")
+        return 0
     if argv[:1] == ["collect-teasel"]:
         if len(argv) < 3:
             print("usage: python -m audiorep.downstream.fusion collect-teasel OUT.json RUN_DIR [RUN_DIR ...]")

@@ -283,11 +283,31 @@ def run(cfg: FusionConfig) -> dict[str, Any]:
         r["seed"] = seed
         runs.append(r)
         log.info("%s seed %d: test %s", cfg.head, seed, {k: round(v, 4) for k, v in r["test"].items()})
-    res = {"head": cfg.head, "config": dataclasses.asdict(cfg), "runs": runs, "summary": summarize(runs)}
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / f"{cfg.head}.json", (json.dumps(res, indent=2, default=_nan_safe) + "\n").encode())
+        res = write_results(cfg.out_dir, cfg.head, runs, dataclasses.asdict(cfg))  # after every seed: partial
     return res
+
+
+def write_results(out_dir: str, head: str, runs: list[dict[str, Any]], config: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """``<out_dir>/<head>.json`` = {"head", "config", "runs", "summary"}, written atomically."""
+    res = {"head": head, "config": config, "runs": runs, "summary": summarize(runs)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / f"{head}.json", (json.dumps(res, indent=2, default=_nan_safe) + "\n").encode())
+    return res
+
+
+def merge_results(out_dir: str, files: list[str]) -> dict[str, Any]:
+    """Result JSONs of one head run as separate processes (e.g. one per seed) -> one ``<out_dir>/<head>.json``."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    heads = {p["head"] for p in parts}
+    if len(heads) != 1:
+        raise ConfigError(f"merge: result files hold different heads {sorted(heads)}")
+    runs = sorted((r for p in parts for r in p["runs"]), key=lambda r: r.get("seed") or 0)
+    seeds = [r.get("seed") for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"merge: seed(s) repeated across files: {seeds}")
+    return write_results(out_dir, heads.pop(), runs, parts[0].get("config"))
 
 
 def _nan_safe(x):
