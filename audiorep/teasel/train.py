@@ -323,6 +323,8 @@ def run_pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
             sched.step()
             step += 1
             history.append(round(out.loss.item(), 4))
+            if step % 25 == 0:
+                log.info("step %d/%d: mlm loss %.4f", step, total, float(np.mean(history[-25:])))
             if step % cfg.save_every == 0 or step == total:
                 ck = save_laa(model, out_dir / f"laa-step{step}.safetensors", {"step": step})
                 checkpoints.append(str(ck))
