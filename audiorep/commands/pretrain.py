@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     print(f"run folder: {res.run_dir}", file=err)
     if res.first_loss is not None:
-        print(f"loss (mean of first / last logged steps): {res.first_loss:.4f} -> {res.last_loss:.4f}", file=err)
+        print(f"masked L1 loss: {res.first_loss:.4f} at step 1 -> {res.last_loss:.4f} (mean of the last logged intervals, see metrics.csv and loss.png)", file=err)
     if res.s3prl_checkpoint is not None:
         print(f"s3prl checkpoint: {res.s3prl_checkpoint}", file=err)
     print(res.final_dir)

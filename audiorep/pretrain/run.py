@@ -34,8 +34,8 @@ class PretrainResult:
     s3prl_checkpoint: Path | None  # s3prl-layout export of the final model
     step: int
     logs: list[StepLog] = field(default_factory=list)  # steps trained by this call
-    first_loss: float | None = None  # mean of the first logged losses of the whole run (metrics.csv)
-    last_loss: float | None = None  # mean of the last logged losses
+    first_loss: float | None = None  # loss at step 1 of the whole run (metrics.csv)
+    last_loss: float | None = None  # mean of the last 5 logged rows (each a mean over its interval)
 
 
 def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: DistContext | None = None):
@@ -115,15 +115,15 @@ def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: Pret
 
 
 def loss_summary(run_dir: Path, k: int = 5) -> tuple[float | None, float | None]:
-    """Mean of the first and of the last ``k`` logged losses in ``metrics.csv``."""
+    """(loss at the first logged step — step 1, the untrained model —, mean of the last ``k`` logged rows)."""
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return None, None
     vals = [float(r["loss"]) for r in read_metrics(path) if r.get("loss")]
     if not vals:
         return None, None
-    k = max(1, min(k, len(vals) // 2 or 1))
-    return sum(vals[:k]) / k, sum(vals[-k:]) / k
+    k = max(1, min(k, len(vals) - 1))
+    return vals[0], sum(vals[-k:]) / k
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
