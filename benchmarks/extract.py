@@ -123,7 +123,7 @@ def profile_breakdown(fn, label: str) -> list[dict]:
 
 
 _CATEGORIES = [
-    ("linear (GEMM)", ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "matmul")),
+    ("linear (GEMM)", ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "linear_pointwise", "matmul")),
     ("attention", ("scaled_dot_product", "flash_attention", "bmm", "baddbmm", "softmax")),
     ("layer_norm", ("layer_norm",)),
     ("gelu", ("gelu",)),
