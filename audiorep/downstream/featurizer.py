@@ -26,12 +26,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..features import FeatureConfig, FeatureExtractor
-from ..models.base import EncoderOutput
+from ..models.base import EncoderOutput, WaveformUpstream
 
 MODES = ("weighted-sum", "finetune", "last", "layer")
 
 
-class LogMelUpstream(nn.Module):
+class LogMelUpstream(WaveformUpstream):
     """The floor of every probe table: the log-mel front end with no encoder.
 
     It behaves like an upstream (``model(wavs, wav_lens) -> EncoderOutput``) whose only hidden state is the
@@ -44,14 +44,6 @@ class LogMelUpstream(nn.Module):
         self.features = FeatureExtractor(feature_config or FeatureConfig())
 
     @property
-    def feature_config(self) -> FeatureConfig:
-        return self.features.config
-
-    @property
-    def sample_rate(self) -> int:
-        return self.feature_config.sample_rate
-
-    @property
     def hidden_size(self) -> int:
         return self.feature_config.dim
 
@@ -60,14 +52,7 @@ class LogMelUpstream(nn.Module):
         return 0  # hidden_states holds only the features
 
     def forward(self, wavs, wav_lens=None, sample_rate: int | None = None) -> EncoderOutput:
-        from ..audio import batch_waveforms
-        from ..errors import AudioError
-
-        if sample_rate is not None and sample_rate != self.sample_rate:
-            raise AudioError(f"sample_rate {sample_rate} does not match the log-mel front end's {self.sample_rate} Hz")
-        wavs, lens = batch_waveforms(wavs, wav_lens)
-        device = self.features.window.device
-        feats, lengths = self.features(wavs.to(device), lens.to(device))  # (B, T, D), (B,)
+        feats, lengths = self.extract_features(wavs, wav_lens, sample_rate)  # (B, T, D), (B,)
         return EncoderOutput(hidden_states=(feats,), last_hidden_state=feats, lengths=lengths)
 
 

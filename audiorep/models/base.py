@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..features import FeatureConfig
+from ..audio import WaveformBatch, batch_waveforms
+from ..errors import AudioError, CheckpointError
+from ..features import FeatureConfig, FeatureExtractor
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -45,8 +46,34 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-class PretrainedModel(nn.Module):
-    """Mixin for upstreams with a dataclass ``config`` and a ``feature_config``."""
+class WaveformUpstream(nn.Module):
+    """An upstream that owns its front end (``self.features``): waveforms in, features at its own rate."""
+
+    features: FeatureExtractor
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self.features.config
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_config.sample_rate
+
+    def extract_features(self, wavs: WaveformBatch, wav_lens=None, sample_rate: int | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Waveforms -> (features (B, T, D), frame lengths (B,)) with this upstream's front end."""
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            raise AudioError(
+                f"sample_rate {sample_rate} does not match the model's {self.sample_rate} Hz; "
+                f"resample first (audiorep.read_audio(path, {self.sample_rate}))"
+            )
+        wavs, lens = batch_waveforms(wavs, wav_lens)
+        device = self.features.window.device  # a buffer: follows the module across .to()
+        return self.features(wavs.to(device), lens.to(device))
+
+
+class PretrainedModel(WaveformUpstream):
+    """Base for saveable upstreams with a dataclass ``config`` and a ``feature_config``."""
 
     architecture: ClassVar[str]
     config_class: ClassVar[type]

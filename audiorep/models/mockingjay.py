@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..audio import WaveformBatch, batch_waveforms
-from ..errors import AudioError, ConfigError
+from ..audio import WaveformBatch
+from ..errors import ConfigError
 from ..features import FeatureConfig, FeatureExtractor, _from_dict
 from ..kernels import key_padding_mask
 from ..layers import SinusoidalPositions, TransformerLayer
@@ -124,15 +124,7 @@ class MockingjayModel(PretrainedModel):
         )
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
-    # ---- the public surface ----
-    @property
-    def feature_config(self) -> FeatureConfig:
-        return self.features.config
-
-    @property
-    def sample_rate(self) -> int:
-        return self.feature_config.sample_rate
-
+    # ---- the public surface (feature_config, sample_rate, extract_features: WaveformUpstream) ----
     @property
     def hidden_size(self) -> int:
         return self.config.hidden_size
@@ -140,18 +132,6 @@ class MockingjayModel(PretrainedModel):
     @property
     def num_layers(self) -> int:
         return self.config.num_layers
-
-    def extract_features(self, wavs: WaveformBatch, wav_lens=None, sample_rate: int | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Waveforms -> (features (B, T, D), frame lengths (B,)) with this model's front end."""
-        if sample_rate is not None and sample_rate != self.sample_rate:
-            raise AudioError(
-                f"sample_rate {sample_rate} does not match the model's {self.sample_rate} Hz; "
-                f"resample first (audiorep.read_audio(path, {self.sample_rate}))"
-            )
-        wavs, lens = batch_waveforms(wavs, wav_lens)
-        device = self.input_proj.weight.device
-        return self.features(wavs.to(device), lens.to(device))
 
     def forward(self, wavs: WaveformBatch, wav_lens=None, sample_rate: int | None = None) -> EncoderOutput:
         """Encode waveforms at ``self.sample_rate``: a (B, S) tensor (+ wav_lens) or a list of 1-D tensors."""
