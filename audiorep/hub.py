@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from .errors import CheckpointError, WeightsUnavailableError
+from .fileio import atomic_directory
 from .registry import ModelSpec
 
 
@@ -92,14 +92,6 @@ def convert_to_folder(ckpt: Path, target: Path, source_format: str = "s3prl") ->
     if source_format != "s3prl":
         raise CheckpointError(f"{ckpt}: unknown source format {source_format!r}")
     model, head = load_s3prl_checkpoint(ckpt, with_head=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
+    with atomic_directory(target) as staging:
         model.save_pretrained(staging, extra={"head": head} if head is not None else None)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target

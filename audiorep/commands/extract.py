@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import load, read_audio
     from ..errors import ConfigError
-    from ..models.base import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
     model = load(args.model, pretrained=not args.no_pretrained, device=args.device)
     n_states = model.num_layers + 1

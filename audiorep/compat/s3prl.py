@@ -183,7 +183,7 @@ def load_s3prl_checkpoint(path: str | os.PathLike, with_head: bool = False
 def export_s3prl_checkpoint(model: MockingjayModel, path: str | os.PathLike, head: SpecPredictionHead | None = None,
                             step: int = 0, task: dict[str, Any] | None = None) -> None:
     """Write ``model`` (and its head) in s3prl's checkpoint layout, loadable by s3prl's ``mockingjay_local``."""
-    from ..models.base import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
     import io
 
     c, f = model.config, model.feature_config

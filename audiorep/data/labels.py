@@ -8,13 +8,13 @@ number = class index. The bundled corpus and LibriSpeech alignments use the same
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 
 from ..errors import ConfigError
+from ..fileio import atomic_write_text
 
 IGNORE_INDEX = -100  # padding value for frame labels; what torch's cross-entropy ignores by default
 
@@ -63,7 +63,7 @@ def write_frame_labels(labels: Mapping[str, Sequence[int] | torch.Tensor], path:
         if not vals:
             raise ConfigError(f"{path}: utterance {utt_id!r} has no frame labels")
         lines.append(utt_id + " " + " ".join(str(int(v)) for v in vals))
-    _atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -86,7 +86,7 @@ def read_label_names(path: str | os.PathLike) -> list[str]:
 def write_label_names(names: Sequence[str], path: str | os.PathLike) -> Path:
     """Write a class list, one name per line, atomically."""
     path = Path(path)
-    _atomic_write_text(path, "\n".join(names) + "\n")
+    atomic_write_text(path, "\n".join(names) + "\n")
     return path
 
 
@@ -95,14 +95,3 @@ def num_frames(num_samples: int, hop_length: int = 160) -> int:
     return num_samples // hop_length + 1
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import ConfigError
+from ..fileio import atomic_write_text
 
 _REQUIRED = ("id", "path", "num_samples", "sample_rate", "speaker")
 
@@ -136,13 +136,5 @@ def write_manifest(utts: Iterable[Utterance], path: str | os.PathLike) -> Path:
             except ValueError:
                 row["path"] = str(p)
         lines.append(json.dumps(row, ensure_ascii=False, sort_keys=False))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + ("\n" if lines else ""))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
     return path

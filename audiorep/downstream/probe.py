@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError
-from ..models.base import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 from .plots import plot_layer_weights, plot_learning_curves
 from .run import DownstreamConfig, run_downstream
 

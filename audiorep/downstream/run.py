@@ -38,7 +38,7 @@ from ..data.corpus import get_corpus
 from ..data.dataset import AudioDataset, LengthBucketBatchSampler, collate_waveforms
 from ..data.manifest import Utterance
 from ..errors import CheckpointError, ConfigError
-from ..models.base import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 from ..training.checkpoint import CheckpointManager, capture_rng, restore_rng, seed_everything
 from ..training.config import apply_overrides, build, read_yaml, to_dict
 from ..training.distributed import DistContext, barrier, init_distributed, shutdown

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +14,7 @@ from torch import nn
 from ..audio import WaveformBatch, batch_waveforms
 from ..errors import AudioError, CheckpointError
 from ..features import FeatureConfig, FeatureExtractor
+from ..fileio import atomic_write_bytes
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -28,22 +28,6 @@ class EncoderOutput:
     hidden_states: tuple[torch.Tensor, ...]  # num_layers + 1 tensors (B, T, H); [0] = input embedding output
     last_hidden_state: torch.Tensor  # (B, T, H)
     lengths: torch.Tensor  # (B,) valid frames per utterance
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so that a crash leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class WaveformUpstream(nn.Module):

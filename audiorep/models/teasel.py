@@ -35,7 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..audio import WaveformBatch, batch_waveforms
 from ..errors import AudioError, CheckpointError, ConfigError
-from .base import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 IGNORE_INDEX = -100  # label value CrossEntropyLoss skips: every non-masked text position and the prefix
 

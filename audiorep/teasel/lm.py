@@ -13,14 +13,13 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..fileio import atomic_directory
 from .config import SmallLMConfig
 
 log = logging.getLogger(__name__)
@@ -78,9 +77,7 @@ def train_small_lm(texts: Sequence[str], cfg: SmallLMConfig, out_dir: str | os.P
     from ..models.teasel import mask_tokens
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         torch.manual_seed(cfg.seed)
         tok = train_tokenizer(texts, cfg.vocab_size, tmp)
         rc = RobertaConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
@@ -117,12 +114,6 @@ def train_small_lm(texts: Sequence[str], cfg: SmallLMConfig, out_dir: str | os.P
         (tmp / "audiorep_lm.json").write_text(json.dumps({"small_lm": cfg.to_dict(), "steps": step,
                                                           "final_mlm_loss_ema": loss_ema,
                                                           "num_texts": len(texts)}, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

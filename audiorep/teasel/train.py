@@ -22,7 +22,7 @@ from torch import nn
 
 from ..downstream.metrics import is_better, regression_metrics
 from ..errors import ConfigError
-from ..models.base import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 from ..models.teasel import (
     LAAConfig,
     TeaselModel,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..models.base import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 

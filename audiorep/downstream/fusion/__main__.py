@@ -38,7 +38,7 @@ def collect_teasel(out: str, run_dirs: list[str]) -> dict:
     """TEASEL fine-tuning runs (folders with ``finetune_results.json``, one per seed) -> ``out`` in this
     package's result layout, so :func:`table` shows TEASEL beside the fusion heads (same MMSA metrics)."""
     from ...errors import ConfigError
-    from ...models.base import atomic_write_bytes
+    from ...fileio import atomic_write_bytes
     from .train import summarize
 
     runs = []

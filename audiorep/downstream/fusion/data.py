@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
-from ...models.base import atomic_write_bytes
+from ...fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

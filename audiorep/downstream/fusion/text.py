@@ -14,17 +14,15 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
 from ...errors import CheckpointError, ConfigError
+from ...fileio import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +85,7 @@ def train_small_gpt2(texts: Sequence[str], cfg: SmallGPT2Config, out_dir: str | 
     if not texts:
         raise ConfigError("train_small_gpt2: no transcripts to train on")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         torch.manual_seed(cfg.seed)
         bpe = ByteLevelBPETokenizer(add_prefix_space=True)
         bpe.train_from_iterator(list(texts), vocab_size=cfg.vocab_size, min_frequency=1,
@@ -124,12 +120,6 @@ def train_small_gpt2(texts: Sequence[str], cfg: SmallGPT2Config, out_dir: str | 
         model.save_pretrained(str(tmp))
         (tmp / "audiorep_lm.json").write_text(json.dumps({"small_gpt2": dataclasses.asdict(cfg),
                                                           "final_loss": loss_v, "num_texts": len(texts)}) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

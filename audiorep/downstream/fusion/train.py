@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ...errors import ConfigError
-from ...models.base import atomic_write_bytes
+from ...fileio import atomic_write_bytes
 from ..metrics import is_better, regression_metrics
 from .common import FusionHead, TextEncoder
 from .data import FusionSplit
