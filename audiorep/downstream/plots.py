@@ -6,22 +6,13 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
+from ..plotting import pyplot, save_figure
 
 
 def plot_layer_weights(weights: Mapping[str, Sequence[float]] | Sequence[float], path: str | os.PathLike,
                        title: str = "layer weights") -> Path | None:
     """Bar chart of softmax layer weights, one group of bars per entry of a dict; None without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     series = dict(weights) if isinstance(weights, Mapping) else {"": weights}
@@ -41,18 +32,13 @@ def plot_layer_weights(weights: Mapping[str, Sequence[float]] | Sequence[float],
     ax.set_title(title)
     if any(series):
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike,
                          ylabel: str, title: str = "learning curves", xlabel: str = "epoch") -> Path | None:
     """One line per entry ``name -> (xs, ys)``; None without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None or not curves:
         return None
     fig, ax = plt.subplots(figsize=(6.0, 3.8), dpi=100)
@@ -63,9 +49,4 @@ def plot_learning_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[fl
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..plotting import pyplot, save_figure
+
 log = logging.getLogger(__name__)
 
 
@@ -70,12 +72,8 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
 def plot_loss_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, key: str = "loss",
                     title: str = "pretraining loss") -> Path | None:
     """Plot ``key`` against step; returns the PNG path, or None when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         log.info("matplotlib not installed: no loss-curve PNG (pip install 'audiorep[plot]')")
         return None
     rows = [r for r in read_metrics(csv_path) if r.get(key) not in (None, "")]
@@ -94,8 +92,4 @@ def plot_loss_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, ke
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, png_path)
