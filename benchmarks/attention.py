@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 
 BACKENDS = ("triton", "sdpa", "sdpa_flash_padded", "flash_varlen", "reference")
@@ -189,11 +187,7 @@ def measure(T, args, device, dtype, gen, bench):
             row["fwd_tflops"] = flops_fwd / (row["fwd_ms"] * 1e-3) / 1e12
             row["fwd_bwd_tflops"] = 3.5 * flops_fwd / (row["fwd_bwd_ms"] * 1e-3) / 1e12
         except Exception as exc:  # OOM on the naive reference at long T, missing kernels, ...
-            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-            if os.environ.get("AUDIOREP_BENCH_DEBUG"):
-                traceback.print_exc()
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            row["error"] = bench.failure_text(exc, device)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows, flops_fwd

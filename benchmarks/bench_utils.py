@@ -105,3 +105,17 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(x) for x in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def failure_text(exc: BaseException, device: torch.device) -> str:
+    """A benchmark row's ``error`` field for a contender that failed (OOM on the naive reference at long T,
+    a kernel that does not compile, ...): the first line of the message, the traceback with
+    AUDIOREP_BENCH_DEBUG=1, and the CUDA cache emptied so the next contender starts clean."""
+    import traceback
+
+    if os.environ.get("AUDIOREP_BENCH_DEBUG"):
+        traceback.print_exc()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"

@@ -22,8 +22,6 @@ import json
 import os
 import sys
 import tempfile
-import time
-import traceback
 from pathlib import Path
 
 PRESETS = ("aalbert-base", "mockingjay-base", "mockingjay-large", "tera-base")
@@ -178,11 +176,7 @@ def main(argv=None) -> int:
                         row = extract_bench(name, backend, d, args, device, bench)
                 except Exception as exc:  # OOM for the naive reference on 2-minute inputs, etc.
                     row = {"kind": kind if kind == "extract" else "train_step", "model": name, "backend": backend,
-                           "dtype": d, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
-                    if os.environ.get("AUDIOREP_BENCH_DEBUG"):
-                        traceback.print_exc()
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
+                           "dtype": d, "error": bench.failure_text(exc, device)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
                 row["fwd_bwd_gbps"] = (moved_fwd + moved_bwd) / (row["fwd_bwd_ms"] * 1e-3) / 1e9
                 times[name] = row["fwd_bwd_ms"]
             except Exception as exc:
-                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                row["error"] = bench.failure_text(exc, device)
             rows.append(row)
             print(json.dumps(row), flush=True)
         dispatchable = {k: v for k, v in times.items() if k in ("torch", "triton")}
