@@ -29,6 +29,10 @@ class DataConfig:
     max_batch_seconds: float | None = None  # cap on padded audio per micro-batch (B x longest), bounds memory
     num_workers: int = 2  # DataLoader worker processes per rank
     on_error: str = "raise"  # "raise" stops at the first unreadable file; "skip" logs and continues
+    # held-out split for the end-of-run reconstruction check (audiorep.pretrain.evaluate): the training loss
+    # alone cannot tell context use from the predict-the-average plateau. Corpus data only; None skips it.
+    eval_split: str | None = "dev"
+    eval_max_utts: int = 100  # first N utterances of that split (bounds the check's time)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

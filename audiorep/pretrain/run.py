@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -114,6 +115,37 @@ def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: Pret
     return final, s3
 
 
+def held_out_check(model: MaskedAcousticModel, cfg: PretrainConfig, run_dir: Path) -> dict | None:
+    """The reconstruction report on ``data.eval_split`` of a corpus (None for LibriSpeech roots, manifests
+    or a missing split), written to ``eval.json`` and logged."""
+    from .. import data as D
+    from ..fileio import atomic_write_text
+    from .evaluate import reconstruction_report
+
+    split = cfg.data.eval_split
+    path = Path(cfg.data.train)
+    if path.suffix == ".jsonl":
+        path = path.parent  # a manifest's sibling manifests are its corpus's other splits
+    if not split or (path.is_dir() and not any(path.glob("*.jsonl"))):
+        return None  # a LibriSpeech root: no held-out split is named
+    try:
+        corpus = D.get_corpus(path if path.is_dir() else cfg.data.train)
+    except ConfigError:  # not a corpus: nothing to check against
+        return None
+    if split not in corpus.splits:
+        log.warning("held-out check skipped: corpus %s has no split %r (has %s)", cfg.data.train, split,
+                    ", ".join(corpus.splits))
+        return None
+    utts = corpus.manifest(split)[: cfg.data.eval_max_utts]
+    rep = reconstruction_report(model, [u.path for u in utts], [u.id for u in utts], cfg.masking,
+                                seed=cfg.train.seed, max_seconds=cfg.data.max_seconds)
+    rep["split"] = split
+    atomic_write_text(run_dir / "eval.json", json.dumps(rep, indent=2) + "\n")
+    log.info("held-out %s L1 on hidden frames: model %.4f | predict zero %.4f | interpolate neighbours %s",
+             split, rep["model"], rep["zero"], f"{rep['interpolation']:.4f}" if "interpolation" in rep else "n/a")
+    return rep
+
+
 def loss_summary(run_dir: Path, k: int = 5) -> tuple[float | None, float | None]:
     """(loss at the first logged step — step 1, the untrained model —, mean of the last ``k`` logged rows)."""
     path = run_dir / "metrics.csv"
@@ -163,6 +195,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         final = s3 = None
         if trainer.step >= cfg.train.max_steps and ctx.is_main:
             final, s3 = export_final(model, run_dir, trainer.step, cfg)
+            held_out_check(model, cfg, run_dir)
             plot_loss_curve(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{cfg.name}: masked L1")
         barrier(ctx)
         first, last = loss_summary(run_dir) if ctx.is_main else (None, None)
