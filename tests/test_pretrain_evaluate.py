@@ -25,7 +25,6 @@ def test_interpolation_fills_hidden_frames_between_visible_neighbours():
 
 
 def test_report_scores_model_zero_and_interpolation_on_the_same_hidden_frames(tmp_path):
-    rng = np.random.default_rng(0)
     paths, ids = [], []
     for i in range(3):
         n = int(16000 * (0.6 + 0.2 * i))
