@@ -275,8 +275,12 @@ def test_config_and_table(tmp_path):
 
     cfg = load_fusion_config(None, ["head=dmd", "head_args.d=16", "seeds=[3, 4]"])
     assert cfg.head == "dmd" and cfg.head_args == {"d": 16} and cfg.seeds == [3, 4]
-    with pytest.raises(ConfigError, match="unknown FusionConfig"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['nope'\] for FusionConfig"):
         load_fusion_config(None, ["nope=1"])
+    # YAML 1.1 reads 5e-4 as a string: it must arrive as a float, and a non-number must fail by name
+    assert load_fusion_config(None, ["text_lr=5e-4"]).text_lr == 5e-4
+    with pytest.raises(ConfigError, match="lr: expected float, got 'fast'"):
+        load_fusion_config(None, ["lr=fast"])
     with pytest.raises(ConfigError, match="head must be"):
         load_fusion_config(None, ["head=misa"])
     with pytest.raises(ConfigError, match="unknown DMDConfig"):

@@ -21,6 +21,7 @@ import torch
 
 from ...errors import ConfigError
 from ...fileio import atomic_write_bytes
+from ...training.config import build
 from ..metrics import is_better, regression_metrics
 from .common import FusionHead, TextEncoder
 from .data import FusionSplit
@@ -89,11 +90,8 @@ def load_fusion_config(path: str | None = None, overrides: list[str] | None = No
             raw.setdefault("head_args", {})[k.split(".", 1)[1]] = val
         else:
             raw[k] = val
-    names = {f.name for f in dataclasses.fields(FusionConfig)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"{path or 'overrides'}: unknown FusionConfig field(s) {unknown}; known: {sorted(names)}")
-    cfg = FusionConfig(**raw)
+    # type-checked like every other config: YAML 1.1 reads "5e-4" as a string, which must not reach the optimiser
+    cfg = build(FusionConfig, raw, path or "overrides")
     if cfg.head not in HEADS:
         raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {cfg.head!r}")
     return cfg
