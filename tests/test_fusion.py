@@ -281,6 +281,9 @@ def test_config_and_table(tmp_path):
     assert load_fusion_config(None, ["text_lr=5e-4"]).text_lr == 5e-4
     with pytest.raises(ConfigError, match="lr: expected float, got 'fast'"):
         load_fusion_config(None, ["lr=fast"])
+    assert load_fusion_config(None, ["select_metric=Corr"]).select_metric == "Corr"
+    with pytest.raises(ConfigError, match="select_metric must be one of"):
+        load_fusion_config(None, ["select_metric=Acc"])
     with pytest.raises(ConfigError, match="head must be"):
         load_fusion_config(None, ["head=misa"])
     with pytest.raises(ConfigError, match="unknown DMDConfig"):
