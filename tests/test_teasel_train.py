@@ -107,6 +107,10 @@ def test_config_errors(tmp_path):
         load_run_config(None, ["front_end=hubert"])
     with pytest.raises(ConfigError, match="key=value"):
         load_run_config(None, ["lr"])
+    # a typo here used to surface as a KeyError after the first fine-tuning epoch
+    with pytest.raises(ConfigError, match="select_metric must be one of"):
+        load_run_config(None, ["select_metric=corr"])
+    assert load_run_config(None, ["select_metric=Corr"]).select_metric == "Corr"
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: [1, 2\n")
     with pytest.raises(ConfigError, match="bad.yaml"):

@@ -142,6 +142,16 @@ def regression_metrics(preds, labels, dataset: str = "mosi") -> dict[str, float]
     raise ConfigError(f"regression_metrics: unknown dataset family {dataset!r}; use 'mosi', 'mosei' or 'sims'")
 
 
+# dev metrics a sentiment run may select its best checkpoint by (present for both mosi and sims families)
+SELECTABLE = ("MAE", "Corr", "Has0_acc_2", "Non0_acc_2", "Has0_F1", "Non0_F1")
+
+
+def check_select_metric(name: str, where: str = "select_metric") -> None:
+    """ConfigError naming ``where`` unless ``name`` is in :data:`SELECTABLE` (before training, not at epoch end)."""
+    if name not in SELECTABLE:
+        raise ConfigError(f"{where} must be one of {', '.join(SELECTABLE)}; got {name!r}")
+
+
 def is_better(metric: str, new: float, best: float | None) -> bool:
     """True when ``new`` improves on ``best`` for ``metric`` (NaN never improves)."""
     if new != new:  # NaN

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..downstream.metrics import check_select_metric
 from ..errors import ConfigError
 
 
@@ -107,6 +108,7 @@ class TeaselRunConfig:
                 raise ConfigError(f"{where}: {name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"{where}: warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        check_select_metric(self.select_metric, f"{where}: select_metric")
 
 
 def _coerce_floats(cls, d: dict[str, Any], where: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Train / evaluate the fusion heads: :func:`run` (one head, several seeds, mean ± std) and :func:`train_one`.
 
-Early stopping on a dev metric (MAE by default, ``select_metric``); the best dev weights are evaluated on test once. Metrics come from
-:mod:`audiorep.downstream.metrics` (MMSA's definitions); nothing is re-implemented here.
+Early stopping on a dev metric (``select_metric``, MAE by default); the best dev weights are evaluated on
+test once. Metrics come from :mod:`audiorep.downstream.metrics` (MMSA's definitions); nothing is
+re-implemented here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from ...errors import ConfigError
 from ...fileio import atomic_write_bytes
 from ...training.config import build
-from ..metrics import is_better, regression_metrics
+from ..metrics import check_select_metric, is_better, regression_metrics
 from .common import FusionHead, TextEncoder
 from .data import FusionSplit
 
@@ -74,9 +75,6 @@ class FusionConfig:
     out_dir: str = "exp/fusion"
 
 
-SELECT_METRICS = ("MAE", "Corr", "Has0_acc_2", "Non0_acc_2", "Has0_F1", "Non0_F1")
-
-
 def load_fusion_config(path: str | None = None, overrides: list[str] | None = None) -> FusionConfig:
     """YAML file (optional) + ``key=value`` overrides (values parsed as YAML) -> FusionConfig."""
     import yaml
@@ -100,8 +98,7 @@ def load_fusion_config(path: str | None = None, overrides: list[str] | None = No
     cfg = build(FusionConfig, raw, path or "overrides")
     if cfg.head not in HEADS:
         raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {cfg.head!r}")
-    if cfg.select_metric not in SELECT_METRICS:
-        raise ConfigError(f"select_metric must be one of {', '.join(SELECT_METRICS)}; got {cfg.select_metric!r}")
+    check_select_metric(cfg.select_metric)
     return cfg
 
 
