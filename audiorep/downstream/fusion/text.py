@@ -42,17 +42,24 @@ class SmallGPT2Config:
     seed: int = 0
 
 
-def load_encoder(path: str | os.PathLike):
-    """A local encoder folder -> ``(tokenizer, AutoModel)``, offline."""
-    from transformers import AutoModel, AutoTokenizer
+def _load_local(path: str | os.PathLike, model_class, what: str):
+    """A local transformers folder -> ``(tokenizer, model_class model)``, offline; CheckpointError naming it."""
+    from transformers import AutoTokenizer
 
     path = Path(os.fspath(path)).expanduser()
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: not a transformers model folder (no config.json)")
     try:
-        return AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path)), model_class.from_pretrained(str(path))
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load a tokenizer + encoder: {exc}") from exc
+        raise CheckpointError(f"{path}: cannot load a tokenizer + {what}: {exc}") from exc
+
+
+def load_encoder(path: str | os.PathLike):
+    """A local encoder folder -> ``(tokenizer, AutoModel)``, offline."""
+    from transformers import AutoModel
+
+    return _load_local(path, AutoModel, "encoder")
 
 
 def encoder_for(name: str, train_texts: Sequence[str], device: str = "cpu"):
@@ -125,15 +132,9 @@ def train_small_gpt2(texts: Sequence[str], cfg: SmallGPT2Config, out_dir: str | 
 
 def load_decoder(path: str | os.PathLike):
     """A local GPT-2-style folder -> ``(tokenizer, causal LM)``, offline."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    path = Path(os.fspath(path)).expanduser()
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: not a transformers model folder (no config.json)")
-    try:
-        return AutoTokenizer.from_pretrained(str(path)), AutoModelForCausalLM.from_pretrained(str(path))
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load a tokenizer + causal LM: {exc}") from exc
+    return _load_local(path, AutoModelForCausalLM, "causal LM")
 
 
 def decoder_for(name: str, train_texts: Sequence[str], cfg: SmallGPT2Config | None = None):
