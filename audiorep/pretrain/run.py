@@ -37,6 +37,11 @@ class PretrainResult:
     last_loss: float | None = None  # mean of the last 5 logged rows (each a mean over its interval)
 
 
+def _is_librispeech_root(path: Path) -> bool:
+    """A folder with no ``*.jsonl`` manifests is read as a LibriSpeech tree (corpus folders hold manifests)."""
+    return path.is_dir() and not any(path.glob("*.jsonl"))
+
+
 def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: DistContext | None = None):
     """The training Utterances: a corpus (bundled name, folder of manifests, .jsonl) or a LibriSpeech root.
 
@@ -47,7 +52,7 @@ def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: Di
 
     src = cfg.data.train
     path = Path(src)
-    if path.is_dir() and not any(path.glob("*.jsonl")):
+    if _is_librispeech_root(path):
         cache = (run_dir or Path(cfg.run_dir)) / "train_manifest.jsonl"
         if ctx is None or ctx.is_main:
             if not cache.is_file():
@@ -124,7 +129,7 @@ def held_out_check(model: MaskedAcousticModel, cfg: PretrainConfig, run_dir: Pat
     path = Path(cfg.data.train)
     if path.suffix == ".jsonl":
         path = path.parent  # a manifest's sibling manifests are its corpus's other splits
-    if not split or (path.is_dir() and not any(path.glob("*.jsonl"))):
+    if not split or _is_librispeech_root(path):
         return None  # a LibriSpeech root: no held-out split is named
     try:
         corpus = D.get_corpus(path if path.is_dir() else cfg.data.train)
