@@ -125,3 +125,21 @@ def test_two_processes_match_one_process_with_the_same_global_batch(manifest, tm
     a = audiorep.load(tmp_path / "two" / "final").state_dict()
     b = audiorep.load(one.final_dir).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_a_corpus_run_writes_the_held_out_check(manifest, tmp_path):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for p in manifest.parent.glob("u*.wav"):
+        shutil.copy(p, corpus / p.name)
+    shutil.copy(manifest, corpus / "train.jsonl")
+    shutil.copy(manifest, corpus / "dev.jsonl")  # same files: only the wiring is under test here
+    res = pretrain(_cfg(corpus, tmp_path / "run", "train.max_steps=2", "data.batch_size=4", "data.eval_max_utts=5"))
+    rep = json.loads((res.run_dir / "eval.json").read_text())
+    assert rep["split"] == "dev" and rep["utterances"] == 5
+    assert rep["hidden_elements"] > 0 and rep["model"] > 0 and rep["zero"] > 0 and "interpolation" in rep
+    # a LibriSpeech-style root or a corpus without the split is skipped, not an error
+    res2 = pretrain(_cfg(manifest, tmp_path / "run2", "train.max_steps=1", "data.batch_size=4"))
+    assert res2.final_dir is not None and not (res2.run_dir / "eval.json").exists()
