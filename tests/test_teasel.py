@@ -222,6 +222,46 @@ def test_finetune_freezes_exactly_configured_parts(parts):
         model.set_trainable(["bigru"])
 
 
+def test_precomputed_trunk_states_give_the_same_prediction_and_need_a_frozen_trunk(parts):
+    model, fe = parts
+    ids, am = text_batch()
+    raw, lens = speech_batch(fe)
+    model.set_trainable(["lm", "aggregation", "prefix_norm", "head"])  # the paper's fine-tuning setting
+    assert model.trunk_frozen
+    with torch.no_grad():
+        direct = model(ids, am, raw, lens)
+        states = model.trunk_states(raw, lens)  # (B, T, 2H)
+        assert states.shape == (2, raw.shape[1], 2 * model.laa.config.hidden_size)
+        assert torch.all(states[1, int(lens[1]):] == 0)
+        cached = model(ids, am, None, lens, states=states)
+    torch.testing.assert_close(cached.prediction, direct.prediction)
+    torch.testing.assert_close(cached.laa_weights, direct.laa_weights)
+    model.set_trainable(["lm", "gru", "aggregation", "head"])
+    assert not model.trunk_frozen
+    with pytest.raises(ConfigError, match="trunk trains"):
+        model(ids, am, None, lens, states=states)
+
+
+def test_attach_trunk_states_replaces_frames_by_gru_states_only_for_a_frozen_trunk():
+    import audiorep.teasel.train as tt
+    from audiorep.teasel.train import Example, attach_trunk_states, collate
+
+    mlm = tiny_lm()
+    fe = tiny_w2v()
+    model = TeaselModel(mlm.roberta, fe, LAAConfig(), regression=True)
+    raw, lens = speech_batch(fe)
+    ex = [Example(str(i), "x", 0.5, [BOS, 10 + i, EOS], raw[i, : int(lens[i])].clone()) for i in range(2)]
+    model.set_trainable(["lm", "aggregation", "head"])
+    cfg = tt.TeaselRunConfig()
+    attach_trunk_states(model, ex, cfg)
+    assert all(e.raw is None and e.states.shape == (int(lens[i]), 64) for i, e in enumerate(ex))
+    b = collate(ex, PAD)
+    assert set(b) >= {"states", "frame_lens"} and "raw" not in b and b["frame_lens"].tolist() == lens.tolist()
+    model.set_trainable(["gru"])
+    with pytest.raises(ConfigError, match="trunk"):
+        attach_trunk_states(model, ex, cfg)
+
+
 def test_laa_checkpoint_roundtrip_and_corruption(tmp_path, parts):
     model, fe = parts
     path = save_laa(model, tmp_path / "laa.safetensors", {"step": 7})

@@ -153,14 +153,28 @@ class LAA(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> LAAOutput:
         """Front-end frames (B, T, D) with valid counts (B,) -> :class:`LAAOutput`."""
-        if feats.dim() != 3 or feats.shape[-1] != self.config.input_dim:
-            raise ConfigError(f"LAA input: expected (B, T, {self.config.input_dim}), got {tuple(feats.shape)}")
-        B, T, _ = feats.shape
+        lengths = self._check_lengths(feats, lengths)
+        return self.aggregate(self.trunk(feats, lengths), lengths)
+
+    def _check_lengths(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        B, T = x.shape[:2]
         if lengths is None:
-            lengths = torch.full((B,), T, dtype=torch.long, device=feats.device)
-        lengths = lengths.to(feats.device).long()
+            lengths = torch.full((B,), T, dtype=torch.long, device=x.device)
+        lengths = lengths.to(x.device).long()
         if (lengths < 1).any() or (lengths > T).any():
             raise ConfigError(f"LAA lengths must lie in [1, {T}], got {lengths.tolist()}")
+        return lengths
+
+    def trunk(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Input projection + BiGRU: frames (B, T, D) -> GRU states (B, T, 2H), zeros past each length.
+
+        When both parts are frozen these states depend on the utterance alone, so fine-tuning can compute
+        them once (see :meth:`TeaselModel.trunk_frozen`) and call :meth:`aggregate` each step.
+        """
+        if feats.dim() != 3 or feats.shape[-1] != self.config.input_dim:
+            raise ConfigError(f"LAA input: expected (B, T, {self.config.input_dim}), got {tuple(feats.shape)}")
+        T = feats.shape[1]
+        lengths = self._check_lengths(feats, lengths)
         x = feats.to(self.gru.weight_ih_l0.dtype)
         if self.input_proj is not None:
             x = self.input_proj(x)  # (B, T, H)
@@ -168,12 +182,19 @@ class LAA(nn.Module):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=T)  # (B, T, 2H), zeros past lengths
+        return out
+
+    def aggregate(self, states: torch.Tensor, lengths: torch.Tensor | None = None) -> LAAOutput:
+        """Attentive pooling per direction + prefix norm: GRU states (B, T, 2H) -> :class:`LAAOutput`."""
         H = self.config.hidden_size
-        valid = torch.arange(T, device=feats.device) < lengths[:, None]  # (B, T)
+        if states.dim() != 3 or states.shape[-1] != 2 * H:
+            raise ConfigError(f"LAA states: expected (B, T, {2 * H}), got {tuple(states.shape)}")
+        lengths = self._check_lengths(states, lengths)
+        valid = torch.arange(states.shape[1], device=states.device) < lengths[:, None]  # (B, T)
         pooled, weights = [], []
-        for d, h in enumerate((out[..., :H], out[..., H:])):  # forward, backward streams (B, T, H)
+        for d, h in enumerate((states[..., :H], states[..., H:])):  # forward, backward streams (B, T, H)
             pool = self.aggregation[0 if self.config.share_aggregation else d]
-            c, a = pool(h, valid)
+            c, a = pool(h.to(self.gru.weight_ih_l0.dtype), valid)
             pooled.append(c)
             weights.append(a)
         prefix = self.prefix_norm(torch.stack(pooled, dim=1))  # (B, 2, H)
@@ -430,11 +451,33 @@ class TeaselModel(nn.Module):
         return state
 
     # ---- forward pieces ----
-    def speech_prefix(self, raw: torch.Tensor, frame_lens: torch.Tensor) -> LAAOutput:
-        """Frozen front-end output (B, T, D) or (B, L+1, T, D) + frame lengths -> LAA prefix (B, 2, H)."""
+    @property
+    def trunk_frozen(self) -> bool:
+        """True when nothing before the LAA aggregation trains (front end, input projection, BiGRU), so each
+        utterance's GRU states are fixed and :meth:`trunk_states` can be computed once, outside the loop."""
+        if self.laa is None or self.front_end is None:
+            return False
+        return not any(p.requires_grad for m in (self.front_end, self.laa.input_proj, self.laa.gru)
+                       if m is not None for p in m.parameters())
+
+    def trunk_states(self, raw: torch.Tensor, frame_lens: torch.Tensor) -> torch.Tensor:
+        """Frozen front-end output -> LAA GRU states (B, T, 2H) (front-end layer mix, projection, BiGRU)."""
         if self.laa is None or self.front_end is None:
             raise ConfigError("this TEASEL model is text-only (no front end): no speech prefix")
-        return self.laa(self.front_end(raw), frame_lens)
+        return self.laa.trunk(self.front_end(raw), frame_lens)
+
+    def speech_prefix(self, raw: torch.Tensor | None, frame_lens: torch.Tensor,
+                      states: torch.Tensor | None = None) -> LAAOutput:
+        """Frozen front-end output (B, T, D) or (B, L+1, T, D) + frame lengths -> LAA prefix (B, 2, H).
+
+        ``states``: GRU states from :meth:`trunk_states` computed earlier (only valid while the trunk is
+        frozen); when given, ``raw`` is not used.
+        """
+        if states is None:
+            states = self.trunk_states(raw, frame_lens)  # (B, T, 2H)
+        elif self.laa is None:
+            raise ConfigError("this TEASEL model is text-only (no front end): no speech prefix")
+        return self.laa.aggregate(states, frame_lens)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
               prefix: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -467,14 +510,17 @@ class TeaselModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, raw: torch.Tensor | None = None,
                 frame_lens: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
-                targets: torch.Tensor | None = None) -> TeaselOutput:
-        """One pass. ``raw``/``frame_lens``: frozen front-end features (from ``front_end.frozen_features``);
+                targets: torch.Tensor | None = None, states: torch.Tensor | None = None) -> TeaselOutput:
+        """One pass. ``raw``/``frame_lens``: frozen front-end features (from ``front_end.frozen_features``), or
+        ``states``/``frame_lens``: precomputed GRU states (:meth:`trunk_states`, frozen trunk only);
         ``mlm_labels`` (B, L) with -100 at unscored positions -> MLM loss; ``targets`` (B,) -> MSE on <s>."""
         laa_out = None
         if self.laa is not None:
-            if raw is None or frame_lens is None:
-                raise ConfigError("TEASEL with a speech front end needs raw features and frame_lens")
-            laa_out = self.speech_prefix(raw, frame_lens)
+            if (raw is None and states is None) or frame_lens is None:
+                raise ConfigError("TEASEL with a speech front end needs raw features (or GRU states) and frame_lens")
+            if states is not None and not self.trunk_frozen:
+                raise ConfigError("precomputed GRU states given but the LAA trunk trains: pass raw features")
+            laa_out = self.speech_prefix(raw, frame_lens, states)
         hidden, mask = self.encode(input_ids, attention_mask, laa_out.prefix if laa_out is not None else None)
         out = TeaselOutput(hidden=hidden, attention_mask=mask,
                            laa_weights=laa_out.weights if laa_out is not None else None)

@@ -51,6 +51,7 @@ class Example:
     label: float
     input_ids: list[int]  # <s> ... </s>, at most max_text_tokens
     raw: torch.Tensor | None = None  # frozen front-end output (T, D) or (K, T, D), no padding
+    states: torch.Tensor | None = None  # LAA GRU states (T, 2H) when the trunk is frozen; replaces raw
 
 
 def _utterances(cfg: TeaselRunConfig, split: str):
@@ -135,15 +136,41 @@ def collate(batch: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
         ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
     out = {"input_ids": ids, "attention_mask": (ids != pad_id).long(),
            "targets": torch.tensor([e.label for e in batch], dtype=torch.float32)}
-    if batch[0].raw is not None:
-        T = max(e.raw.shape[-2] for e in batch)
-        shape = (len(batch),) + tuple(batch[0].raw.shape[:-2]) + (T, batch[0].raw.shape[-1])
-        raw = torch.zeros(shape, dtype=torch.float32)
-        for i, e in enumerate(batch):
-            raw[i, ..., : e.raw.shape[-2], :] = e.raw.float()
-        out["raw"] = raw
-        out["frame_lens"] = torch.tensor([e.raw.shape[-2] for e in batch], dtype=torch.long)
+    for key in ("states", "raw"):  # the frames the model needs: precomputed GRU states, else front-end output
+        xs = [getattr(e, key) for e in batch]
+        if xs[0] is None:
+            continue
+        T = max(x.shape[-2] for x in xs)
+        padded = torch.zeros((len(xs),) + tuple(xs[0].shape[:-2]) + (T, xs[0].shape[-1]), dtype=torch.float32)
+        for i, x in enumerate(xs):
+            padded[i, ..., : x.shape[-2], :] = x.float()  # (B, [K,] T, D)
+        out[key] = padded
+        out["frame_lens"] = torch.tensor([x.shape[-2] for x in xs], dtype=torch.long)
+        break
     return out
+
+
+@torch.no_grad()
+def attach_trunk_states(model: TeaselModel, examples: Sequence[Example], cfg: TeaselRunConfig,
+                        batch_size: int = 16) -> None:
+    """Replace each example's front-end output by its LAA GRU states, computed once (frozen trunk only).
+
+    Fine-tuning in the paper's setting trains the aggregation but not the BiGRU, so the GRU would otherwise
+    recompute the same states every epoch; this makes an epoch cost about as much as text-only fine-tuning.
+    """
+    if not model.trunk_frozen:
+        raise ConfigError("attach_trunk_states: the LAA trunk (front end / projection / BiGRU) trains")
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: examples[i].raw.shape[-2])  # similar lengths together
+    for s in range(0, len(order), batch_size):
+        chunk = [examples[i] for i in order[s : s + batch_size]]
+        b = _to(collate(chunk, pad_id=0), cfg.device)
+        states = model.trunk_states(b["raw"], b["frame_lens"])  # (b, T, 2H)
+        for j, e in enumerate(chunk):
+            e.states = states[j, : int(b["frame_lens"][j])].cpu().contiguous()
+            e.raw = None
+    model.train(was_training)
 
 
 def batches(examples: Sequence[Example], batch_size: int, pad_id: int, shuffle: bool, rng: random.Random):
@@ -357,7 +384,7 @@ def predict(model: TeaselModel, examples: Sequence[Example], pad_id: int, cfg: T
     preds = []
     for b in batches(examples, cfg.batch_size, pad_id, False, random.Random(0)):
         b = _to(b, cfg.device)
-        out = model(b["input_ids"], b["attention_mask"], b.get("raw"), b.get("frame_lens"))
+        out = model(b["input_ids"], b["attention_mask"], b.get("raw"), b.get("frame_lens"), states=b.get("states"))
         preds.append(out.prediction.float().cpu())
     return torch.cat(preds).numpy()
 
@@ -379,6 +406,11 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
         laa_meta = load_laa(model, cfg.laa_checkpoint)
     model.to(cfg.device)
     train, dev, test = data[cfg.train_split], data[cfg.dev_split], data[cfg.test_split]
+    if model.trunk_frozen:  # the paper's setting: GRU states are fixed, compute them once
+        t0 = time.time()
+        for split in (train, dev, test):
+            attach_trunk_states(model, split, cfg)
+        feat_s += time.time() - t0
     total = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
     opt = make_optimizer(model, cfg.lr, cfg.head_lr or cfg.lr, cfg.weight_decay)
     from transformers import get_cosine_schedule_with_warmup
@@ -394,7 +426,8 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
         losses = []
         for b in batches(train, cfg.batch_size, tok.pad_token_id, True, rng):
             b = _to(b, cfg.device)
-            out = model(b["input_ids"], b["attention_mask"], b.get("raw"), b.get("frame_lens"), targets=b["targets"])
+            out = model(b["input_ids"], b["attention_mask"], b.get("raw"), b.get("frame_lens"), targets=b["targets"],
+                        states=b.get("states"))
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
