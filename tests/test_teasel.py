@@ -288,3 +288,16 @@ def test_text_only_model_and_bad_config():
         LAAConfig(input_dim=10, hidden_size=20, input_projection=False)
     with pytest.raises(ConfigError, match="unknown field"):
         LAAConfig.from_dict({"hidden": 3})
+
+
+def test_swap_audio_gives_every_example_another_utterances_speech():
+    from audiorep.teasel.train import Example, swap_audio
+
+    ex = [Example(str(i), f"t{i}", float(i), [BOS, EOS], torch.full((3, 2), float(i))) for i in range(7)]
+    swapped = swap_audio(ex, seed=3)
+    assert [(e.id, e.text, e.label) for e in swapped] == [(e.id, e.text, e.label) for e in ex]
+    sources = [int(e.raw[0, 0]) for e in swapped]
+    assert sorted(sources) == list(range(7)) and all(s != i for i, s in enumerate(sources))
+    assert all(int(e.raw[0, 0]) == i for i, e in enumerate(ex))  # the originals are untouched
+    with pytest.raises(ConfigError, match="at least 2"):
+        swap_audio(ex[:1])

@@ -173,6 +173,25 @@ def attach_trunk_states(model: TeaselModel, examples: Sequence[Example], cfg: Te
     model.train(was_training)
 
 
+def swap_audio(examples: Sequence[Example], seed: int = 0) -> list[Example]:
+    """Copies of ``examples`` whose speech (frames or GRU states) comes from another example: a random
+    derangement, so no utterance keeps its own audio. Scoring these measures how much a model uses the audio."""
+    import copy
+
+    n = len(examples)
+    if n < 2:
+        raise ConfigError("swap_audio needs at least 2 examples")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    src = {order[i]: order[(i + 1) % n] for i in range(n)}  # a single cycle: nobody maps to itself
+    out = []
+    for i, e in enumerate(examples):
+        c = copy.copy(e)
+        c.raw, c.states = examples[src[i]].raw, examples[src[i]].states
+        out.append(c)
+    return out
+
+
 def batches(examples: Sequence[Example], batch_size: int, pad_id: int, shuffle: bool, rng: random.Random):
     order = list(range(len(examples)))
     if shuffle:
@@ -441,13 +460,18 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
             best, best_epoch = m[cfg.select_metric], epoch
             _save_state(model, best_path, {"epoch": epoch, cfg.select_metric: best})
     _load_state(model, best_path)
-    test_m = regression_metrics(predict(model, test, tok.pad_token_id, cfg), np.array([e.label for e in test]),
-                                cfg.metrics)
+    test_labels = np.array([e.label for e in test])
+    test_m = regression_metrics(predict(model, test, tok.pad_token_id, cfg), test_labels, cfg.metrics)
+    shuffled_m = None
+    if cfg.use_audio:  # does the model use the audio? the same test texts, each with another utterance's speech
+        shuffled_m = regression_metrics(predict(model, swap_audio(test), tok.pad_token_id, cfg), test_labels,
+                                        cfg.metrics)
     results = {
         "stage": "finetune", "use_audio": cfg.use_audio, "front_end": fe_label, "lm": str(lm_dir),
         "laa_checkpoint": cfg.laa_checkpoint if cfg.use_audio else None, "laa_checkpoint_meta": laa_meta,
         "best_epoch": best_epoch, "select_metric": cfg.select_metric, "dev_history": history,
         "test": {k: round(v, 4) for k, v in test_m.items()},
+        "test_audio_swapped": {k: round(v, 4) for k, v in shuffled_m.items()} if shuffled_m else None,
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
         "laa_parameters": count_parameters(model.laa), "lm_parameters": count_parameters(model.roberta),
         "trainable_parameters": count_parameters(model, trainable_only=True),
