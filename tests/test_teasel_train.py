@@ -76,6 +76,7 @@ def test_pretrain_then_finetune_end_to_end(corpus, tmp_path):
     for key in ("Has0_acc_2", "Has0_F1", "Non0_acc_2", "Non0_F1", "Mult_acc_7", "MAE", "Corr"):
         assert key in fine["test"]
     assert (tmp_path / "ft" / "best.safetensors").is_file()
+    assert set(fine["test_audio_swapped"]) == set(fine["test"])  # the same test texts with other utterances' speech
     saved = json.loads((tmp_path / "ft" / "finetune_results.json").read_text())
     assert saved["test"] == fine["test"]
 
@@ -89,7 +90,7 @@ def test_text_only_baseline_and_upstream_front_end(corpus, tmp_path):
     assert audiorep.load(tmp_path / "up").hidden_size == 32
     common = TINY + [f"corpus={corpus}", "epochs=1"]
     text = run_finetune(load_run_config(None, common + ["use_audio=false", f"output_dir={tmp_path}/t"]))
-    assert text["laa_parameters"] == 0 and text["front_end"].startswith("none")
+    assert text["laa_parameters"] == 0 and text["front_end"].startswith("none") and text["test_audio_swapped"] is None
     up_args = common + ["front_end=upstream", f"upstream={tmp_path}/up", f"output_dir={tmp_path}/u",
                         f"feature_cache={tmp_path}/fc"]
     speech = run_finetune(load_run_config(None, up_args))
@@ -98,6 +99,9 @@ def test_text_only_baseline_and_upstream_front_end(corpus, tmp_path):
     assert cached == ["dev.safetensors", "test.safetensors", "train.safetensors"]
     again = run_finetune(load_run_config(None, up_args))  # same seed, features read back from the cache
     assert again["test"] == speech["test"]
+    # another run seed keeps the same (random-weight) front end: its cached features are reused, not recomputed
+    run_finetune(load_run_config(None, up_args + ["seed=5", f"output_dir={tmp_path}/u5"]))
+    assert len(list((tmp_path / "fc").iterdir())) == 1
 
 
 def test_config_errors(tmp_path):
