@@ -218,7 +218,7 @@ def test_deepmlf_fusion_changes_only_fusion_positions_of_first_block():
 
 @pytest.mark.parametrize("use_vision", [True, False])
 @pytest.mark.parametrize("head", ["text", "selfmm", "dmd", "deepmlf"])
-def test_heads_on_mmsa_pickle(tmp_path, head, use_vision):
+def test_heads_on_mmsa_pickle(tmp_path, monkeypatch, head, use_vision):
     path = _write_pickle(tmp_path / "aligned_50.pkl")
     splits = load_mmsa_splits(path, use_vision=use_vision)
     tr = splits["train"]
@@ -250,9 +250,26 @@ def test_heads_on_mmsa_pickle(tmp_path, head, use_vision):
             hook(out, labels, index, epoch)
             moved.append(not torch.equal(model.ulgm.label("A"), model.ulgm.label("M")))
         model.on_train_batch_end = spy
-    cfg = FusionConfig(head=head, epochs=2, batch_size=6, patience=5)
+    cosine = head == "text"  # one head exercises the warm-up + cosine schedule
+    cfg = FusionConfig(head=head, epochs=2, batch_size=6, patience=5,
+                       lr_schedule="cosine" if cosine else "constant", warmup_ratio=0.25)
+    made = []
+    if cosine:
+        import transformers
+
+        real = transformers.get_cosine_schedule_with_warmup
+
+        def record(opt, warmup, total):
+            made.append((warmup, total, real(opt, warmup, total)))
+            return made[-1][2]
+        monkeypatch.setattr(transformers, "get_cosine_schedule_with_warmup", record)
     res = train_one(model, splits, cfg, seed=0)
     assert set(res["test"]) >= {"MAE", "Corr", "Has0_acc_2", "Mult_acc_7"} and res["epochs_run"] == 2
+    if cosine:  # stepped once per batch over exactly epochs x batches, rates decayed to 0 at the end
+        warmup, total, sched = made[0]
+        per_epoch = -(-len(tr) // 6) - (1 if len(tr) % 6 == 1 else 0)
+        assert total == 2 * per_epoch and warmup == int(0.25 * total) and sched.last_epoch == total
+        assert all(lr == pytest.approx(0.0, abs=1e-12) for lr in sched.get_last_lr())
     if head == "selfmm":
         assert moved[:2] == [False, False] and moved[-1]  # epoch 1 keeps y_m, epoch 2 updates
 
@@ -286,6 +303,10 @@ def test_config_and_table(tmp_path):
         load_fusion_config(None, ["select_metric=Acc"])
     with pytest.raises(ConfigError, match="head must be"):
         load_fusion_config(None, ["head=misa"])
+    with pytest.raises(ConfigError, match="lr_schedule must be"):
+        load_fusion_config(None, ["lr_schedule=linear"])
+    with pytest.raises(ConfigError, match="warmup_ratio must lie"):
+        load_fusion_config(None, ["warmup_ratio=1.5"])
     with pytest.raises(ConfigError, match="unknown DMDConfig"):
         build_head("dmd", 5, None, TextEncoder(feature_dim=8), head_args={"width": 3})
     m = {"MAE": 1.0, "Corr": 0.5, "Has0_acc_2": 0.6, "Non0_acc_2": 0.7, "Has0_F1": 0.6, "Non0_F1": 0.7,

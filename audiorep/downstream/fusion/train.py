@@ -70,6 +70,11 @@ class FusionConfig:
     lr: float = 1e-3  # heads, sub-nets, fusion parts
     text_lr: float = 5e-5  # fine-tuned text encoder (Self-MM: BERT 5e-5)
     weight_decay: float = 0.0
+    # "constant" keeps every rate fixed, as MMSA trains these heads. "cosine" warms up linearly over
+    # warmup_ratio of the steps, then decays: a from-scratch text encoder fine-tuned at 5e-4 learns
+    # polarity reliably only with it (the TEASEL fine-tuning schedule).
+    lr_schedule: str = "constant"
+    warmup_ratio: float = 0.1  # for lr_schedule=cosine: fraction of all steps (epochs x batches) warming up
     grad_clip: float = 5.0  # max grad norm; <= 0 disables
     device: str = "cpu"
     out_dir: str = "exp/fusion"
@@ -99,6 +104,10 @@ def load_fusion_config(path: str | None = None, overrides: list[str] | None = No
     if cfg.head not in HEADS:
         raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {cfg.head!r}")
     check_select_metric(cfg.select_metric)
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine'; got {cfg.lr_schedule!r}")
+    if not 0.0 <= cfg.warmup_ratio < 1.0:
+        raise ConfigError(f"warmup_ratio must lie in [0, 1); got {cfg.warmup_ratio}")
     return cfg
 
 
@@ -184,6 +193,15 @@ def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConf
         fw.requires_grad_(True)
         groups.append({"params": [fw], "lr": cfg.lr})
     opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    sched = None
+    if cfg.lr_schedule == "cosine":
+        from transformers import get_cosine_schedule_with_warmup
+
+        per_epoch = math.ceil(len(tr) / cfg.batch_size)
+        if per_epoch > 1 and len(tr) % cfg.batch_size == 1:
+            per_epoch -= 1  # a last batch of one sample is merged into the one before (see below)
+        total = cfg.epochs * per_epoch
+        sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     g = torch.Generator().manual_seed(seed)
     best, best_state, best_epoch, bad, t0 = None, None, 0, 0, time.time()
     epoch = 0
@@ -201,6 +219,8 @@ def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConf
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_([p for grp in groups for p in grp["params"]], cfg.grad_clip)
             opt.step()
+            if sched is not None:
+                sched.step()
             model.on_train_batch_end(out, b["labels"].to(device), b["index"].to(device), epoch)
         dm = evaluate(model, splits[dev], featurizer, device=device, family=cfg.metrics)
         log.info("seed %d epoch %d dev MAE %.4f Corr %.4f", seed, epoch, dm["MAE"], dm["Corr"])
