@@ -265,6 +265,10 @@ def test_heads_on_mmsa_pickle(tmp_path, monkeypatch, head, use_vision):
         monkeypatch.setattr(transformers, "get_cosine_schedule_with_warmup", record)
     res = train_one(model, splits, cfg, seed=0)
     assert set(res["test"]) >= {"MAE", "Corr", "Has0_acc_2", "Mult_acc_7"} and res["epochs_run"] == 2
+    if head == "text":  # the text-only head never reads audio: the swapped-audio control must not move it
+        assert res["test_audio_swapped"] == res["test"]
+    else:
+        assert set(res["test_audio_swapped"]) == set(res["test"])
     if cosine:  # stepped once per batch over exactly epochs x batches, rates decayed to 0 at the end
         warmup, total, sched = made[0]
         per_epoch = -(-len(tr) // 6) - (1 if len(tr) % 6 == 1 else 0)
@@ -338,3 +342,19 @@ def test_merge_results(tmp_path):
     assert json.loads((tmp_path / "dmd.json").read_text())["summary"]["MAE"][0] == 1.5
     with pytest.raises(ConfigError, match="repeated"):
         merge_results(str(tmp_path), [str(tmp_path / "b" / "dmd.json")] * 2)
+
+
+def test_with_audio_swapped_moves_only_the_audio():
+    from audiorep.downstream.fusion.data import FusionSplit
+    from audiorep.downstream.metrics import derangement
+
+    split = FusionSplit(raw_text=[f"t{i}" for i in range(6)], labels=torch.arange(6.0),
+                        audio=[torch.full((i + 1, 2), float(i)) for i in range(6)])
+    sw = split.with_audio_swapped(seed=1)
+    assert sw.raw_text == split.raw_text and torch.equal(sw.labels, split.labels)
+    src = derangement(6, seed=1)
+    assert all(src[i] != i and int(sw.audio[i][0, 0]) == src[i] for i in range(6))
+    assert sorted(src) == list(range(6)) and int(split.audio[0][0, 0]) == 0  # a permutation; the original kept
+    b = sw.batch([0, 1])
+    assert b["audio_lens"].tolist() == [src[0] + 1, src[1] + 1]
+

@@ -159,3 +159,20 @@ def is_better(metric: str, new: float, best: float | None) -> bool:
     if best is None or best != best:
         return True
     return new < best if metric in LOWER_IS_BETTER else new > best
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A random permutation with no fixed point: ``out[i]`` is the item whose audio example ``i`` gets in the
+    swapped-audio control (test texts scored with other utterances' speech; a model that ignores its audio
+    scores the same as on the true pairs). One cycle through a seeded shuffle, so nobody keeps its own."""
+    if n < 2:
+        raise ConfigError(f"swapping audio needs at least 2 examples, got {n}")
+    import random
+
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    out = [0] * n
+    for i in range(n):
+        out[order[i]] = order[(i + 1) % n]
+    return out
+

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..downstream.metrics import is_better, regression_metrics
+from ..downstream.metrics import derangement, is_better, regression_metrics
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..models.teasel import (
@@ -178,16 +178,11 @@ def attach_trunk_states(model: TeaselModel, examples: Sequence[Example], cfg: Te
 
 
 def swap_audio(examples: Sequence[Example], seed: int = 0) -> list[Example]:
-    """Copies of ``examples`` whose speech (frames or GRU states) comes from another example: a random
-    derangement, so no utterance keeps its own audio. Scoring these measures how much a model uses the audio."""
+    """Copies of ``examples`` whose speech (frames or GRU states) comes from another example (a derangement).
+    Scoring these measures how much a model uses the audio."""
     import copy
 
-    n = len(examples)
-    if n < 2:
-        raise ConfigError("swap_audio needs at least 2 examples")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    src = {order[i]: order[(i + 1) % n] for i in range(n)}  # a single cycle: nobody maps to itself
+    src = derangement(len(examples), seed)
     out = []
     for i, e in enumerate(examples):
         c = copy.copy(e)

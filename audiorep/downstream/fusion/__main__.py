@@ -14,7 +14,7 @@ from pathlib import Path
 
 COLUMNS = [("MAE", "MAE", 1.0), ("Corr", "Corr", 1.0), ("Has0_acc_2", "Acc-2 (Has0)", 100.0),
            ("Non0_acc_2", "Acc-2 (Non0)", 100.0), ("Has0_F1", "F1 (Has0)", 100.0), ("Non0_F1", "F1 (Non0)", 100.0),
-           ("Mult_acc_7", "Acc-7", 100.0)]
+           ("Mult_acc_7", "Acc-7", 100.0), ("Corr_audio_swapped", "Corr, audio swapped", 1.0)]
 ORDER = ["text", "teasel-text", "teasel", "selfmm", "dmd", "deepmlf"]
 
 
@@ -27,8 +27,8 @@ def table(folder: str) -> str:
         if "summary" not in res:
             continue
         s = res["summary"]
-        cells = [f"{s[k][0] * f:.3f} ± {s[k][1] * f:.3f}" if f == 1.0 else f"{s[k][0] * f:.1f} ± {s[k][1] * f:.1f}"
-                 for k, _, f in COLUMNS]
+        cells = ["–" if k not in s else f"{s[k][0] * f:.3f} ± {s[k][1] * f:.3f}" if f == 1.0
+                 else f"{s[k][0] * f:.1f} ± {s[k][1] * f:.1f}" for k, _, f in COLUMNS]
         rows.append(f"| {res['head']} | {len(res['runs'])} | " + " | ".join(cells) + " |")
     head = "| head | seeds | " + " | ".join(c for _, c, _ in COLUMNS) + " |"
     return "\n".join([head, "|" + "---|" * (len(COLUMNS) + 2)] + rows)
@@ -47,8 +47,8 @@ def collect_teasel(out: str, run_dirs: list[str]) -> dict:
         if not f.is_file():
             raise ConfigError(f"{d}: no finetune_results.json (run recipes/teasel_finetune.sh with output_dir={d})")
         r = json.loads(f.read_text())
-        runs.append({"test": r["test"], "seed": r.get("config", {}).get("seed"), "dir": str(d),
-                     "use_audio": r.get("use_audio")})
+        runs.append({"test": r["test"], "test_audio_swapped": r.get("test_audio_swapped"),
+                     "seed": r.get("config", {}).get("seed"), "dir": str(d), "use_audio": r.get("use_audio")})
     res = {"head": "teasel" if all(r["use_audio"] for r in runs) else "teasel-text", "runs": runs,
            "summary": summarize(runs)}
     atomic_write_bytes(Path(out), (json.dumps(res, indent=2) + "\n").encode())
@@ -83,7 +83,8 @@ def main(argv=None) -> int:
         return 0
     if argv[:1] == ["reference"]:
         for name, m in reference_rows(*(argv[1:2] or ["synth"])).items():
-            cells = [f"{m[k] * f:.3f}" if f == 1.0 else f"{m[k] * f:.1f}" for k, _, f in COLUMNS]
+            cells = ["–" if k not in m else f"{m[k] * f:.3f}" if f == 1.0 else f"{m[k] * f:.1f}"
+                     for k, _, f in COLUMNS]
             print(f"| {name} | - | " + " | ".join(cells) + " |")
         return 0
     if argv[:1] == ["merge"]:

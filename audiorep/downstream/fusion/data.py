@@ -7,6 +7,7 @@ Either way a split becomes a :class:`FusionSplit`: transcripts, labels, per-utte
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -36,6 +37,13 @@ class FusionSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def with_audio_swapped(self, seed: int = 0) -> "FusionSplit":
+        """The same texts, labels and vision, each item with another item's audio (see ``derangement``)."""
+        from ..metrics import derangement
+
+        src = derangement(len(self), seed)
+        return dataclasses.replace(self, audio=[self.audio[j] for j in src])
 
     def batch(self, idx: Sequence[int]) -> dict[str, torch.Tensor | list | None]:
         """Pad the items ``idx``: audio (B, T, D) [or (K, B, T, D)] + lengths, vision likewise, labels (B,)."""

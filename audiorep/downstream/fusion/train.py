@@ -238,7 +238,9 @@ def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConf
         if fw is not None:
             fw.data.copy_(best_fw)
     tm = evaluate(model, splits[test], featurizer, device=device, family=cfg.metrics)
-    return {"dev": best, "test": tm, "best_epoch": best_epoch, "epochs_run": epoch,
+    # the control: test texts with other utterances' audio; the same figures mean the head ignores the audio
+    swapped = evaluate(model, splits[test].with_audio_swapped(), featurizer, device=device, family=cfg.metrics)
+    return {"dev": best, "test": tm, "test_audio_swapped": swapped, "best_epoch": best_epoch, "epochs_run": epoch,
             "seconds": round(time.time() - t0, 1)}
 
 
@@ -256,10 +258,13 @@ def _text_side(cfg: FusionConfig, train_texts: list[str], text_dim: int | None) 
 
 def summarize(results: list[dict[str, Any]], keys=("MAE", "Corr", "Has0_acc_2", "Non0_acc_2", "Has0_F1",
                                                      "Non0_F1", "Mult_acc_7")) -> dict[str, tuple[float, float]]:
-    """Mean and (sample) std over seeds of each test metric."""
+    """Mean and (sample) std over seeds of each test metric, and of Corr with the audio swapped
+    (``Corr_audio_swapped``) where the runs report it."""
+    cells = {k: [r["test"][k] for r in results if k in r["test"]] for k in keys}
+    cells["Corr_audio_swapped"] = [r["test_audio_swapped"]["Corr"] for r in results if r.get("test_audio_swapped")]
     out = {}
-    for k in keys:
-        v = np.array([r["test"][k] for r in results if k in r["test"]], dtype=np.float64)
+    for k, values in cells.items():
+        v = np.array(values, dtype=np.float64)
         if len(v):
             out[k] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
     return out
