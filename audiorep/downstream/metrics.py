@@ -175,4 +175,3 @@ def derangement(n: int, seed: int = 0) -> list[int]:
     for i in range(n):
         out[order[i]] = order[(i + 1) % n]
     return out
-

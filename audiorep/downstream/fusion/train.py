@@ -71,8 +71,8 @@ class FusionConfig:
     text_lr: float = 5e-5  # fine-tuned text encoder (Self-MM: BERT 5e-5)
     weight_decay: float = 0.0
     # "constant" keeps every rate fixed, as MMSA trains these heads. "cosine" warms up linearly over
-    # warmup_ratio of the steps, then decays: a from-scratch text encoder fine-tuned at 5e-4 learns
-    # polarity reliably only with it (the TEASEL fine-tuning schedule).
+    # warmup_ratio of the steps, then decays (the TEASEL fine-tuning schedule): a from-scratch text encoder
+    # at 5e-4 learns polarity slowly and seed-dependently at constant rates.
     lr_schedule: str = "constant"
     warmup_ratio: float = 0.1  # for lr_schedule=cosine: fraction of all steps (epochs x batches) warming up
     grad_clip: float = 5.0  # max grad norm; <= 0 disables
@@ -175,8 +175,9 @@ def evaluate(model: FusionHead, split: FusionSplit, featurizer=None, batch_size:
 
 def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConfig, seed: int, featurizer=None,
               dev: str = "dev", test: str = "test", train: str = "train") -> dict[str, Any]:
-    """Train with early stopping on ``cfg.select_metric`` of dev; returns {"dev": best dev metrics, "test": test metrics at that
-    epoch, "best_epoch", "epochs_run", "seconds"}."""
+    """Train with early stopping on ``cfg.select_metric`` of dev. Returns {"dev": best dev metrics,
+    "test": test metrics at that epoch, "test_audio_swapped": the same with each test item given another's
+    audio, "best_epoch", "epochs_run", "seconds"}."""
     device = torch.device(cfg.device)
     model.to(device)
     tr = splits[train]
