@@ -60,3 +60,28 @@ def test_convert(tmp_path, tiny_folder):
 def test_console_script_help():
     r = subprocess.run([sys.executable, "-m", "audiorep.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "extract" in r.stdout and "convert" in r.stdout
+
+
+def test_downstream_fusion_heads_route_to_the_fusion_trainer(monkeypatch, capsys):
+    """`audiorep downstream --task sentiment --head dmd` trains the fusion head with only the given flags."""
+    import audiorep.downstream.fusion as fusion
+
+    seen = []
+
+    def fake_run(cfg):
+        seen.append(cfg)
+        return {"runs": [{"seed": s} for s in cfg.seeds], "summary": {"Corr": (0.5, 0.1)}}
+    monkeypatch.setattr(fusion, "run", fake_run)
+    args = ["downstream", "--task", "sentiment", "--head", "dmd", "--upstream", "logmel", "--mode", "last",
+            "--epochs", "3", "--device", "cpu", "--set", "seeds=[4]", "--set", "head_args.d=16"]
+    assert main(args) == 0
+    cfg = seen[0]
+    assert (cfg.head, cfg.upstream, cfg.mode, cfg.epochs, cfg.seeds, cfg.head_args) == \
+        ("dmd", "logmel", "last", 3, [4], {"d": 16})
+    assert cfg.lr == fusion.FusionConfig.lr  # the probe's lr default does not leak into the fusion head
+    out = capsys.readouterr().out
+    assert "test_Corr: 0.5000 ± 0.1000" in out and "seeds: 4" in out
+    assert main(["downstream", "--task", "phone", "--head", "selfmm"]) == 2
+    assert "--head selfmm is a sentiment head" in capsys.readouterr().err
+    assert main(["downstream", "--task", "sentiment", "--head", "deepmlf", "--mode", "finetune"]) == 2
+    assert "keeps the upstream frozen" in capsys.readouterr().err

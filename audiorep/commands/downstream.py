@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 
 MODES = ("weighted-sum", "finetune", "last", "layer")
-HEAD_CHOICES = ("linear", "mlp", "mean-linear", "mean-mlp", "frame-linear", "teasel")
+FUSION_HEADS = ("selfmm", "dmd", "deepmlf")  # audiorep.downstream.fusion: speech + transcript sentiment heads
+HEAD_CHOICES = ("linear", "mlp", "mean-linear", "mean-mlp", "frame-linear") + FUSION_HEADS + ("teasel",)
 
 
 def _has_teasel() -> bool:
@@ -40,8 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "use this state instead of the weighted sum")
     p.add_argument("--head", choices=HEAD_CHOICES if _has_teasel() else HEAD_CHOICES[:-1], default=None,
                    help="phone: linear | mlp; speaker: mean-linear | mean-mlp | frame-linear; "
-                        "sentiment: mean-linear | mean-mlp | teasel (speech prefix tokens into a RoBERTa with the "
-                        "transcript, audiorep.teasel; the upstream is its front end) (default: the task's linear probe)")
+                        "sentiment: mean-linear | mean-mlp | selfmm | dmd | deepmlf (fusion heads with the transcript, "
+                        "audiorep.downstream.fusion; --set takes FusionConfig fields, seeds 0 1 2 by default) | teasel "
+                        "(speech prefix tokens into a RoBERTa with the transcript, audiorep.teasel; the upstream is its "
+                        "front end) (default: the task's linear probe)")
     p.add_argument("--data", default=None, help="corpus: 'synth' (bundled), a folder of manifests, or a manifest")
     p.add_argument("--out", default=None, help="run folder (default exp/downstream/<task>-<upstream>-<mode>-<head>)")
     p.add_argument("--epochs", type=int, default=None)
@@ -88,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     from ..downstream.run import load_config, run_downstream
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.head in FUSION_HEADS:
+        return _run_fusion(args)
     flags = {
         "task": args.task, "upstream": args.upstream, "mode": args.mode, "layer": args.layer, "head": args.head,
         "data": args.data, "out_dir": args.out, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
@@ -114,6 +119,33 @@ def run(args: argparse.Namespace) -> int:
     print(f"epochs_run: {res.epochs_run}")
     print("layer_weights: " + " ".join(f"{w:.3f}" for w in res.layer_weights))
     print(f"run_dir: {res.out_dir}")
+    return 0
+
+
+def _run_fusion(args: argparse.Namespace) -> int:
+    """Sentiment with a fusion head (Self-MM / DMD / DeepMLF) over the FusionConfig's seeds; only the flags given
+    on the command line override the FusionConfig defaults (the probe defaults, e.g. lr 1e-2, do not apply)."""
+    import torch
+
+    from ..downstream.fusion import load_fusion_config
+    from ..downstream.fusion import run as run_fusion
+    from ..errors import ConfigError
+
+    if args.task not in (None, "sentiment"):
+        raise ConfigError(f"--head {args.head} is a sentiment head (speech + transcript); task is {args.task!r}")
+    if args.mode == "finetune":
+        raise ConfigError(f"--head {args.head} keeps the upstream frozen: use --mode weighted-sum, last or layer")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    flags = {"head": args.head, "data": args.data, "upstream": args.upstream, "mode": args.mode,
+             "layer": args.layer, "out_dir": args.out, "epochs": args.epochs, "batch_size": args.batch_size,
+             "lr": args.lr, "max_utts": args.max_utts, "device": device}
+    overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + args.overrides
+    res = run_fusion(load_fusion_config(args.config, overrides))
+    for k, (mean, std) in res["summary"].items():
+        print(f"test_{k}: {mean:.4f} ± {std:.4f}")
+    print(f"seeds: {' '.join(str(r['seed']) for r in res['runs'])}")
     return 0
 
 
