@@ -6,8 +6,10 @@
 #   PARALLEL_SEEDS=1 bash recipes/sentiment_fusion.sh     # one process per seed (what the issue-8 table used)
 #   HEADS="selfmm dmd" bash recipes/sentiment_fusion.sh
 #   EXTRA="--set seeds=[0] --set epochs=2" bash recipes/sentiment_fusion.sh   # a smoke run
-# TEASEL's row: run recipes/teasel_finetune.sh once per seed (output_dir=exp/teasel/ft-sN), then
-#   TEASEL_RUNS="exp/teasel/ft-s0 exp/teasel/ft-s1 exp/teasel/ft-s2" bash recipes/sentiment_fusion.sh
+#   EXTRA="--set upstream=exp/aalbert-small-<stamp>/final --set mode=weighted-sum" ...   # a pretrained upstream
+# TEASEL's row: run recipes/teasel_finetune.sh once per seed (--set seed=N --set output_dir=exp/teasel/ft-sN),
+# then TEASEL_RUNS="exp/teasel/ft-s0 exp/teasel/ft-s1 exp/teasel/ft-s2" bash recipes/sentiment_fusion.sh
+# Each head's row also gives test Corr with the audio swapped between utterances: equal = audio unused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-exp/fusion/synth}
