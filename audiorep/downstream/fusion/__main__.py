@@ -83,7 +83,8 @@ def main(argv=None) -> int:
         return 0
     if argv[:1] == ["reference"]:
         for name, m in reference_rows(*(argv[1:2] or ["synth"])).items():
-            cells = ["–" if k not in m else f"{m[k] * f:.3f}" if f == 1.0 else f"{m[k] * f:.1f}"
+            # "–" where a metric is absent or undefined (Corr of a constant predictor)
+            cells = ["–" if k not in m or m[k] != m[k] else f"{m[k] * f:.3f}" if f == 1.0 else f"{m[k] * f:.1f}"
                      for k, _, f in COLUMNS]
             print(f"| {name} | - | " + " | ".join(cells) + " |")
         return 0
