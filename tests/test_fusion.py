@@ -357,4 +357,3 @@ def test_with_audio_swapped_moves_only_the_audio():
     assert sorted(src) == list(range(6)) and int(split.audio[0][0, 0]) == 0  # a permutation; the original kept
     b = sw.batch([0, 1])
     assert b["audio_lens"].tolist() == [src[0] + 1, src[1] + 1]
-

@@ -255,6 +255,10 @@ def test_attach_trunk_states_replaces_frames_by_gru_states_only_for_a_frozen_tru
     cfg = tt.TeaselRunConfig()
     attach_trunk_states(model, ex, cfg)
     assert all(e.raw is None and e.states.shape == (int(lens[i]), 64) for i, e in enumerate(ex))
+    with torch.no_grad():  # each utterance's own states, whatever it was batched with
+        for i, e in enumerate(ex):
+            alone = model.trunk_states(raw[i : i + 1, : int(lens[i])], lens[i : i + 1])[0]  # (T_i, 2H)
+            torch.testing.assert_close(e.states, alone)
     b = collate(ex, PAD)
     assert set(b) >= {"states", "frame_lens"} and "raw" not in b and b["frame_lens"].tolist() == lens.tolist()
     model.set_trainable(["gru"])
