@@ -85,3 +85,23 @@ def test_downstream_fusion_heads_route_to_the_fusion_trainer(monkeypatch, capsys
     assert "--head selfmm is a sentiment head" in capsys.readouterr().err
     assert main(["downstream", "--task", "sentiment", "--head", "deepmlf", "--mode", "finetune"]) == 2
     assert "keeps the upstream frozen" in capsys.readouterr().err
+
+
+def test_downstream_teasel_head_builds_the_teasel_run(monkeypatch, capsys, tmp_path):
+    """`--head teasel`: the upstream becomes TEASEL's front end, last mode picks the last hidden state."""
+    import audiorep.teasel as teasel
+
+    seen = []
+
+    def fake_finetune(cfg):
+        seen.append(cfg)
+        return {"test": {"Corr": 0.25}, "best_epoch": 3}
+    monkeypatch.setattr(teasel, "run_finetune", fake_finetune)
+    assert main(["downstream", "--task", "sentiment", "--head", "teasel", "--upstream", "exp/x/final",
+                 "--mode", "last", "--epochs", "2", "--device", "cpu", "--out", str(tmp_path / "t")]) == 0
+    cfg = seen[0]
+    assert (cfg.front_end, cfg.upstream, cfg.upstream_layer, cfg.epochs, cfg.output_dir) == \
+        ("upstream", "exp/x/final", -1, 2, str(tmp_path / "t"))
+    assert "test_Corr: 0.2500" in capsys.readouterr().out
+    assert main(["downstream", "--task", "sentiment", "--head", "teasel", "--mode", "finetune"]) == 2
+    assert "keeps the upstream frozen" in capsys.readouterr().err
