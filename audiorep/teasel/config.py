@@ -9,6 +9,7 @@ from typing import Any
 
 from ..downstream.metrics import check_select_metric
 from ..errors import ConfigError
+from ..training.config import build
 
 
 @dataclass
@@ -85,18 +86,11 @@ class TeaselRunConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "config") -> "TeaselRunConfig":
         d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"{where}: unknown TEASEL field(s) {sorted(unknown)}")
-        small = d.pop("small_lm", None) or {}
-        if not isinstance(small, dict):
-            raise ConfigError(f"{where}: small_lm must be a mapping")
-        sk = {f.name for f in dataclasses.fields(SmallLMConfig)}
-        if set(small) - sk:
-            raise ConfigError(f"{where}: unknown small_lm field(s) {sorted(set(small) - sk)}")
-        d = _coerce_floats(cls, d, where)
-        cfg = cls(**d, small_lm=SmallLMConfig(**_coerce_floats(SmallLMConfig, small, where)))
+        # the project's typed builder: nested small_lm, "1e-3" read by YAML 1.1 as a string, wrong types named
+        cfg = build(cls, d, where)
         cfg.validate(where)
         return cfg
 
@@ -109,19 +103,6 @@ class TeaselRunConfig:
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"{where}: warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         check_select_metric(self.select_metric, f"{where}: select_metric")
-
-
-def _coerce_floats(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
-    """YAML 1.1 reads ``1e-3`` as a string; turn such strings into floats for float-typed fields."""
-    out = dict(d)
-    for f in dataclasses.fields(cls):
-        v = out.get(f.name)
-        if isinstance(v, str) and "float" in str(f.type):
-            try:
-                out[f.name] = float(v)
-            except ValueError:
-                raise ConfigError(f"{where}: {f.name} must be a number, got {v!r}") from None
-    return out
 
 
 def load_run_config(path: str | None = None, overrides: list[str] | None = None) -> TeaselRunConfig:
