@@ -153,8 +153,7 @@ class LAA(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> LAAOutput:
         """Front-end frames (B, T, D) with valid counts (B,) -> :class:`LAAOutput`."""
-        lengths = self._check_lengths(feats, lengths)
-        return self.aggregate(self.trunk(feats, lengths), lengths)
+        return self.aggregate(self.trunk(feats, lengths), lengths)  # each part checks its own input
 
     def _check_lengths(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
         B, T = x.shape[:2]

@@ -173,6 +173,15 @@ def evaluate(model: FusionHead, split: FusionSplit, featurizer=None, batch_size:
     return regression_metrics(torch.cat(preds), split.labels, family)
 
 
+def epoch_batches(order: list[int], batch_size: int) -> list[list[int]]:
+    """``order`` cut into batches of ``batch_size``; a last batch of one item joins the one before it
+    (BatchNorm heads cannot train on one sample)."""
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches[-2].extend(batches.pop())
+    return batches
+
+
 def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConfig, seed: int, featurizer=None,
               dev: str = "dev", test: str = "test", train: str = "train") -> dict[str, Any]:
     """Train with early stopping on ``cfg.select_metric`` of dev. Returns {"dev": best dev metrics,
@@ -198,21 +207,14 @@ def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConf
     if cfg.lr_schedule == "cosine":
         from transformers import get_cosine_schedule_with_warmup
 
-        per_epoch = math.ceil(len(tr) / cfg.batch_size)
-        if per_epoch > 1 and len(tr) % cfg.batch_size == 1:
-            per_epoch -= 1  # a last batch of one sample is merged into the one before (see below)
-        total = cfg.epochs * per_epoch
+        total = cfg.epochs * len(epoch_batches(list(range(len(tr))), cfg.batch_size))
         sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     g = torch.Generator().manual_seed(seed)
     best, best_state, best_epoch, bad, t0 = None, None, 0, 0, time.time()
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        perm = torch.randperm(len(tr), generator=g).tolist()
-        batches = [perm[i : i + cfg.batch_size] for i in range(0, len(perm), cfg.batch_size)]
-        if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm heads cannot train on one sample
-            batches[-2].extend(batches.pop())
-        for idx in batches:
+        for idx in epoch_batches(torch.randperm(len(tr), generator=g).tolist(), cfg.batch_size):
             b = tr.batch(idx)
             out = _forward(model, b, featurizer, device, True)
             opt.zero_grad(set_to_none=True)
