@@ -122,6 +122,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_sentiment_head(head: str, task: str, mode: str) -> None:
+    """The fusion and TEASEL heads read speech + transcript with the upstream frozen."""
+    from ..errors import ConfigError
+
+    if task != "sentiment":
+        raise ConfigError(f"--head {head} is a sentiment head (speech + transcript); task is {task!r}")
+    if mode == "finetune":
+        raise ConfigError(f"--head {head} keeps the upstream frozen: use --mode weighted-sum, last or layer")
+
+
 def _run_fusion(args: argparse.Namespace) -> int:
     """Sentiment with a fusion head (Self-MM / DMD / DeepMLF) over the FusionConfig's seeds; only the flags given
     on the command line override the FusionConfig defaults (the probe defaults, e.g. lr 1e-2, do not apply)."""
@@ -129,12 +139,8 @@ def _run_fusion(args: argparse.Namespace) -> int:
 
     from ..downstream.fusion import load_fusion_config
     from ..downstream.fusion import run as run_fusion
-    from ..errors import ConfigError
 
-    if args.task not in (None, "sentiment"):
-        raise ConfigError(f"--head {args.head} is a sentiment head (speech + transcript); task is {args.task!r}")
-    if args.mode == "finetune":
-        raise ConfigError(f"--head {args.head} keeps the upstream frozen: use --mode weighted-sum, last or layer")
+    _check_sentiment_head(args.head, args.task or "sentiment", args.mode or "last")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -153,13 +159,9 @@ def _run_teasel(cfg) -> int:
     """Sentiment with TEASEL's head (audiorep.teasel.run_finetune); the upstream becomes its speech front end."""
     import torch
 
-    from ..errors import ConfigError
     from ..teasel import TeaselRunConfig, run_finetune
 
-    if cfg.task != "sentiment":
-        raise ConfigError(f"--head teasel is a sentiment head (speech + transcript); task is {cfg.task!r}")
-    if cfg.mode not in ("weighted-sum", "layer", "last"):
-        raise ConfigError("--head teasel keeps the upstream frozen: use --mode weighted-sum, last or layer")
+    _check_sentiment_head("teasel", cfg.task, cfg.mode)
     layer = None if cfg.mode == "weighted-sum" else (-1 if cfg.mode == "last" else cfg.layer)
     front = {"front_end": "wav2vec2"} if cfg.upstream == "wav2vec2" else {
         "front_end": "upstream", "upstream": cfg.upstream, "upstream_layer": layer}

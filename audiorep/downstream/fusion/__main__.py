@@ -18,6 +18,16 @@ COLUMNS = [("MAE", "MAE", 1.0), ("Corr", "Corr", 1.0), ("Has0_acc_2", "Acc-2 (Ha
 ORDER = ["text", "teasel-text", "teasel", "selfmm", "dmd", "deepmlf"]
 
 
+def _cell(mean: float, std: float | None = None, factor: float = 1.0) -> str:
+    """One table cell: 3 decimals for raw metrics, 1 for percentages (factor 100); "–" when undefined (NaN,
+    e.g. the Corr of a constant predictor)."""
+    if mean != mean:
+        return "–"
+    digits = 3 if factor == 1.0 else 1
+    text = f"{mean * factor:.{digits}f}"
+    return text if std is None else f"{text} ± {std * factor:.{digits}f}"
+
+
 def table(folder: str) -> str:
     """Markdown table (mean ± std over seeds) over the result JSONs in ``folder``."""
     rows = []
@@ -27,8 +37,7 @@ def table(folder: str) -> str:
         if "summary" not in res:
             continue
         s = res["summary"]
-        cells = ["–" if k not in s else f"{s[k][0] * f:.3f} ± {s[k][1] * f:.3f}" if f == 1.0
-                 else f"{s[k][0] * f:.1f} ± {s[k][1] * f:.1f}" for k, _, f in COLUMNS]
+        cells = [_cell(*s[k], factor=f) if k in s else "–" for k, _, f in COLUMNS]
         rows.append(f"| {res['head']} | {len(res['runs'])} | " + " | ".join(cells) + " |")
     head = "| head | seeds | " + " | ".join(c for _, c, _ in COLUMNS) + " |"
     return "\n".join([head, "|" + "---|" * (len(COLUMNS) + 2)] + rows)
@@ -83,9 +92,7 @@ def main(argv=None) -> int:
         return 0
     if argv[:1] == ["reference"]:
         for name, m in reference_rows(*(argv[1:2] or ["synth"])).items():
-            # "–" where a metric is absent or undefined (Corr of a constant predictor)
-            cells = ["–" if k not in m or m[k] != m[k] else f"{m[k] * f:.3f}" if f == 1.0 else f"{m[k] * f:.1f}"
-                     for k, _, f in COLUMNS]
+            cells = [_cell(m[k], factor=f) if k in m else "–" for k, _, f in COLUMNS]
             print(f"| {name} | - | " + " | ".join(cells) + " |")
         return 0
     if argv[:1] == ["merge"]:
