@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from ..audio import read_audio
+from ..audio import batch_waveforms, read_audio
 from .loss import masked_reconstruction_loss
 from .masking import MaskingConfig, apply_plan, make_plan, utterance_keys
 
@@ -55,8 +55,6 @@ def reconstruction_report(model, paths: Sequence[str], ids: Sequence[str], maski
     same arguments see identical inputs. Frequency/noise alteration is switched off: the question here is
     whether hidden *frames* are rebuilt from context.
     """
-    from ..audio import batch_waveforms
-
     mcfg = dataclasses.replace(masking, zero_prob=1.0, random_prob=0.0, freq_proportion=0.0, noise_proportion=0.0)
     was_training = model.training
     model.eval()
