@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from typing import Sequence, Union
 
+import functools
+import math
+
 import numpy as np
 import torch
 
@@ -17,7 +20,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     """Read an audio file as a mono float32 waveform.
 
     Multi-channel audio is down-mixed by averaging channels. With ``sample_rate`` the waveform is
-    resampled (torchaudio's windowed-sinc resampler) to that rate.
+    resampled to that rate with :func:`resample`.
 
     Returns ``(waveform (S,), sample_rate)``. Raises :class:`AudioError` naming the file when it is
     missing, unreadable, corrupt, empty or holds non-finite samples.
@@ -39,9 +42,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     if sample_rate is not None and sample_rate != sr:
         if sample_rate <= 0:
             raise AudioError(f"{path}: requested sample_rate must be positive, got {sample_rate}")
-        import torchaudio.functional as AF
-
-        wav = AF.resample(wav, sr, sample_rate)
+        wav = resample(wav, sr, sample_rate)
         sr = sample_rate
     return wav, int(sr)
 
@@ -131,3 +132,72 @@ def _check_finite(wavs: torch.Tensor, lengths: torch.Tensor, name: str) -> None:
 def valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B, T) bool mask, True where a position is inside its utterance."""
     return torch.arange(max_len, device=lengths.device) < lengths[:, None]
+
+
+# Windowed-sinc resampling. The defaults (Hann window, 6 zero crossings, cut-off at 99% of the lower
+# Nyquist) reproduce torchaudio.functional.resample's defaults, so features of resampled audio did not
+# change when the library stopped depending on torchaudio; benchmarks/resample.py measures the
+# alternatives (a Kaiser window with more zero crossings rejects aliases better at some speed cost).
+RESAMPLE_METHODS = ("sinc_hann", "sinc_kaiser")
+
+
+def resample(
+    wav: torch.Tensor,
+    orig_sr: int,
+    new_sr: int,
+    *,
+    method: str = "sinc_hann",
+    zero_crossings: int = 6,
+    rolloff: float = 0.99,
+    beta: float = 14.769656459379492,
+) -> torch.Tensor:
+    """Resample ``wav`` (..., S) from ``orig_sr`` to ``new_sr`` Hz with a polyphase windowed-sinc filter.
+
+    The rates are reduced by their gcd; output phase ``p`` is one FIR filter applied with stride
+    ``orig`` (one ``conv1d``), so the cost is ``S * new/orig * (2 * width + orig)`` multiply-adds.
+    ``method`` picks the window: ``"sinc_hann"`` (default) or ``"sinc_kaiser"`` (``beta``).
+    The output has ``ceil(S * new / orig)`` samples. Works on any device and dtype torch supports.
+    """
+    if orig_sr <= 0 or new_sr <= 0 or int(orig_sr) != orig_sr or int(new_sr) != new_sr:
+        raise AudioError(f"resample: sample rates must be positive integers, got {orig_sr} -> {new_sr}")
+    if method not in RESAMPLE_METHODS:
+        raise AudioError(f"resample: method must be one of {RESAMPLE_METHODS}, got {method!r}")
+    if zero_crossings < 1 or not 0.0 < rolloff <= 1.0:
+        raise AudioError(f"resample: need zero_crossings >= 1 and 0 < rolloff <= 1, got {zero_crossings}, {rolloff}")
+    if orig_sr == new_sr:
+        return wav
+    g = math.gcd(int(orig_sr), int(new_sr))
+    orig, new = int(orig_sr) // g, int(new_sr) // g
+    kernel, width = _sinc_kernel(orig, new, method, zero_crossings, rolloff, beta, wav.device, wav.dtype)
+    shape = wav.shape
+    x = wav.reshape(-1, 1, shape[-1])  # (N, 1, S)
+    x = torch.nn.functional.pad(x, (width, width + orig))  # (N, 1, S + 2 width + orig)
+    y = torch.nn.functional.conv1d(x, kernel, stride=orig)  # (N, new, S // orig + 1)
+    y = y.transpose(1, 2).reshape(x.shape[0], -1)  # (N, new * (S // orig + 1)): phases interleaved
+    out_len = -(-new * shape[-1] // orig)  # ceil
+    return y[:, :out_len].reshape(*shape[:-1], out_len)
+
+
+@functools.lru_cache(maxsize=32)
+def _sinc_kernel_cpu(orig: int, new: int, method: str, zero_crossings: int, rolloff: float,
+                     beta: float) -> tuple[torch.Tensor, int]:
+    """(new, 1, K) float64 filters, one per output phase, and the one-sided width in input samples."""
+    cutoff = min(orig, new) * rolloff  # in units of the reduced rates: the lower Nyquist, a bit below
+    width = math.ceil(zero_crossings * orig / cutoff)
+    taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig  # (K,) input times, in output periods
+    phase = -torch.arange(new, dtype=torch.float64)[:, None] / new  # (new, 1) output phase offsets
+    t = ((phase + taps[None, :]) * cutoff).clamp(-zero_crossings, zero_crossings)  # (new, K), in zero crossings
+    if method == "sinc_hann":
+        window = torch.cos(t * math.pi / zero_crossings / 2) ** 2  # (new, K)
+    else:
+        arg = (1 - (t / zero_crossings) ** 2).clamp_min(0).sqrt()
+        window = torch.special.i0(beta * arg) / torch.special.i0(torch.tensor(beta, dtype=torch.float64))
+    x = t * math.pi
+    sinc = torch.where(x == 0, torch.ones_like(x), torch.sin(x) / torch.where(x == 0, torch.ones_like(x), x))
+    kernel = sinc * window * (cutoff / orig)  # (new, K); unit DC gain per phase
+    return kernel[:, None, :], width  # (new, 1, K)
+
+
+def _sinc_kernel(orig, new, method, zero_crossings, rolloff, beta, device, dtype):
+    kernel, width = _sinc_kernel_cpu(orig, new, method, zero_crossings, float(rolloff), float(beta))
+    return kernel.to(device=device, dtype=dtype), width

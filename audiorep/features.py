@@ -86,6 +86,40 @@ def _from_dict(cls, d: dict[str, Any], what: str):
     return cls(**d)
 
 
+def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """HTK mel scale: 2595 log10(1 + f / 700)."""
+    return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+
+def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`hz_to_mel`."""
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0,
+                   f_max: float | None = None) -> torch.Tensor:
+    """(n_freqs, n_mels) triangular HTK-mel filters on a one-sided STFT grid, unnormalised (peak 1).
+
+    Filter ``m`` rises linearly from mel point ``m`` to ``m + 1`` and falls to ``m + 2``, with the
+    ``n_mels + 2`` points spaced evenly in mel between ``f_min`` and ``f_max`` (default Nyquist). This
+    is the filterbank s3prl's front end uses (torchaudio's ``melscale_fbanks`` with ``norm=None`` and
+    ``mel_scale="htk"``); tests check the two agree within 1e-6 where torchaudio loads.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    if not 0.0 <= f_min < f_max <= sample_rate / 2:
+        raise ConfigError(f"mel filterbank: need 0 <= f_min ({f_min}) < f_max ({f_max}) <= sample_rate / 2")
+    freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)  # (F,) STFT bin centres
+    mels = torch.linspace(float(hz_to_mel(torch.tensor(f_min, dtype=torch.float64))),
+                          float(hz_to_mel(torch.tensor(f_max, dtype=torch.float64))),
+                          n_mels + 2, dtype=torch.float64)  # (M + 2,)
+    edges = mel_to_hz(mels)  # (M + 2,) in Hz
+    gaps = edges[1:] - edges[:-1]  # (M + 1,)
+    offset = edges[None, :] - freqs[:, None]  # (F, M + 2): distance from each bin to each edge
+    rising = -offset[:, :-2] / gaps[:-1]  # (F, M): 0 at the left edge, 1 at the centre
+    falling = offset[:, 2:] / gaps[1:]  # (F, M): 1 at the centre, 0 at the right edge
+    return torch.minimum(rising, falling).clamp_min(0.0).float()  # (F, M)
+
+
 def reflect_indices(lengths: torch.Tensor, pad: int, out_len: int) -> torch.Tensor:
     """(B, out_len) gather indices that reflect-pad each utterance by ``pad`` at its own start and end.
 
@@ -111,16 +145,12 @@ class FeatureExtractor(nn.Module):
         c = self.config
         self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
         if c.kind == "mel":
-            import torchaudio.functional as AF
-
-            fb = AF.melscale_fbanks(
+            fb = mel_filterbank(
                 n_freqs=c.n_freq,
-                f_min=c.f_min,
-                f_max=c.f_max if c.f_max is not None else c.sample_rate / 2,
                 n_mels=c.n_mels,
                 sample_rate=c.sample_rate,
-                norm=None,
-                mel_scale="htk",
+                f_min=c.f_min,
+                f_max=c.f_max if c.f_max is not None else c.sample_rate / 2,
             )  # (F, M)
             self.register_buffer("mel_fb", fb, persistent=False)
         else:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..audio import read_audio
+from ..audio import read_audio, resample
 from ..errors import AudioError, ConfigError
 from .labels import IGNORE_INDEX, num_frames, read_frame_labels
 from .manifest import Utterance, read_manifest
@@ -124,9 +124,7 @@ class AudioDataset(Dataset):
                     f"{utt.path}: sampled at {sr} Hz, expected {self.sample_rate} Hz "
                     "(resample the corpus, or pass resample=True)"
                 )
-            import torchaudio.functional as AF
-
-            wav = AF.resample(wav, sr, self.sample_rate)  # (S',)
+            wav = resample(wav, sr, self.sample_rate)  # (S',)
         elif utt.num_samples != wav.numel() and utt.sample_rate == sr:
             raise AudioError(f"{utt.path}: manifest says {utt.num_samples} samples, the file has {wav.numel()}")
         labels = None

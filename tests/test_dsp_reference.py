@@ -1,0 +1,100 @@
+"""The library's own mel filterbank and resampler: properties anywhere, torchaudio equality where it loads."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from audiorep import AudioError
+from audiorep.audio import resample
+from audiorep.features import FeatureConfig, FeatureExtractor, mel_filterbank
+from audiorep.optional import available
+
+needs_torchaudio = pytest.mark.skipif(not available("torchaudio.functional"),
+                                      reason="torchaudio is not installed or does not load with this torch")
+
+
+def _sine(freq: float, sr: int, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(sr * seconds), dtype=torch.float64) / sr
+    return torch.sin(2 * math.pi * freq * t).float()
+
+
+def test_mel_filterbank_shape_and_triangles():
+    fb = mel_filterbank(201, 80, 16000)  # (F, M)
+    assert fb.shape == (201, 80) and fb.dtype == torch.float32
+    assert fb.min() >= 0 and fb.max() <= 1 + 1e-6
+    assert (fb.sum(0) > 0).all()  # no empty filter at 80 bins / 201 freqs
+    peaks = fb.argmax(0)
+    assert (peaks[1:] >= peaks[:-1]).all()  # centres rise with the filter index
+
+
+def test_mel_filterbank_refuses_bad_range():
+    from audiorep import ConfigError
+
+    with pytest.raises(ConfigError, match="f_max"):
+        mel_filterbank(201, 80, 16000, f_min=100.0, f_max=9000.0)
+
+
+@needs_torchaudio
+@pytest.mark.parametrize("sr,n_freq,n_mels,f_min,f_max", [(16000, 201, 80, 0.0, None), (16000, 257, 40, 20.0, 7600.0),
+                                                          (22050, 513, 128, 0.0, None), (8000, 201, 23, 0.0, 4000.0)])
+def test_mel_filterbank_equals_torchaudio(sr, n_freq, n_mels, f_min, f_max):
+    import torchaudio.functional as AF
+
+    ref = AF.melscale_fbanks(n_freqs=n_freq, f_min=f_min, f_max=f_max if f_max is not None else sr / 2,
+                             n_mels=n_mels, sample_rate=sr, norm=None, mel_scale="htk")
+    ours = mel_filterbank(n_freq, n_mels, sr, f_min, f_max)
+    assert (ours - ref).abs().max() <= 1e-6
+
+
+def test_resample_keeps_length_rule_and_passband():
+    for sr in (8000, 22050, 44100, 48000):
+        x = _sine(440.0, sr)  # (S,)
+        y = resample(x, sr, 16000)
+        assert y.shape == (math.ceil(x.numel() * 16000 / sr),)
+        ref = _sine(440.0, 16000)[: y.numel()]
+        # away from the edges the 440 Hz tone survives unchanged
+        assert (y[200:-200] - ref[200:-200]).abs().max() < 2e-3
+
+
+def test_resample_rejects_aliases():
+    # a 12 kHz tone at 48 kHz lies above the new 8 kHz Nyquist: it must be filtered out, not folded to 4 kHz
+    y = resample(_sine(12000.0, 48000), 48000, 16000)
+    assert y[200:-200].pow(2).mean().sqrt() < 0.01  # the input's RMS is 0.707
+
+
+def test_resample_batched_and_identity():
+    x = torch.randn(3, 2, 4410)
+    y = resample(x, 44100, 16000)
+    assert y.shape == (3, 2, 1600)
+    assert torch.allclose(y[1, 0], resample(x[1, 0], 44100, 16000), atol=1e-6)
+    assert resample(x, 16000, 16000) is x
+    with pytest.raises(AudioError, match="sample rates"):
+        resample(x, 0, 16000)
+    with pytest.raises(AudioError, match="method"):
+        resample(x, 8000, 16000, method="linear")
+
+
+@needs_torchaudio
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
+def test_resample_equals_torchaudio(sr):
+    import torchaudio.functional as AF
+
+    g = torch.Generator().manual_seed(sr)
+    x = torch.randn(2, sr // 2, generator=g) * 0.3  # (2, S): white noise exercises every frequency
+    ours = resample(x, sr, 16000)
+    ref = AF.resample(x, sr, 16000)
+    assert ours.shape == ref.shape
+    # Same filter, built in float64 here and float32 there: the bound is float32 rounding over ~500 taps.
+    assert (ours - ref).abs().max() <= 1e-5
+
+
+def test_features_are_built_without_torchaudio(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchaudio", None)  # any `import torchaudio` now fails
+    monkeypatch.setitem(sys.modules, "torchaudio.functional", None)
+    feats, lens = FeatureExtractor(FeatureConfig())(torch.randn(1, 8000), torch.tensor([8000]))
+    assert feats.shape == (1, 51, 80) and torch.isfinite(feats).all()
