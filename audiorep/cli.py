@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 
 from .errors import AudiorepError
 
 # each name is a module audiorep.commands.<name> with register(subparsers) setting args.func
-COMMANDS = ("extract", "convert", "data", "pretrain", "downstream", "bench")
+COMMANDS = ("extract", "convert", "data", "pretrain", "downstream")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="audiorep", description="Self-supervised speech representations.")
     parser.add_argument("--version", action="version", version=f"audiorep {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an unexpected error (also: AUDIOREP_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
@@ -30,15 +34,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; every failure ends in one line on stderr and an exit status.
+
+    Exit 2: a usage error or a bad input (the library's own errors name the file or argument).
+    Exit 1: anything unexpected, as ``audiorep COMMAND: internal error: Type: cause``; ``--debug`` or
+    ``AUDIOREP_DEBUG=1`` adds the traceback. Exit 130: interrupted.
+    """
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("AUDIOREP_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
     except AudiorepError as exc:
-        print(f"audiorep {args.command}: error: {exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"audiorep {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"audiorep {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence between a user and a traceback
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (run with --debug or AUDIOREP_DEBUG=1 for the traceback)"
+        print(f"audiorep {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}",
+              file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message folded onto one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -6,15 +6,44 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX has no read-only call)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def make_temp_file(folder: str | os.PathLike, prefix: str, suffix: str) -> tuple[int, str]:
+    """``tempfile.mkstemp`` with the mode a plain ``open`` would give (0666 less the umask), not 0600.
+
+    A file that audiorep writes through a temp file and a rename must look like any other file the
+    user creates: readable by the group when their umask says so.
+    """
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    os.fchmod(fd, 0o666 & ~current_umask())
+    return fd, tmp
+
+
+def make_temp_dir(folder: str | os.PathLike, prefix: str) -> Path:
+    """``tempfile.mkdtemp`` with the mode ``mkdir`` would give (0777 less the umask), not 0700."""
+    path = Path(tempfile.mkdtemp(dir=folder, prefix=prefix))
+    os.chmod(path, 0o777 & ~current_umask())
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and an ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = make_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -40,7 +69,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    staging = make_temp_dir(target.parent, prefix=f".{target.name}.")
     try:
         yield staging
         if target.exists():

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from .errors import CheckpointError, WeightsUnavailableError
-from .fileio import atomic_directory
+from .fileio import atomic_directory, make_temp_file
 from .registry import ModelSpec
 
 
@@ -26,7 +25,9 @@ def model_dir(name: str) -> Path:
 
 def _how_to_proceed(spec: ModelSpec) -> str:
     return (
-        f"Ways on: audiorep.load({spec.name!r}, pretrained=False) for random weights; "
+        f"Ways on: audiorep.load({spec.name!r}, pretrained=False) for random weights "
+        "(on the command line: audiorep extract --no-pretrained, or a folder or checkpoint path in place of "
+        "the name); "
         f"audiorep.load('path/to/states-*.ckpt') or a folder written by save_pretrained; "
         f"put a converted model at {model_dir(spec.name)} (audiorep convert CKPT {model_dir(spec.name)}); "
         "or pretrain your own with recipes/pretrain_aalbert.sh."
@@ -40,7 +41,7 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float | N
 
     timeout = float(os.environ.get("AUDIOREP_DOWNLOAD_TIMEOUT", 15)) if timeout is None else timeout
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    fd, tmp = make_temp_file(dest.parent, prefix=f".{dest.name}.", suffix=".part")
     digest = hashlib.sha256()
     try:
         req = urllib.request.Request(url, headers={"User-Agent": "audiorep"})

@@ -105,3 +105,47 @@ def test_downstream_teasel_head_builds_the_teasel_run(monkeypatch, capsys, tmp_p
     assert "test_Corr: 0.2500" in capsys.readouterr().out
     assert main(["downstream", "--task", "sentiment", "--head", "teasel", "--mode", "finetune"]) == 2
     assert "keeps the upstream frozen" in capsys.readouterr().err
+
+
+def test_unexpected_errors_are_one_line_with_exit_1(monkeypatch, capsys):
+    import audiorep.commands.convert as convert
+
+    def boom(args):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(convert, "run", boom)
+    monkeypatch.delenv("AUDIOREP_DEBUG", raising=False)
+    assert main(["convert", "a.ckpt", "out"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "audiorep convert: internal error: RuntimeError: disk on fire second line" in err
+    assert "Traceback" not in err
+    assert main(["--debug", "convert", "a.ckpt", "out"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setenv("AUDIOREP_DEBUG", "1")
+    assert main(["convert", "a.ckpt", "out"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_usage_errors_keep_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["extract"])
+    assert exc.value.code == 2
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from audiorep.fileio import atomic_directory, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_directory(tmp_path / "d") as staging:
+            (staging / "f").write_text("y")
+        assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "b.txt", "x")
+        assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
