@@ -108,16 +108,17 @@ def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0.0 <= f_min < f_max <= sample_rate / 2:
         raise ConfigError(f"mel filterbank: need 0 <= f_min ({f_min}) < f_max ({f_max}) <= sample_rate / 2")
-    freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)  # (F,) STFT bin centres
-    mels = torch.linspace(float(hz_to_mel(torch.tensor(f_min, dtype=torch.float64))),
-                          float(hz_to_mel(torch.tensor(f_max, dtype=torch.float64))),
-                          n_mels + 2, dtype=torch.float64)  # (M + 2,)
-    edges = mel_to_hz(mels)  # (M + 2,) in Hz
+    # float32 throughout with the edge mels from Python floats: the same rounding as the filterbank the
+    # published checkpoints were trained with, so features stay bit-for-bit where it matters.
+    freqs = torch.linspace(0, sample_rate // 2, n_freqs)  # (F,) STFT bin centres
+    mel_lo = 2595.0 * math.log10(1.0 + f_min / 700.0)
+    mel_hi = 2595.0 * math.log10(1.0 + f_max / 700.0)
+    edges = mel_to_hz(torch.linspace(mel_lo, mel_hi, n_mels + 2))  # (M + 2,) in Hz
     gaps = edges[1:] - edges[:-1]  # (M + 1,)
     offset = edges[None, :] - freqs[:, None]  # (F, M + 2): distance from each bin to each edge
     rising = -offset[:, :-2] / gaps[:-1]  # (F, M): 0 at the left edge, 1 at the centre
     falling = offset[:, 2:] / gaps[1:]  # (F, M): 1 at the centre, 0 at the right edge
-    return torch.minimum(rising, falling).clamp_min(0.0).float()  # (F, M)
+    return torch.minimum(rising, falling).clamp_min(0.0)  # (F, M)
 
 
 def reflect_indices(lengths: torch.Tensor, pad: int, out_len: int) -> torch.Tensor:
