@@ -16,7 +16,7 @@ OUT=${OUT:-exp/fusion/synth}
 HEADS=${HEADS:-"text selfmm dmd deepmlf"}
 SEEDS=${SEEDS:-"0 1 2"}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # tiny models: more threads only contend on a shared CPU
-FUSION="python -m audiorep.downstream.fusion"
+FUSION="python -m audiorep.multimodal.fusion_main"
 for head in $HEADS; do
   echo "== $head" >&2
   cfg="recipes/configs/fusion/$head.yaml"

@@ -10,4 +10,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 config=recipes/configs/teasel/finetune.yaml
 if [[ "${1:-}" == "--config" ]]; then config="$2"; shift 2; fi
-exec python -m audiorep.teasel finetune --config "$config" "$@"
+exec python -m audiorep.multimodal.teasel_main finetune --config "$config" "$@"

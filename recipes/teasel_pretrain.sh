@@ -9,4 +9,4 @@
 # laa-step<N>.safetensors, laa.safetensors and pretrain_results.json under the output folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python -m audiorep.teasel pretrain --config recipes/configs/teasel/pretrain.yaml "$@"
+exec python -m audiorep.multimodal.teasel_main pretrain --config recipes/configs/teasel/pretrain.yaml "$@"

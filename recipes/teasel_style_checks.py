@@ -13,7 +13,7 @@ only if it carries the style and the LM learns to use it.
   optionally with one Gaussian draw of std ``--noise`` per utterance added (0.8 -> about 70 % of argmax
   styles right). Everything else is ``run_finetune`` with the given config, so it shows what the LM side can
   do with a prefix of known quality. Diagnostic only: it replaces the front-end builder and the feature
-  step of :mod:`audiorep.teasel.train` inside this process.
+  step of :mod:`audiorep.multimodal.teasel_run` inside this process.
 
 Both read ``recipes/configs/teasel/finetune.yaml`` and apply ``--set`` overrides (e.g. ``front_end=upstream``,
 ``upstream=exp/aalbert-small-.../final``, ``laa_checkpoint=...``).
@@ -27,9 +27,9 @@ import json
 import torch
 from torch import nn
 
-import audiorep.teasel.train as tt
+import audiorep.multimodal.teasel_run as tt
 from audiorep.data import get_corpus
-from audiorep.teasel.config import load_run_config
+from audiorep.multimodal.teasel_config import load_run_config
 
 STYLES = ("emphatic", "neutral", "flat")
 CONFIG = "recipes/configs/teasel/finetune.yaml"

@@ -64,7 +64,7 @@ def test_console_script_help():
 
 def test_downstream_fusion_heads_route_to_the_fusion_trainer(monkeypatch, capsys):
     """`audiorep downstream --task sentiment --head dmd` trains the fusion head with only the given flags."""
-    import audiorep.downstream.fusion as fusion
+    import audiorep.multimodal as fusion
 
     seen = []
 
@@ -89,7 +89,7 @@ def test_downstream_fusion_heads_route_to_the_fusion_trainer(monkeypatch, capsys
 
 def test_downstream_teasel_head_builds_the_teasel_run(monkeypatch, capsys, tmp_path):
     """`--head teasel`: the upstream becomes TEASEL's front end, last mode picks the last hidden state."""
-    import audiorep.teasel as teasel
+    import audiorep.multimodal as teasel
 
     seen = []
 

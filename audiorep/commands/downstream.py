@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 
 MODES = ("weighted-sum", "finetune", "last", "layer")
-FUSION_HEADS = ("selfmm", "dmd", "deepmlf")  # audiorep.downstream.fusion: speech + transcript sentiment heads
+FUSION_HEADS = ("selfmm", "dmd", "deepmlf")  # audiorep.multimodal: speech + transcript sentiment heads
 HEAD_CHOICES = ("linear", "mlp", "mean-linear", "mean-mlp", "frame-linear") + FUSION_HEADS + ("teasel",)
 
 
 def _has_teasel() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("audiorep.teasel") is not None
+    return importlib.util.find_spec("audiorep.multimodal") is not None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head", choices=HEAD_CHOICES if _has_teasel() else HEAD_CHOICES[:-1], default=None,
                    help="phone: linear | mlp; speaker: mean-linear | mean-mlp | frame-linear; "
                         "sentiment: mean-linear | mean-mlp | selfmm | dmd | deepmlf (fusion heads with the transcript, "
-                        "audiorep.downstream.fusion; --set takes FusionConfig fields, seeds 0 1 2 by default) | teasel "
-                        "(speech prefix tokens into a RoBERTa with the transcript, audiorep.teasel; the upstream is its "
+                        "audiorep.multimodal; --set takes FusionConfig fields, seeds 0 1 2 by default) | teasel "
+                        "(speech prefix tokens into a RoBERTa with the transcript, audiorep.multimodal; the upstream is its "
                         "front end) (default: the task's linear probe)")
     p.add_argument("--data", default=None, help="corpus: 'synth' (bundled), a folder of manifests, or a manifest")
     p.add_argument("--out", default=None, help="run folder (default exp/downstream/<task>-<upstream>-<mode>-<head>)")
@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from ..downstream.run import load_config, run_downstream
+    from ..probe.run import load_config, run_downstream
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.head in FUSION_HEADS:
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     res = run_downstream(cfg, resume=args.resume, overwrite=args.overwrite)
     for k, v in res.test.items():
         print(f"test_{k}: {v:.4f}" if isinstance(v, float) else f"test_{k}: {v}")
-    from ..downstream.tasks import build_task
+    from ..probe.tasks import build_task
 
     primary = build_task(cfg.task, cfg.head).primary
     print(f"best_dev_{primary}: {res.best_dev[primary]:.4f}")
@@ -137,8 +137,8 @@ def _run_fusion(args: argparse.Namespace) -> int:
     on the command line override the FusionConfig defaults (the probe defaults, e.g. lr 1e-2, do not apply)."""
     import torch
 
-    from ..downstream.fusion import load_fusion_config
-    from ..downstream.fusion import run as run_fusion
+    from ..multimodal import load_fusion_config
+    from ..multimodal import run as run_fusion
 
     _check_sentiment_head(args.head, args.task or "sentiment", args.mode or "last")
     device = args.device
@@ -156,10 +156,10 @@ def _run_fusion(args: argparse.Namespace) -> int:
 
 
 def _run_teasel(cfg) -> int:
-    """Sentiment with TEASEL's head (audiorep.teasel.run_finetune); the upstream becomes its speech front end."""
+    """Sentiment with TEASEL's head (audiorep.multimodal.run_finetune); the upstream becomes its speech front end."""
     import torch
 
-    from ..teasel import TeaselRunConfig, run_finetune
+    from ..multimodal import TeaselRunConfig, run_finetune
 
     _check_sentiment_head("teasel", cfg.task, cfg.mode)
     layer = None if cfg.mode == "weighted-sum" else (-1 if cfg.mode == "last" else cfg.layer)
@@ -181,7 +181,7 @@ def _run_teasel(cfg) -> int:
 def run_probe_table(args: argparse.Namespace) -> int:
     import logging
 
-    from ..downstream.probe import default_models, parse_models, probe_table
+    from ..probe.table import default_models, parse_models, probe_table
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from ..errors import ConfigError

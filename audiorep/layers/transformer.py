@@ -8,7 +8,7 @@ from einops import rearrange
 from torch import nn
 
 from ..kernels import attention
-from . import fused
+from ..kernels import fused
 
 
 class SelfAttention(nn.Module):
@@ -70,7 +70,7 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
         if fused.fusion_enabled(x, self.training):
-            # Inference on CPU: bias, GELU and both residual adds ride inside the GEMMs (see layers/fused.py).
+            # Inference on CPU: bias, GELU and both residual adds ride inside the GEMMs (see kernels/fused.py).
             ctx = self.attn.context(x, lengths, attn_mask, backend, fuse=True)  # (B, T, H)
             x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x))  # (B, T, H)
             h = fused.linear(x, self.ffn_in, gelu=True)  # (B, T, 4H)

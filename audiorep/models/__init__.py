@@ -1,6 +1,7 @@
 """Model families; each file holds one family's config, presets and modules."""
 
 from .base import EncoderOutput, PretrainedModel
+from .logmel import LogMelUpstream
 from .mockingjay import (
     MockingjayConfig,
     MockingjayModel,
@@ -16,6 +17,6 @@ from .mockingjay import (
 ARCHITECTURES = {MockingjayModel.architecture: MockingjayModel}
 
 __all__ = [
-    "ARCHITECTURES", "EncoderOutput", "MockingjayConfig", "MockingjayModel", "PretrainedModel",
+    "ARCHITECTURES", "EncoderOutput", "LogMelUpstream", "MockingjayConfig", "MockingjayModel", "PretrainedModel",
     "SpecPredictionHead", "aalbert_base", "mockingjay_base", "mockingjay_config", "mockingjay_large", "tera_base",
 ]

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..features import FeatureConfig, FeatureExtractor, _from_dict
 from ..kernels import key_padding_mask
 from ..layers import SinusoidalPositions, TransformerLayer
-from ..layers.fused import cpu_inference
+from ..kernels.fused import cpu_inference
 from .base import EncoderOutput, PretrainedModel
 
 

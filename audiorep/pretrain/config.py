@@ -9,9 +9,9 @@ from typing import Any, Sequence
 from ..errors import ConfigError
 from ..features import FeatureConfig
 from ..models.mockingjay import MockingjayConfig
-from ..training.config import apply_overrides, build, read_yaml, to_dict
-from ..training.optim import OptimConfig
-from ..training.trainer import TrainConfig
+from ..config import apply_overrides, build, read_yaml, to_dict
+from ..train.optim import OptimConfig
+from ..train.trainer import TrainConfig
 from .masking import MaskingConfig
 
 

@@ -77,7 +77,7 @@ class MaskedAcousticModel(nn.Module):
 
 
 class PretrainTask:
-    """Glue for :class:`audiorep.training.Trainer`: keys per utterance and step, the plan, and its counts."""
+    """Glue for :class:`audiorep.train.Trainer`: keys per utterance and step, the plan, and its counts."""
 
     def __init__(self, model: MaskedAcousticModel, seed: int):
         self.model, self.seed = model, seed

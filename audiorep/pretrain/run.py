@@ -13,11 +13,11 @@ import yaml
 
 from ..errors import ConfigError
 from ..models.mockingjay import MockingjayModel
-from ..training.checkpoint import CheckpointManager, seed_everything
-from ..training.distributed import DistContext, barrier, init_distributed, shutdown
-from ..training.loader import ResumableBatches
-from ..training.metrics import plot_loss_curve, read_metrics
-from ..training.trainer import StepLog, Trainer
+from ..train.checkpoint import CheckpointManager, seed_everything
+from ..train.distributed import DistContext, barrier, init_distributed, shutdown
+from ..train.loader import ResumableBatches
+from ..train.metrics import plot_loss_curve, read_metrics
+from ..train.trainer import StepLog, Trainer
 from .config import PretrainConfig
 from .model import MaskedAcousticModel, PretrainTask
 
@@ -209,6 +209,6 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
 
 def main_worker(cfg_dict: dict[str, Any], **kwargs: Any) -> PretrainResult:
     """Entry for spawned processes (tests): rebuild the config from a plain dict, then :func:`pretrain`."""
-    from ..training.config import build
+    from ..config import build
 
     return pretrain(build(PretrainConfig, cfg_dict, ""), **kwargs)

@@ -1,0 +1,134 @@
+"""``python -m audiorep.multimodal.fusion_main --head selfmm [--config X.yaml] [--set key=value ...]``.
+
+Prints the per-seed test metrics and the mean ± std summary; writes ``<out_dir>/<head>.json``.
+``python -m audiorep.multimodal.fusion_main table exp/fusion`` prints the markdown table over every ``*.json`` there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+COLUMNS = [("MAE", "MAE", 1.0), ("Corr", "Corr", 1.0), ("Has0_acc_2", "Acc-2 (Has0)", 100.0),
+           ("Non0_acc_2", "Acc-2 (Non0)", 100.0), ("Has0_F1", "F1 (Has0)", 100.0), ("Non0_F1", "F1 (Non0)", 100.0),
+           ("Mult_acc_7", "Acc-7", 100.0), ("Corr_audio_swapped", "Corr, audio swapped", 1.0)]
+ORDER = ["text", "teasel-text", "teasel", "selfmm", "dmd", "deepmlf"]
+
+
+def _cell(mean: float, std: float | None = None, factor: float = 1.0) -> str:
+    """One table cell: 3 decimals for raw metrics, 1 for percentages (factor 100); "–" when undefined (NaN,
+    e.g. the Corr of a constant predictor)."""
+    if mean != mean:
+        return "–"
+    digits = 3 if factor == 1.0 else 1
+    text = f"{mean * factor:.{digits}f}"
+    return text if std is None else f"{text} ± {std * factor:.{digits}f}"
+
+
+def table(folder: str) -> str:
+    """Markdown table (mean ± std over seeds) over the result JSONs in ``folder``."""
+    rows = []
+    files = sorted(Path(folder).glob("*.json"), key=lambda p: ORDER.index(p.stem) if p.stem in ORDER else 99)
+    for p in files:
+        res = json.loads(p.read_text())
+        if "summary" not in res:
+            continue
+        s = res["summary"]
+        cells = [_cell(*s[k], factor=f) if k in s else "–" for k, _, f in COLUMNS]
+        rows.append(f"| {res['head']} | {len(res['runs'])} | " + " | ".join(cells) + " |")
+    head = "| head | seeds | " + " | ".join(c for _, c, _ in COLUMNS) + " |"
+    return "\n".join([head, "|" + "---|" * (len(COLUMNS) + 2)] + rows)
+
+
+def collect_teasel(out: str, run_dirs: list[str]) -> dict:
+    """TEASEL fine-tuning runs (folders with ``finetune_results.json``, one per seed) -> ``out`` in this
+    package's result layout, so :func:`table` shows TEASEL beside the fusion heads (same MMSA metrics)."""
+    from ..errors import ConfigError
+    from ..fileio import atomic_write_bytes
+    from .fusion_run import summarize
+
+    runs = []
+    for d in run_dirs:
+        f = Path(d) / "finetune_results.json"
+        if not f.is_file():
+            raise ConfigError(f"{d}: no finetune_results.json (run recipes/teasel_finetune.sh with output_dir={d})")
+        r = json.loads(f.read_text())
+        runs.append({"test": r["test"], "test_audio_swapped": r.get("test_audio_swapped"),
+                     "seed": r.get("config", {}).get("seed"), "dir": str(d), "use_audio": r.get("use_audio")})
+    res = {"head": "teasel" if all(r["use_audio"] for r in runs) else "teasel-text", "runs": runs,
+           "summary": summarize(runs)}
+    atomic_write_bytes(Path(out), (json.dumps(res, indent=2) + "\n").encode())
+    return res
+
+
+def reference_rows(data: str = "synth", split: str = "test", train_split: str = "train") -> dict:
+    """Context for the bundled corpus: MMSA metrics on ``split`` of (a) the train median as a constant and
+    (b) the best linear map of the corpus's documented lexical polarity (what the words alone say; an oracle a
+    text model can at most approach). Returns {name: metrics}."""
+    import numpy as np
+
+    from ..data.corpus import get_corpus
+    from .metrics import regression_metrics
+
+    c = get_corpus(data)
+    tr, te = c.manifest(train_split), c.manifest(split)
+    ytr = np.array([u.labels["sentiment"] for u in tr])
+    yte = np.array([u.labels["sentiment"] for u in te])
+    out = {"constant (train median)": regression_metrics(np.full_like(yte, np.median(ytr)), yte, "mosi")}
+    if all("lexical_polarity" in u.labels for u in tr + te):
+        a, b = np.polyfit([u.labels["lexical_polarity"] for u in tr], ytr, 1)
+        p = a * np.array([u.labels["lexical_polarity"] for u in te]) + b
+        out["oracle words (lexical polarity, linear)"] = regression_metrics(p, yte, "mosi")
+    return out
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["table"]:
+        print(table(argv[1] if len(argv) > 1 else "exp/fusion"))
+        return 0
+    if argv[:1] == ["reference"]:
+        for name, m in reference_rows(*(argv[1:2] or ["synth"])).items():
+            cells = [_cell(m[k], factor=f) if k in m else "–" for k, _, f in COLUMNS]
+            print(f"| {name} | - | " + " | ".join(cells) + " |")
+        return 0
+    if argv[:1] == ["merge"]:
+        if len(argv) < 3:
+            print("usage: python -m audiorep.multimodal.fusion_main merge OUT_DIR RESULT.json [RESULT.json ...]")
+            return 2
+        from .fusion_run import merge_results
+
+        res = merge_results(argv[1], argv[2:])
+        print(f"{res['head']}: {len(res['runs'])} run(s) -> {argv[1]}/{res['head']}.json")
+        return 0
+    if argv[:1] == ["collect-teasel"]:
+        if len(argv) < 3:
+            print("usage: python -m audiorep.multimodal.fusion_main collect-teasel OUT.json RUN_DIR [RUN_DIR ...]")
+            return 2
+        res = collect_teasel(argv[1], argv[2:])
+        print(f"{res['head']}: {len(res['runs'])} run(s) -> {argv[1]}")
+        return 0
+    ap = argparse.ArgumentParser(prog="python -m audiorep.multimodal.fusion_main",
+                                 description="Train + evaluate a multimodal sentiment head over several seeds.")
+    ap.add_argument("--head", choices=("text", "selfmm", "dmd", "deepmlf"), default=None)
+    ap.add_argument("--config", default=None, help="YAML FusionConfig (recipes/configs/fusion/)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="any FusionConfig field; head_args.NAME=V for a head setting")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from . import load_fusion_config, run
+
+    overrides = ([f"head={args.head}"] if args.head else []) + args.overrides
+    res = run(load_fusion_config(args.config, overrides))
+    for r in res["runs"]:
+        print(f"seed {r['seed']}: " + " ".join(f"{k}={v:.4f}" for k, v in r["test"].items()))
+    for k, (m, s) in res["summary"].items():
+        print(f"{k}: {m:.4f} ± {s:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,346 @@
+"""Train / evaluate the fusion heads: :func:`run` (one head, several seeds, mean ± std) and :func:`train_one`.
+
+Early stopping on a dev metric (``select_metric``, MAE by default); the best dev weights are evaluated on
+test once. Metrics come from :mod:`audiorep.multimodal.metrics` (MMSA's definitions); nothing is
+re-implemented here.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..fileio import atomic_write_bytes
+from ..config import build
+from .metrics import check_select_metric, is_better, regression_metrics
+from .common import FusionHead, TextEncoder
+from .data import FusionSplit
+
+log = logging.getLogger(__name__)
+
+HEADS = ("text", "selfmm", "dmd", "deepmlf")
+
+
+@dataclass
+class FusionConfig:
+    """One fusion experiment (YAML + ``key=value`` overrides)."""
+
+    head: str = "selfmm"  # text | selfmm | dmd | deepmlf
+    # data: an MMSA pickle, or a corpus through an upstream
+    mmsa: str | None = None  # path to an MMSA pickle; None = use `data` + `upstream`
+    use_vision: bool = True  # MMSA only: False drops the vision stream (the bundled corpus has none)
+    data: str = "synth"  # corpus name or folder (manifests with `text` and labels[label_key])
+    label_key: str = "sentiment"
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+    upstream: str = "logmel"  # audiorep upstream (name / folder / s3prl ckpt) or "logmel"
+    mode: str = "last"  # frozen featurizer mode: last | layer | weighted-sum (weights learned on the cache)
+    layer: int | None = None  # for mode=layer
+    audio_pool: int = 4  # average this many upstream frames (10 ms -> 40 ms): LSTM/attention cost
+    feature_cache: str | None = "exp/fusion/features"  # where upstream features are cached; None = memory only
+    max_utts: int | None = None  # first N utterances per split (quick runs)
+    metrics: str = "mosi"  # metric family: mosi ([-3, 3]) or sims
+    # text side
+    text_model: str = "teasel-small"  # encoder folder, or "teasel-small" (the TEASEL package's cached small RoBERTa)
+    text_features: bool = False  # MMSA: use the pickle's BERT features instead of a text model
+    decoder_lm: str = "small-gpt2"  # DeepMLF: GPT-2-style folder, or "small-gpt2" (trained here on transcripts)
+    max_tokens: int = 64
+    # head settings (dataclass fields of the head's config: SelfMMConfig / DMDConfig / DeepMLFConfig)
+    head_args: dict[str, Any] = field(default_factory=dict)
+    # optimisation
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    epochs: int = 10
+    patience: int = 4  # early stop after this many epochs without a better dev score
+    # dev metric for early stopping and the best checkpoint. MAE is MMSA's choice; on weak-signal data it
+    # favours near-constant predictions (the train median already scores well), so Corr is offered too.
+    select_metric: str = "MAE"
+    batch_size: int = 16
+    lr: float = 1e-3  # heads, sub-nets, fusion parts
+    text_lr: float = 5e-5  # fine-tuned text encoder (Self-MM: BERT 5e-5)
+    weight_decay: float = 0.0
+    # "constant" keeps every rate fixed, as MMSA trains these heads. "cosine" warms up linearly over
+    # warmup_ratio of the steps, then decays (the TEASEL fine-tuning schedule): a from-scratch text encoder
+    # at 5e-4 learns polarity slowly and seed-dependently at constant rates.
+    lr_schedule: str = "constant"
+    warmup_ratio: float = 0.1  # for lr_schedule=cosine: fraction of all steps (epochs x batches) warming up
+    grad_clip: float = 5.0  # max grad norm; <= 0 disables
+    device: str = "cpu"
+    out_dir: str = "exp/fusion"
+
+
+def load_fusion_config(path: str | None = None, overrides: list[str] | None = None) -> FusionConfig:
+    """YAML file (optional) + ``key=value`` overrides (values parsed as YAML) -> FusionConfig."""
+    import yaml
+
+    raw: dict[str, Any] = {}
+    if path:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of FusionConfig fields")
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected KEY=VALUE")
+        k, v = ov.split("=", 1)
+        val = yaml.safe_load(v)
+        if k.startswith("head_args."):
+            raw.setdefault("head_args", {})[k.split(".", 1)[1]] = val
+        else:
+            raw[k] = val
+    # type-checked like every other config: YAML 1.1 reads "5e-4" as a string, which must not reach the optimiser
+    cfg = build(FusionConfig, raw, path or "overrides")
+    if cfg.head not in HEADS:
+        raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {cfg.head!r}")
+    check_select_metric(cfg.select_metric)
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine'; got {cfg.lr_schedule!r}")
+    if not 0.0 <= cfg.warmup_ratio < 1.0:
+        raise ConfigError(f"warmup_ratio must lie in [0, 1); got {cfg.warmup_ratio}")
+    return cfg
+
+
+def _head_config(cls, base: dict[str, Any], args: dict[str, Any]):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(args) - names)
+    if unknown:
+        raise ConfigError(f"head_args: unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
+    return cls(**{**base, **args})
+
+
+def build_head(name: str, audio_dim: int, vision_dim: int | None, text_encoder: TextEncoder | None = None,
+               decoder: tuple[Any, Any] | None = None, head_args: dict[str, Any] | None = None) -> FusionHead:
+    """A head by name. ``text_encoder`` for text/selfmm/dmd; ``decoder`` = (tokenizer, GPT-2-style LM) for deepmlf."""
+    args = dict(head_args or {})
+    base = {"audio_dim": audio_dim, "vision_dim": vision_dim}
+    if name == "deepmlf":
+        from .deepmlf import DeepMLF, DeepMLFConfig
+
+        if decoder is None:
+            raise ConfigError("head 'deepmlf' needs a decoder LM and its tokenizer")
+        tok, lm = decoder
+        return DeepMLF(_head_config(DeepMLFConfig, base, args), lm, tok)
+    if text_encoder is None:
+        raise ConfigError(f"head {name!r} needs a text encoder")
+    if name == "text":
+        from .textonly import TextOnly
+
+        return TextOnly(text_encoder, **args)
+    if name == "selfmm":
+        from .selfmm import SelfMM, SelfMMConfig
+
+        return SelfMM(_head_config(SelfMMConfig, base, args), text_encoder)
+    if name == "dmd":
+        from .dmd import DMD, DMDConfig
+
+        return DMD(_head_config(DMDConfig, base, args), text_encoder)
+    raise ConfigError(f"unknown head {name!r}; choose from {', '.join(HEADS)}")
+
+
+def _forward(model: FusionHead, b: dict, featurizer, device, with_labels: bool):
+    audio = b["audio"].to(device)
+    if audio.dim() == 4:  # (K, B, T, H) cached hidden states -> learned weighted sum
+        audio = featurizer.combine(audio)  # (B, T, H)
+    text = model.batch_text(b["raw_text"], b["text_features"])
+    text = {k: v.to(device) for k, v in text.items()}
+    vis = b["vision"].to(device) if b["vision"] is not None and model.uses_vision else None
+    vlens = b["vision_lens"] if vis is not None else None
+    return model(text, audio, b["audio_lens"].to(device), vis, vlens.to(device) if vlens is not None else None,
+                 labels=b["labels"].to(device) if with_labels else None,
+                 index=b["index"] if with_labels else None)
+
+
+@torch.no_grad()
+def evaluate(model: FusionHead, split: FusionSplit, featurizer=None, batch_size: int = 32, device="cpu",
+             family: str = "mosi") -> dict[str, float]:
+    """MMSA metrics of ``model`` on a split (eval mode)."""
+    model.eval()
+    preds = []
+    for i in range(0, len(split), batch_size):
+        b = split.batch(range(i, min(i + batch_size, len(split))))
+        preds.append(_forward(model, b, featurizer, device, False).pred.float().cpu())
+    return regression_metrics(torch.cat(preds), split.labels, family)
+
+
+def epoch_batches(order: list[int], batch_size: int) -> list[list[int]]:
+    """``order`` cut into batches of ``batch_size``; a last batch of one item joins the one before it
+    (BatchNorm heads cannot train on one sample)."""
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches[-2].extend(batches.pop())
+    return batches
+
+
+def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConfig, seed: int, featurizer=None,
+              dev: str = "dev", test: str = "test", train: str = "train") -> dict[str, Any]:
+    """Train with early stopping on ``cfg.select_metric`` of dev. Returns {"dev": best dev metrics,
+    "test": test metrics at that epoch, "test_audio_swapped": the same with each test item given another's
+    audio, "best_epoch", "epochs_run", "seconds"}."""
+    device = torch.device(cfg.device)
+    model.to(device)
+    tr = splits[train]
+    model.setup_train_set(tr.labels.to(device))
+    text_params = {id(p) for p in model.text_parameters()}
+    head_params = [p for p in model.parameters() if p.requires_grad and id(p) not in text_params]
+    groups = [{"params": head_params, "lr": cfg.lr}]
+    if text_params:
+        groups.append({"params": model.text_parameters(), "lr": cfg.text_lr})
+    fw = None
+    if featurizer is not None and featurizer.weights is not None and tr.audio[0].dim() == 3:
+        fw = featurizer.weights
+        fw.data.zero_()
+        fw.requires_grad_(True)
+        groups.append({"params": [fw], "lr": cfg.lr})
+    opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+    sched = None
+    if cfg.lr_schedule == "cosine":
+        from transformers import get_cosine_schedule_with_warmup
+
+        total = cfg.epochs * len(epoch_batches(list(range(len(tr))), cfg.batch_size))
+        sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+    g = torch.Generator().manual_seed(seed)
+    best, best_state, best_epoch, bad, t0 = None, None, 0, 0, time.time()
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        for idx in epoch_batches(torch.randperm(len(tr), generator=g).tolist(), cfg.batch_size):
+            b = tr.batch(idx)
+            out = _forward(model, b, featurizer, device, True)
+            opt.zero_grad(set_to_none=True)
+            out.losses["total"].backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for grp in groups for p in grp["params"]], cfg.grad_clip)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            model.on_train_batch_end(out, b["labels"].to(device), b["index"].to(device), epoch)
+        dm = evaluate(model, splits[dev], featurizer, device=device, family=cfg.metrics)
+        log.info("seed %d epoch %d dev MAE %.4f Corr %.4f", seed, epoch, dm["MAE"], dm["Corr"])
+        key = cfg.select_metric
+        if is_better(key, dm[key], None if best is None else best[key]):
+            best, best_epoch, bad = dm, epoch, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            best_fw = fw.detach().clone() if fw is not None else None
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        if fw is not None:
+            fw.data.copy_(best_fw)
+    tm = evaluate(model, splits[test], featurizer, device=device, family=cfg.metrics)
+    # the control: test texts with other utterances' audio; the same figures mean the head ignores the audio
+    swapped = evaluate(model, splits[test].with_audio_swapped(), featurizer, device=device, family=cfg.metrics)
+    return {"dev": best, "test": tm, "test_audio_swapped": swapped, "best_epoch": best_epoch, "epochs_run": epoch,
+            "seconds": round(time.time() - t0, 1)}
+
+
+def _text_side(cfg: FusionConfig, train_texts: list[str], text_dim: int | None) -> TextEncoder:
+    if cfg.text_features:
+        if text_dim is None:
+            raise ConfigError("text_features=true needs MMSA text features (set mmsa=PATH)")
+        return TextEncoder(feature_dim=text_dim)
+    from .text import encoder_for
+
+    tok, model, where = encoder_for(cfg.text_model, train_texts)
+    log.info("text encoder: %s", where)
+    return TextEncoder(model, tok, max_tokens=cfg.max_tokens)
+
+
+def summarize(results: list[dict[str, Any]], keys=("MAE", "Corr", "Has0_acc_2", "Non0_acc_2", "Has0_F1",
+                                                     "Non0_F1", "Mult_acc_7")) -> dict[str, tuple[float, float]]:
+    """Mean and (sample) std over seeds of each test metric, and of Corr with the audio swapped
+    (``Corr_audio_swapped``) where the runs report it."""
+    cells = {k: [r["test"][k] for r in results if k in r["test"]] for k in keys}
+    cells["Corr_audio_swapped"] = [r["test_audio_swapped"]["Corr"] for r in results if r.get("test_audio_swapped")]
+    out = {}
+    for k, values in cells.items():
+        v = np.array(values, dtype=np.float64)
+        if len(v):
+            out[k] = (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
+    return out
+
+
+def run(cfg: FusionConfig) -> dict[str, Any]:
+    """Everything for one head: data, text side, one training per seed; writes ``<out_dir>/<head>.json``.
+
+    Returns ``{"head", "config", "runs": [per seed], "summary": {metric: (mean, std)}}``.
+    """
+    from ..train.checkpoint import seed_everything
+
+    featurizer = None
+    if cfg.mmsa:
+        from .data import load_mmsa_splits
+
+        splits = load_mmsa_splits(cfg.mmsa, use_vision=cfg.use_vision)
+        names = ("train", "dev", "test")
+    else:
+        from .data import corpus_splits
+
+        names = (cfg.train_split, cfg.dev_split, cfg.test_split)
+        splits, featurizer = corpus_splits(cfg.data, names, cfg.upstream, cfg.mode, cfg.layer, cfg.audio_pool,
+                                           cfg.label_key, cfg.feature_cache, "cpu", cfg.max_utts)
+    tr = splits[names[0]]
+    a0 = tr.audio[0]
+    audio_dim = int(a0.shape[-1])
+    vision_dim = int(tr.vision[0].shape[-1]) if tr.vision is not None else None
+    text_dim = int(tr.text_features[0].shape[-1]) if tr.text_features is not None else None
+    runs = []
+    for seed in cfg.seeds:
+        seed_everything(seed)
+        if cfg.head == "deepmlf":
+            from .text import decoder_for
+
+            tok, lm, where = decoder_for(cfg.decoder_lm, tr.raw_text)
+            log.info("decoder LM: %s", where)
+            head_args = {"max_tokens": cfg.max_tokens, **cfg.head_args}
+            model = build_head("deepmlf", audio_dim, vision_dim, decoder=(tok, lm), head_args=head_args)
+        else:
+            model = build_head(cfg.head, audio_dim, vision_dim, _text_side(cfg, tr.raw_text, text_dim),
+                               head_args=cfg.head_args)
+        seed_everything(seed)
+        r = train_one(model, splits, cfg, seed, featurizer, dev=names[1], test=names[2], train=names[0])
+        r["seed"] = seed
+        runs.append(r)
+        log.info("%s seed %d: test %s", cfg.head, seed, {k: round(v, 4) for k, v in r["test"].items()})
+        res = write_results(cfg.out_dir, cfg.head, runs, dataclasses.asdict(cfg))  # after every seed: partial
+    return res
+
+
+def write_results(out_dir: str, head: str, runs: list[dict[str, Any]], config: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """``<out_dir>/<head>.json`` = {"head", "config", "runs", "summary"}, written atomically."""
+    res = {"head": head, "config": config, "runs": runs, "summary": summarize(runs)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / f"{head}.json", (json.dumps(res, indent=2, default=_nan_safe) + "\n").encode())
+    return res
+
+
+def merge_results(out_dir: str, files: list[str]) -> dict[str, Any]:
+    """Result JSONs of one head run as separate processes (e.g. one per seed) -> one ``<out_dir>/<head>.json``."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    heads = {p["head"] for p in parts}
+    if len(heads) != 1:
+        raise ConfigError(f"merge: result files hold different heads {sorted(heads)}")
+    runs = sorted((r for p in parts for r in p["runs"]), key=lambda r: r.get("seed") or 0)
+    seeds = [r.get("seed") for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"merge: seed(s) repeated across files: {seeds}")
+    return write_results(out_dir, heads.pop(), runs, parts[0].get("config"))
+
+
+def _nan_safe(x):
+    return None if isinstance(x, float) and math.isnan(x) else str(x)

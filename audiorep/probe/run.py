@@ -1,0 +1,528 @@
+"""One downstream run: check the data, (cache upstream states,) train a head with early stopping on dev,
+evaluate the best dev checkpoint on test once. What ``audiorep downstream`` calls.
+
+Speed: in the frozen modes (weighted-sum, last, layer) the upstream's output never changes, so it runs
+once per utterance and split and the head trains on the cached hidden states (fp16, in memory; with
+``cache_dir`` also on disk, shared by every run over the same upstream and split). An epoch then costs
+only the head. Finetune mode runs the upstream every step.
+
+Under torchrun (WORLD_SIZE > 1) the training batches are split across processes and the trainable part is
+wrapped in DistributedDataParallel; every rank evaluates the whole dev/test split (so early-stopping
+decisions agree without communication) and rank 0 writes files.
+
+Resume works at epoch granularity: after every epoch the run folder gets an atomic checkpoint (trainable
+weights, optimiser, early-stopping state, RNG) and ``best.pt`` holds the best dev weights so far.
+Generic pieces come from :mod:`audiorep.train` (checkpoints, RNG capture, metrics CSV, optimiser
+parameter groups, the torchrun context and autocast).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..data.corpus import get_corpus
+from ..data.dataset import AudioDataset, LengthBucketBatchSampler, collate_waveforms
+from ..data.manifest import Utterance
+from ..errors import CheckpointError, ConfigError
+from ..fileio import atomic_write_bytes
+from ..train.checkpoint import CheckpointManager, capture_rng, restore_rng, seed_everything
+from ..config import apply_overrides, build, read_yaml, to_dict
+from ..train.distributed import DistContext, barrier, init_distributed, shutdown
+from ..train.metrics import MetricsLogger
+from ..train.optim import param_groups
+from ..train.trainer import autocast_context
+from .featurizer import MODES, Featurizer, load_upstream
+from .heads import build_head
+from ..multimodal.metrics import is_better
+from .plots import plot_layer_weights, plot_learning_curves
+from .tasks import Task, build_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DownstreamConfig:
+    """One downstream run (YAML + ``key=value`` overrides, like pretraining configs)."""
+
+    task: str = "phone"  # phone | speaker | sentiment
+    upstream: str = "logmel"  # registered name, model folder, s3prl checkpoint, or "logmel" (the floor)
+    mode: str = "weighted-sum"  # weighted-sum | finetune | last | layer
+    layer: int | None = None  # hidden state for mode=layer; in finetune: None = weighted sum, N = that state
+    layer_norm: bool = False  # per-hidden-state layer norm before the weighted sum (s3prl's option, off there too)
+    head: str | None = None  # None = the task's default probe (phone: linear, speaker/sentiment: mean-linear)
+    mlp_size: int = 256  # hidden width of the *-mlp heads
+    dropout: float = 0.1  # dropout inside the *-mlp heads
+    data: str = "synth"  # bundled corpus name, corpus folder or manifest
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+    max_utts: int | None = None  # seeded subset of each split (quick runs); None = all
+    max_train_utts: int | None = None  # seeded subset of the training split only (cheap finetune cells)
+    label_tolerance: int = 2  # frames by which labels and upstream frames may differ (see tasks.py)
+    out_dir: str | None = None  # run folder; None = exp/downstream/<task>-<upstream>-<mode>-<head>
+    epochs: int = 20  # maximum epochs
+    patience: int = 4  # stop after this many epochs without a better dev score
+    batch_size: int = 16  # utterances per step
+    lr: float = 1e-2  # head + layer weights; linear probes on frozen features converge slowly at 1e-3
+    upstream_lr: float = 5e-5  # upstream learning rate in finetune mode (a large one destroys the pretraining)
+    weight_decay: float = 0.0  # AdamW decay on weight matrices (not biases / norms)
+    grad_clip: float = 5.0  # max global grad norm; <= 0 disables
+    seed: int = 0  # init, shuffling and subsets
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    cache: str = "memory"  # frozen modes: "memory" (cache upstream states) or "none" (run upstream each step)
+    cache_dir: str | None = None  # also keep caches on disk here, shared across runs (probe table)
+    cache_batch_seconds: float = 60.0  # padded audio per upstream batch while caching
+    progress: bool = True  # tqdm bars on stderr
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.cache not in ("memory", "none"):
+            raise ConfigError(f"cache must be 'memory' or 'none', got {self.cache!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ConfigError("epochs, batch_size and patience must be >= 1")
+        if self.lr <= 0 or self.upstream_lr <= 0:
+            raise ConfigError("lr and upstream_lr must be positive")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        for name in ("max_utts", "max_train_utts"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 or null, got {getattr(self, name)}")
+
+    def run_dir(self) -> Path:
+        if self.out_dir:
+            return Path(self.out_dir)
+        up = Path(self.upstream)
+        tag = up.parent.name if up.name in ("final", "") and up.parent.name else up.stem or self.upstream
+        mode = self.mode + (f"{self.layer}" if self.layer is not None else "")
+        return Path("exp") / "downstream" / f"{self.task}-{tag}-{mode}-{self.head or 'default'}"
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+                base: dict[str, Any] | None = None) -> DownstreamConfig:
+    """YAML file (or ``base`` dict) + ``key=value`` overrides -> a checked :class:`DownstreamConfig`."""
+    data = dict(base or {})
+    if path is not None:
+        data.update(read_yaml(path))
+    return build(DownstreamConfig, apply_overrides(DownstreamConfig, data, overrides), "")
+
+
+@dataclass
+class DownstreamResult:
+    out_dir: Path
+    test: dict[str, float]  # test metrics of the best dev checkpoint
+    best_dev: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    layer_weights: list[float]  # softmax weights (one-hot for single-layer modes)
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    cache_seconds: float = 0.0  # time spent running the upstream to fill caches
+    train_seconds: float = 0.0  # epochs (train + dev) of this call
+
+
+class DownstreamModel(nn.Module):
+    """Featurizer + head; :meth:`forward` on waveforms, :meth:`forward_states` on cached hidden states."""
+
+    def __init__(self, featurizer: Featurizer, head: nn.Module):
+        super().__init__()
+        self.featurizer = featurizer
+        self.head = head
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor, kind: str = "wavs") -> tuple[torch.Tensor, torch.Tensor]:
+        """``kind="wavs"``: waveforms (B, S) + samples (B,); ``kind="states"``: cached states (K, B, T, H) +
+        frames (B,). One entry point, so a DistributedDataParallel wrapper sees every training forward."""
+        if kind == "states":
+            return self.forward_states(x, lens)
+        feats, lengths = self.featurizer(x, lens)  # (B, T, H), (B,)
+        return self.head(feats, lengths), lengths
+
+    def forward_states(self, states: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.featurizer.combine(states, lengths)  # (K, B, T, H) -> (B, T, H)
+        return self.head(feats, lengths), lengths
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        skip = "featurizer.upstream." if self.featurizer.frozen else None
+        return {k: v for k, v in self.state_dict().items() if skip is None or not k.startswith(skip)}
+
+    def load_trainable(self, state: dict[str, torch.Tensor], source: str) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        bad_missing = [k for k in missing if not (self.featurizer.frozen and k.startswith("featurizer.upstream."))]
+        if bad_missing or unexpected:
+            raise CheckpointError(f"{source}: does not fit this run (missing {bad_missing[:4]}, "
+                                  f"unexpected {list(unexpected)[:4]}); was it written with another task/mode/head?")
+
+
+# ---------------------------------------------------------------- data
+
+def _subset(utts: list[Utterance], n: int | None, seed: int) -> list[Utterance]:
+    if n is None or len(utts) <= n:
+        return utts
+    picked = random.Random(f"audiorep-downstream:{seed}").sample(utts, n)
+    return sorted(picked, key=lambda u: u.id)
+
+
+def check_upstream(task: Task, featurizer: Featurizer, splits: dict[str, list[Utterance]], device: torch.device
+                   ) -> None:
+    """Frame rate and sample rate of the upstream vs the data, before any training (ConfigError otherwise)."""
+    up = featurizer.upstream
+    sr = getattr(up, "sample_rate", None)
+    rates = sorted({u.sample_rate for us in splits.values() for u in us})
+    if sr is not None and rates != [sr]:
+        raise ConfigError(f"the corpus is sampled at {rates} Hz but the upstream expects {sr} Hz; "
+                          "resample the corpus (audiorep data prepare) or use a matching upstream")
+    if not task.frame_level:
+        return
+    fc = getattr(up, "feature_config", None)
+    if fc is not None and fc.hop_length * 100 != fc.sample_rate:
+        raise ConfigError(f"task {task.name!r} has 10 ms frame labels but the upstream's frame shift is "
+                          f"{fc.hop_ms:g} ms ({fc.hop_length} samples at {fc.sample_rate} Hz)")
+    # whatever the upstream is: one real utterance through it must give the labels' frame count
+    first = min(next(iter(splits.values())), key=lambda u: u.num_samples)
+    from ..audio import read_audio
+
+    wav, _ = read_audio(first.path)
+    with torch.no_grad():
+        _, lengths = featurizer.upstream_states(wav[None].to(device), torch.tensor([wav.numel()], device=device))
+    task.target(first, int(lengths[0]))  # raises naming the utterance when the counts disagree
+
+
+def _wave_batches(utts: list[Utterance], sample_rate: int, batch_size: int, shuffle: bool, seed: int, epoch: int,
+                  max_batch_samples: int | None = None, rank: int = 0, world: int = 1) -> Iterator[dict[str, Any]]:
+    ds = AudioDataset(utts, sample_rate)
+    sampler = LengthBucketBatchSampler(ds.lengths, batch_size, shuffle=shuffle, seed=seed, num_replicas=world,
+                                       rank=rank, max_batch_samples=max_batch_samples)
+    sampler.set_epoch(epoch)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_waveforms, num_workers=0)
+    yield from loader
+
+
+def _cache_key(cfg: DownstreamConfig, utts: list[Utterance]) -> str:
+    """Changes when the upstream's weights or the split's utterances change."""
+    h = hashlib.sha1()
+    up = Path(cfg.upstream)
+    h.update(str(up.resolve() if up.exists() else cfg.upstream).encode())
+    if up.is_dir():
+        for f in sorted(up.iterdir()):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    elif up.is_file():
+        st = up.stat()
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    for u in utts:
+        h.update(f"{u.id}:{u.path}:{u.num_samples}".encode())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def build_cache(featurizer: Featurizer, utts: list[Utterance], cfg: DownstreamConfig, device: torch.device,
+                desc: str) -> list[torch.Tensor]:
+    """Hidden states (K, T_i, H) fp16 on CPU per utterance, in ``utts`` order (K = featurizer.needed_states).
+
+    With ``cfg.cache_dir`` every hidden state is kept on disk (so the other frozen modes reuse the file)
+    and only the needed ones in memory.
+    """
+    from safetensors.torch import load_file, save
+
+    disk = None
+    if cfg.cache_dir:
+        disk = Path(cfg.cache_dir) / f"{desc}-{_cache_key(cfg, utts)}.safetensors"
+        if disk.is_file():
+            stored = load_file(str(disk))
+            if all(u.id in stored for u in utts):
+                return [stored[u.id][featurizer.needed_states].contiguous() for u in utts]
+    keep = list(range(featurizer.num_states)) if disk is not None else featurizer.needed_states
+    sr = int(getattr(featurizer.upstream, "sample_rate", utts[0].sample_rate))
+    out: dict[str, torch.Tensor] = {}
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(utts), desc=f"cache {desc}", unit="utt", leave=False, file=sys.stderr)
+    featurizer.upstream.eval()
+    for batch in _wave_batches(utts, sr, 64, False, cfg.seed, 0, int(cfg.cache_batch_seconds * sr)):
+        out_h = featurizer.upstream(batch["wavs"].to(device), batch["wav_lens"].to(device))
+        hs = torch.stack([out_h.hidden_states[i] for i in keep], 0)  # (K, B, T, H)
+        for b, utt_id in enumerate(batch["id"]):
+            n = int(out_h.lengths[b])
+            out[utt_id] = hs[:, b, :n].to(torch.float16).cpu().contiguous()  # (K, T_b, H)
+        if bar is not None:
+            bar.update(len(batch["id"]))
+    if bar is not None:
+        bar.close()
+    if disk is not None:
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(disk, save(out))
+        return [out[u.id][featurizer.needed_states].contiguous() for u in utts]
+    return [out[u.id] for u in utts]
+
+
+class _Split:
+    """One split's utterances with (frozen modes) their cached states and targets."""
+
+    def __init__(self, name: str, utts: list[Utterance], task: Task, states: list[torch.Tensor] | None):
+        self.name, self.utts, self.task, self.states = name, utts, task, states
+        self.by_id = {u.id: u for u in utts}
+        self.targets = None
+        if states is not None:
+            self.targets = [task.target(u, s.shape[1]) for u, s in zip(utts, states)]
+
+    def batches(self, cfg: DownstreamConfig, sample_rate: int, shuffle: bool, epoch: int, device: torch.device,
+                rank: int = 0, world: int = 1) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yields (kind, inputs, lengths, targets); kind "states": inputs (K, B, T, H); kind "wavs": (B, S).
+
+        ``rank``/``world`` split the batches across DDP processes (equal counts per rank)."""
+        if self.states is not None:
+            lengths = [s.shape[1] for s in self.states]
+            sampler = LengthBucketBatchSampler(lengths, cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
+                                               num_replicas=world, rank=rank)
+            sampler.set_epoch(epoch)
+            for idx in sampler:
+                lens = torch.tensor([lengths[i] for i in idx], dtype=torch.long)  # (B,)
+                K, _, H = self.states[idx[0]].shape
+                x = torch.zeros(K, len(idx), int(lens.max()), H, dtype=torch.float16)  # (K, B, T, H)
+                for j, i in enumerate(idx):
+                    x[:, j, : lengths[i]] = self.states[i]
+                tgt = self.task.collate_targets([self.targets[i] for i in idx])
+                yield "states", x.to(device), lens.to(device), tgt.to(device)
+            return
+        for batch in _wave_batches(self.utts, sample_rate, cfg.batch_size, shuffle, cfg.seed, epoch, rank=rank,
+                                   world=world):
+            yield "wavs", batch["wavs"].to(device), batch["wav_lens"].to(device), batch["id"]
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+
+def _forward(model: nn.Module, task: Task, kind: str, x, lens, tgt, split: _Split, device: torch.device):
+    """Outputs, frame/utterance lengths and targets for one batch of either kind (model may be DDP-wrapped)."""
+    out, lengths = model(x, lens, kind=kind)
+    if kind == "states":
+        return out, lengths, tgt
+    tgts = [task.target(split.by_id[i], int(n)) for i, n in zip(tgt, lengths.tolist())]
+    return out, lengths, task.collate_targets(tgts).to(device)
+
+
+@torch.no_grad()
+def evaluate(model: DownstreamModel, task: Task, split: _Split, cfg: DownstreamConfig, sample_rate: int,
+             device: torch.device) -> dict[str, float]:
+    """Metrics of ``model`` on one split (plus the mean loss per batch)."""
+    model.eval()
+    meter = task.meter()
+    loss_sum, n = 0.0, 0
+    for kind, x, lens, tgt in split.batches(cfg, sample_rate, False, 0, device):
+        with autocast_context(device, cfg.precision):
+            out, lengths, tgt = _forward(model, task, kind, x, lens, tgt, split, device)
+        loss_sum += float(task.loss(out.float(), tgt, lengths))
+        n += 1
+        meter.update(out.float(), tgt, lengths)
+    res = meter.compute()
+    res["loss"] = loss_sum / max(n, 1)
+    return res
+
+
+# ---------------------------------------------------------------- the run
+
+def _optimizer(model: DownstreamModel, cfg: DownstreamConfig) -> torch.optim.Optimizer:
+    groups = []
+    for g in param_groups(model.head, cfg.weight_decay):
+        groups.append({**g, "lr": cfg.lr})
+    if model.featurizer.weights is not None:
+        groups.append({"params": [model.featurizer.weights], "weight_decay": 0.0, "lr": cfg.lr})
+    if not model.featurizer.frozen:
+        for g in param_groups(model.featurizer.upstream, cfg.weight_decay):
+            groups.append({**g, "lr": cfg.upstream_lr})
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool = False,
+                   upstream: nn.Module | None = None) -> DownstreamResult:
+    """Train and evaluate one (task, upstream, mode, head) combination; see the module doc.
+
+    ``upstream`` replaces loading ``cfg.upstream`` (tests, notebooks). Raises ConfigError before training
+    for an empty split, a task the corpus has no labels for, labels outside the class set, or an upstream
+    whose frame rate or sample rate does not match the data. Under torchrun every rank calls this.
+    """
+    ctx = init_distributed(cfg.device)
+    try:
+        return _run(cfg, ctx, resume, overwrite, upstream)
+    finally:
+        shutdown(ctx)
+
+
+def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool, upstream: nn.Module | None
+         ) -> DownstreamResult:
+    out_dir = cfg.run_dir()
+    ckpts = CheckpointManager(out_dir / "checkpoints", keep_last=1)
+    if ckpts.list() and not resume:
+        if not overwrite:
+            raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it, --overwrite to start "
+                              "over, or another --out")
+        barrier(ctx)  # every rank has seen the old run before rank 0 deletes it
+        if ctx.is_main:
+            shutil.rmtree(out_dir / "checkpoints")
+            for name in ("best.pt", "metrics.csv", "results.json"):
+                (out_dir / name).unlink(missing_ok=True)
+    device = ctx.device
+
+    # 1. data and labels, checked before anything heavy
+    task = build_task(cfg.task, cfg.head, cfg.label_tolerance)
+    corpus = get_corpus(cfg.data)
+    names = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
+    utts = {role: _subset(corpus.manifest(split), cfg.max_utts, cfg.seed) for role, split in names.items()}
+    utts["train"] = _subset(utts["train"], cfg.max_train_utts, cfg.seed)
+    task.setup(corpus, {names[r]: u for r, u in utts.items()}, cfg.train_split)
+
+    # 2. upstream + featurizer + head
+    seed_everything(cfg.seed)
+    up = upstream if upstream is not None else load_upstream(cfg.upstream, device=device)
+    up = up.to(device)
+    featurizer = Featurizer(up, cfg.mode, cfg.layer, cfg.layer_norm)
+    check_upstream(task, featurizer, {names[r]: u for r, u in utts.items()}, device)
+    head = build_head(task.head, featurizer.hidden_size, task.num_outputs, cfg.mlp_size, cfg.dropout)
+    model = DownstreamModel(featurizer, head).to(device)
+    sample_rate = int(getattr(up, "sample_rate", 16000))
+
+    # 3. caches (frozen modes)
+    t0 = time.perf_counter()
+    use_cache = featurizer.frozen and cfg.cache == "memory"
+    splits = {}
+    for role, us in utts.items():
+        states = build_cache(featurizer, us, cfg, device, names[role]) if use_cache else None
+        splits[role] = _Split(names[role], us, task, states)
+    cache_seconds = time.perf_counter() - t0
+
+    # 4. training state (fresh or resumed)
+    optimizer = _optimizer(model, cfg)
+    runner: nn.Module = model
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        # a chosen finetune layer leaves the layers above it without gradients
+        runner = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
+                     find_unused_parameters=featurizer.layer is not None and not featurizer.frozen)
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    barrier(ctx)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_epochs": 0,
+                             "history": []}
+    latest = ckpts.latest() if resume else None
+    if latest is not None:
+        ck = CheckpointManager.load(latest)
+        model.load_trainable(ck["model"], str(latest))
+        optimizer.load_state_dict(ck["optimizer"])
+        for k in state:
+            state[k] = ck[k]
+        if state["epoch"] >= cfg.epochs or state["bad_epochs"] >= cfg.patience:
+            log.info("%s: finished after epoch %d; evaluating its best dev checkpoint", out_dir, state["epoch"])
+        restore_rng(ck["rng"])
+        log.info("resumed %s after epoch %d", out_dir, state["epoch"])
+    primary = task.primary
+    metrics = None
+    if ctx.is_main:
+        metrics = MetricsLogger(out_dir, ["epoch", "step", "train_loss", "dev_loss", f"dev_{primary}", "elapsed_s"],
+                                resume_step=state["step"] if latest is not None else None, tensorboard=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    t_train = time.perf_counter()
+    try:
+        # resuming with more epochs or more patience continues a finished run
+        while state["bad_epochs"] < cfg.patience and state["epoch"] < cfg.epochs:
+            epoch = state["epoch"]
+            model.train()
+            total, n = 0.0, 0
+            batches = splits["train"].batches(cfg, sample_rate, True, epoch, device, ctx.rank, ctx.world_size)
+            bar = None
+            if cfg.progress and ctx.is_main:
+                from tqdm.auto import tqdm
+
+                batches = bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                                     file=sys.stderr)
+            for kind, x, lens, tgt in batches:
+                with autocast_context(device, cfg.precision):
+                    out, lengths, tgt = _forward(runner, task, kind, x, lens, tgt, splits["train"], device)
+                loss = task.loss(out.float(), tgt, lengths)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                state["step"] += 1
+                total += loss.item()
+                n += 1
+                if bar is not None:
+                    bar.set_postfix(loss=f"{total / n:.4f}")
+            dev = evaluate(model, task, splits["dev"], cfg, sample_rate, device)
+            state["epoch"] = epoch + 1
+            row = {"epoch": epoch + 1, "step": state["step"], "train_loss": total / max(n, 1),
+                   "dev_loss": dev["loss"], f"dev_{primary}": dev[primary],
+                   "elapsed_s": time.perf_counter() - t_train}
+            state["history"].append({k: float(v) for k, v in row.items()})
+            if metrics is not None:
+                metrics.log(row)
+            improved = is_better(primary, dev[primary], state["best"])
+            if improved:
+                state["best"], state["best_epoch"], state["bad_epochs"] = float(dev[primary]), epoch + 1, 0
+                if ctx.is_main:
+                    buf = io.BytesIO()
+                    torch.save({"model": model.trainable_state_dict(), "epoch": epoch + 1,
+                                "dev": {k: float(v) for k, v in dev.items()}}, buf)
+                    atomic_write_bytes(out_dir / "best.pt", buf.getvalue())
+            else:
+                state["bad_epochs"] += 1
+            if ctx.is_main:
+                print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f}  dev_{primary} {dev[primary]:.4f}"
+                      f"{'  (best)' if improved else ''}", file=sys.stderr)
+                ckpts.save({"model": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
+                            "rng": capture_rng(), "config": to_dict(cfg), **state}, state["step"])
+            barrier(ctx)
+    finally:
+        if metrics is not None:
+            metrics.close()
+    train_seconds = time.perf_counter() - t_train
+
+    # 5. test once, with the best dev weights
+    best_path = out_dir / "best.pt"
+    if not best_path.is_file():
+        raise CheckpointError(f"{best_path}: missing; the run has no best dev checkpoint")
+    best = torch.load(best_path, map_location="cpu", weights_only=True)
+    model.load_trainable(best["model"], str(best_path))
+    test = evaluate(model, task, splits["test"], cfg, sample_rate, device)
+    weights = featurizer.layer_weights().tolist()
+    result = DownstreamResult(out_dir, test, best["dev"], int(best["epoch"]), state["epoch"], weights,
+                              state["history"], cache_seconds, train_seconds)
+    if ctx.is_main:
+        _write_outputs(result, cfg, task)
+    return result
+
+
+def _write_outputs(res: DownstreamResult, cfg: DownstreamConfig, task: Task) -> None:
+    info = {"task": cfg.task, "upstream": cfg.upstream, "mode": cfg.mode, "layer": cfg.layer, "head": task.head,
+            "primary": task.primary, "test": res.test, "best_dev": res.best_dev, "best_epoch": res.best_epoch,
+            "epochs_run": res.epochs_run, "layer_weights": res.layer_weights, "history": res.history,
+            "cache_seconds": round(res.cache_seconds, 2), "train_seconds": round(res.train_seconds, 2)}
+    atomic_write_bytes(res.out_dir / "results.json", json.dumps(info, indent=2).encode())
+    if len(res.layer_weights) > 1 and (cfg.mode == "weighted-sum" or (cfg.mode == "finetune" and cfg.layer is None)):
+        plot_layer_weights(res.layer_weights, res.out_dir / "layer_weights.png",
+                           title=f"{cfg.task}: {Path(cfg.upstream).name} {cfg.mode}")
+    if res.history:
+        ep = [h["epoch"] for h in res.history]
+        plot_learning_curves({f"dev {task.primary}": (ep, [h[f"dev_{task.primary}"] for h in res.history])},
+                             res.out_dir / "learning_curve.png", task.primary,
+                             title=f"{cfg.task}: {Path(cfg.upstream).name} {cfg.mode}")

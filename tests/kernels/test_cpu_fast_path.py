@@ -1,0 +1,76 @@
+"""The CPU inference fast path (fused oneDNN linears, valid-frame packing) must give the eager path's numbers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiorep.features import FeatureConfig
+from audiorep.kernels import fused
+from audiorep.models.mockingjay import MockingjayModel, mockingjay_config
+
+
+def tiny_model(**overrides) -> MockingjayModel:
+    torch.manual_seed(0)
+    cfg = mockingjay_config(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128, **overrides)
+    model = MockingjayModel(cfg, FeatureConfig()).eval()
+    with torch.no_grad():  # move biases and LayerNorm off 0/1 so a dropped bias would show
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["plain", "gelu", "residual"])
+def test_fused_linear_matches_eager(mode):
+    torch.manual_seed(0)
+    layer = nn.Linear(48, 96 if mode != "residual" else 48)
+    nn.init.normal_(layer.bias)
+    x = torch.randn(3, 17, 48)  # (B, T, in)
+    res = torch.randn(3, 17, 48) if mode == "residual" else None
+    with torch.inference_mode():
+        want = fused.linear(x, layer, gelu=mode == "gelu", residual=res, fused=False)
+        got = fused.linear(x, layer, gelu=mode == "gelu", residual=res, fused=fused.fusion_enabled(x, False))
+        eager = layer(x)
+        eager = F.gelu(eager) if mode == "gelu" else eager if res is None else eager + res
+    assert torch.equal(want, eager)
+    assert (got - want).abs().max().item() < 1e-5
+
+
+def test_fast_path_only_without_autograd():
+    x = torch.randn(2, 3)
+    assert not fused.cpu_inference(x, training=False)  # grad mode is on here
+    with torch.no_grad():
+        assert fused.cpu_inference(x, training=False)
+        assert not fused.cpu_inference(x, training=True)
+        assert not fused.fusion_enabled(x.double(), training=False)
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_model_fast_path_matches_eager_and_is_batch_invariant(monkeypatch, share):
+    model = tiny_model(share_layers=share)
+    g = torch.Generator().manual_seed(1)
+    wavs = [0.1 * torch.randn(n, generator=g) for n in (4000, 2500, 800, 3999)]  # mixed: packed path
+    with torch.inference_mode():
+        fast = model(wavs)
+        alone = [model([w]) for w in wavs]
+        monkeypatch.setenv("AUDIOREP_CPU_FUSION", "0")
+        slow = model(wavs)
+    T = fast.last_hidden_state.shape[1]
+    keep = (torch.arange(T) < fast.lengths[:, None])[..., None]  # (B, T, 1)
+    assert torch.equal(fast.lengths, slow.lengths)
+    for f, s in zip(fast.hidden_states, slow.hidden_states):
+        assert (f - s).abs().max().item() < 1e-5
+        assert not (f * ~keep).any(), "padding must stay zero on the packed path"
+    for i, a in enumerate(alone):
+        n = int(fast.lengths[i])
+        for f, s in zip(fast.hidden_states, a.hidden_states):
+            assert (f[i, :n] - s[0, :n]).abs().max().item() < 1e-5
+
+
+def test_training_still_differentiable():
+    model = tiny_model().train()
+    out = model([0.1 * torch.randn(3000), 0.1 * torch.randn(1700)])
+    out.last_hidden_state.sum().backward()
+    assert model.layers[0].ffn_in.weight.grad is not None
+    with pytest.raises(RuntimeError, match="inference path"):
+        model.layers[0].forward_packed(torch.randn(5, 64), [5])

@@ -1,0 +1,37 @@
+"""recipes/pretrain_*.sh end to end on the bundled corpus (a few steps; slow: each run starts Python + torch)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import audiorep
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bundled_corpus_present() -> bool:
+    from audiorep.data import list_corpora
+
+    return "synth" in list_corpora()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["pretrain_aalbert.sh", "pretrain_tera.sh"])
+def test_recipe_runs_and_prints_the_final_model_last(recipe, tmp_path):
+    if not _bundled_corpus_present():
+        pytest.skip("bundled corpus not generated (recipes/make_synth_corpus.sh)")
+    out = tmp_path / "run"
+    proc = subprocess.run(["bash", str(ROOT / "recipes" / recipe), "synth", str(out), "train.max_steps=3",
+                           "train.ckpt_every=2", "data.num_workers=0"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last == str(out / "final")
+    assert audiorep.load(last).num_layers == 3
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002.pt", "step-00000003.pt"]
+    assert (out / "metrics.csv").is_file() and "pretrain" in proc.stderr  # the progress bar went to stderr
+    bad = subprocess.run(["bash", str(ROOT / "recipes" / recipe), "synth", str(out), "optim.lr=oops"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "optim.lr: expected float" in bad.stderr
