@@ -74,7 +74,9 @@ def speaker_id(corpus) -> dict:
 
 def _prosody(item) -> tuple[float, float]:
     """(seconds per word, std of log-F0 over voiced frames) from the waveform and the word count."""
-    import torchaudio.functional as AF
+    from audiorep.optional import require
+
+    AF = require("torchaudio.functional", "the prosody check (pitch tracking)")
 
     wav = item["wav"]
     words = max(1, len(re.findall(r"[a-z']+", item["text"])))

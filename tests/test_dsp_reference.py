@@ -127,3 +127,25 @@ def test_features_are_built_without_torchaudio(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchaudio.functional", None)
     feats, lens = FeatureExtractor(FeatureConfig())(torch.randn(1, 8000), torch.tensor([8000]))
     assert feats.shape == (1, 51, 80) and torch.isfinite(feats).all()
+
+
+def test_a_broken_torchaudio_gives_one_line_with_the_fix(tmp_path, monkeypatch):
+    """A torchaudio whose compiled extension does not match torch fails inside its __init__ with OSError."""
+    import sys
+
+    from audiorep.optional import MissingDependencyError, require
+
+    fake = tmp_path / "torchaudio"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise OSError('libtorchaudio.so: undefined symbol: torch_exception_x')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torchaudio", raising=False)
+    with pytest.raises(MissingDependencyError) as err:
+        require("torchaudio", "the pitch check")
+    msg = str(err.value)
+    assert "\n" not in msg and "the pitch check needs torchaudio, which does not load" in msg
+    assert "undefined symbol" in msg and 'pip install "torch==2.11.0" "torchaudio==2.11.0"' in msg
+    assert not available("torchaudio")
+    monkeypatch.setitem(sys.modules, "torchaudio", None)  # not installed at all
+    with pytest.raises(MissingDependencyError, match=r'is not installed .*pip install "audiorep\[torchaudio\]"'):
+        require("torchaudio", "the pitch check")
