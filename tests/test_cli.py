@@ -144,6 +144,10 @@ def test_every_config_command_prints_its_config(tmp_path, capsys):
     assert pre["train"]["max_steps"] == 60 and pre["train"]["seed"] == 1
     fus = yaml.safe_load(main(cases[4][0] + ["--print-config"]) == 0 and capsys.readouterr().out)
     assert fus["head_args"]["d"] == 8 and fus["head_args"]["heads"] == 4  # the file's other head settings stay
+    # the probe table has no config file: it prints the grid's settings
+    assert main(["downstream", "probe-table", "--models", "A=x", "--head", "speaker=mean-mlp", "--print-config"]) == 0
+    grid = yaml.safe_load(capsys.readouterr().out)
+    assert grid["models"] == {"A": "x"} and grid["heads"] == {"speaker": "mean-mlp"}
 
 
 def test_config_errors_name_the_key_on_every_command(capsys):

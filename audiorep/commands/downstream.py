@@ -78,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--keep-cache", action="store_true", help="keep the on-disk hidden-state caches")
     q.add_argument("--device", default="auto")
     q.add_argument("--no-progress", action="store_true")
+    q.add_argument("--print-config", action="store_true", help="print the grid's resolved settings as YAML and exit")
     q.set_defaults(func=run_probe_table)
 
 
@@ -134,12 +135,15 @@ def run_probe_table(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"--head {bad[0]!r}: expected TASK=HEAD, e.g. speaker=mean-linear")
     models = parse_models(args.models) if args.models else default_models()
-    table = probe_table(models, modes=args.modes, tasks=args.tasks, data=args.data, out_dir=args.out,
-                        epochs=args.epochs, finetune_epochs=args.finetune_epochs, max_utts=args.max_utts,
-                        finetune_train_utts=args.finetune_train_utts or None, device=args.device,
-                        progress=not args.no_progress, keep_cache=args.keep_cache,
-                        heads=dict(h.split("=", 1) for h in args.heads if "=" in h),
-                        overrides={"lr": args.lr} if args.lr is not None else None)
+    grid = dict(modes=list(args.modes), tasks=list(args.tasks), data=args.data, out_dir=args.out, epochs=args.epochs,
+                finetune_epochs=args.finetune_epochs, max_utts=args.max_utts,
+                finetune_train_utts=args.finetune_train_utts or None, device=args.device,
+                progress=not args.no_progress, keep_cache=args.keep_cache,
+                heads=dict(h.split("=", 1) for h in args.heads if "=" in h),
+                overrides={"lr": args.lr} if args.lr is not None else None)
+    if args.print_config:  # the grid's settings (each cell is a DownstreamConfig built from them)
+        return print_config({"models": dict(models), **grid})
+    table = probe_table(models, **grid)
     print(table.markdown)
     print(f"written: {table.out_dir}")
     return 0
