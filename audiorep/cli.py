@@ -1,27 +1,76 @@
-"""The ``audiorep`` console script: one sub-command per module in audiorep/commands/."""
+"""The ``audiorep`` console script (also ``python -m audiorep.cli``, e.g. under torchrun): the only entry point,
+one sub-command per module in audiorep/commands/."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import re
 import sys
 import traceback
 
 from .errors import AudiorepError
 
 # each name is a module audiorep.commands.<name> with register(subparsers) setting args.func
-COMMANDS = ("extract", "convert", "data", "pretrain", "downstream")
+COMMANDS = ("extract", "convert", "data", "pretrain", "downstream", "sentiment", "teasel")
+
+_OVERRIDE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")  # a config override: dotted.key=value
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argparse parser whose commands take ``key=value`` config overrides anywhere on the line.
+
+    A command that reads a config sets ``takes_overrides`` (see :func:`audiorep.commands.add_config_args`); every
+    ``dotted.key=value`` word that is not the value of an option is collected, in order, into ``args.overrides``,
+    so ``train.max_steps=60 --out D train.seed=1`` works as well as the overrides at the end.
+    """
+
+    takes_overrides = False
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse's own contract
+        if not self.takes_overrides:
+            return super().parse_known_args(args, namespace)
+        words = list(sys.argv[1:] if args is None else args)
+        subcommands = {name for a in self._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices}
+        keep: list[str] = []
+        overrides: list[str] = []
+        i = 0
+        while i < len(words):
+            word = words[i]
+            if word == "--" or word in subcommands:  # the rest belongs to a nested command or is literal
+                keep += words[i:]
+                break
+            if word.startswith("-") and len(word) > 1:
+                keep.append(word)
+                action = self._option_string_actions.get(word)
+                n = 0 if action is None or "=" in word else action.nargs
+                n = 1 if n is None else n
+                if isinstance(n, int):
+                    keep += words[i + 1:i + 1 + n]
+                    i += n
+                else:  # "?", "*", "+": the following plain words, up to the next option or override
+                    while i + 1 < len(words) and not words[i + 1].startswith("-") and not _OVERRIDE.match(words[i + 1]):
+                        keep.append(words[i + 1])
+                        i += 1
+            elif _OVERRIDE.match(word):
+                overrides.append(word)
+            else:
+                keep.append(word)
+            i += 1
+        ns, extras = super().parse_known_args(keep, namespace)
+        ns.overrides = overrides
+        return ns, extras
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="audiorep", description="Self-supervised speech representations.")
+    parser = CommandParser(prog="audiorep", description="Self-supervised speech representations.")
     parser.add_argument("--version", action="version", version=f"audiorep {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an unexpected error (also: AUDIOREP_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"{__package__}.commands.{name}")

@@ -6,7 +6,7 @@
 # DATA (default synth = the bundled corpus), OUT (default exp/downstream/<task>-<model>-<mode>-default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # works from a checkout that is not pip-installed
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's package, whichever one is installed
 : "${TASK:?set TASK=phone|speaker|sentiment}"
 MODE=${MODE:-weighted-sum}
 DATA=${DATA:-synth}
@@ -28,4 +28,4 @@ if [ -z "${MODEL:-}" ]; then
 fi
 args=(--config "recipes/configs/downstream/$TASK.yaml" --upstream "$MODEL" --mode "$MODE" --data "$DATA")
 if [ -n "${OUT:-}" ]; then args+=(--out "$OUT"); fi
-exec python -m audiorep.cli downstream "${args[@]}" "$@"
+exec audiorep downstream "${args[@]}" "$@"

@@ -7,8 +7,8 @@
 #   recipes/downstream_sentiment.sh                                   # weighted sum of the frozen AALBERT's layers
 #   MODE=finetune recipes/downstream_sentiment.sh                     # fine-tune the upstream too
 #   MODEL=logmel MODE=last recipes/downstream_sentiment.sh            # the log-mel floor (no encoder)
-#   MODEL=exp/tera-small-DATE/final recipes/downstream_sentiment.sh --set epochs=5 --head mean-mlp
+#   MODEL=exp/tera-small-DATE/final recipes/downstream_sentiment.sh epochs=5 --head mean-mlp
 #
-# Settings: recipes/configs/downstream/sentiment.yaml; any field can be overridden with --set key=value.
+# Settings: recipes/configs/downstream/sentiment.yaml; any field can be overridden with key=value.
 set -euo pipefail
 TASK=sentiment exec "$(dirname "$0")/_downstream.sh" "$@"

@@ -18,7 +18,7 @@ for tool in festival flite sox; do
 done
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/audiorep-synth.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-python -m audiorep.data.synth_gen --out "$TMP/corpus" --seed "$SEED" --utts-per-speaker "$UTTS" \
+python recipes/synth/synth_gen.py --out "$TMP/corpus" --seed "$SEED" --utts-per-speaker "$UTTS" \
   --jobs "$JOBS" --format "$FORMAT"
 # keep the hand-written README of the bundled corpus; replace everything generated
 if [ -d "$OUT" ]; then
@@ -26,4 +26,4 @@ if [ -d "$OUT" ]; then
 fi
 mkdir -p "$OUT"
 cp -r "$TMP/corpus/." "$OUT/"
-python -m audiorep.cli data info "$OUT"
+audiorep data info "$OUT"

@@ -7,19 +7,16 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # works from a checkout that is not pip-installed
-PYTHON=${PYTHON:-python}
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's package, whichever one is installed
 
 run_pretrain() {  # run_pretrain SMALL_CONFIG BASE_CONFIG "$@"
   local small=$1 base=$2
   shift 2
   local data="" out="" pos=0
-  local -a extra=() flags=()
+  local -a extra=()
   for a in "$@"; do
-    if [[ $a == --* ]]; then
-      flags+=("$a")  # kept after every key=value: argparse takes one run of positionals only
-    elif [[ $a == *=* ]]; then
-      extra+=("$a")
+    if [[ $a == --* || $a == *=* ]]; then
+      extra+=("$a")  # flags and key=value overrides, in any order (audiorep takes both anywhere)
     elif (( pos == 0 )); then data=$a; pos=1
     elif (( pos == 1 )); then out=$a; pos=2
     else echo "unexpected argument: $a (usage: $0 [DATA] [OUT] [key=value ...] [--resume])" >&2; exit 2
@@ -39,5 +36,5 @@ run_pretrain() {  # run_pretrain SMALL_CONFIG BASE_CONFIG "$@"
   echo "config: $config" >&2
   echo "data:   $data" >&2
   echo "out:    $out" >&2
-  exec "$PYTHON" -m audiorep.cli pretrain --config "$config" --data "$data" --out "$out" ${extra[@]+"${extra[@]}"} ${flags[@]+"${flags[@]}"}
+  exec audiorep pretrain --config "$config" --data "$data" --out "$out" ${extra[@]+"${extra[@]}"}
 }

@@ -23,4 +23,4 @@ if [ "${PRETRAIN:-0}" = 1 ]; then
     fi
   done
 fi
-exec python -m audiorep.cli downstream probe-table --data synth --out "$OUT" "$@"
+exec audiorep downstream probe-table --data synth --out "$OUT" "$@"

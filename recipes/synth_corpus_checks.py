@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import tempfile
@@ -163,7 +164,8 @@ def codec(corpus, speakers=(2, 12, 22)) -> dict:
     """Lossless re-synthesis of a few speakers vs the bundled Ogg files (CMVN log-mel mean |diff|)."""
     import soundfile as sf
 
-    from audiorep.data.synth_gen import make_speakers, synth_speaker
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "synth"))  # the generator: a recipe script
+    from synth_gen import make_speakers, synth_speaker
 
     by_id = {u.id: u for u in corpus.utterances()}
     fx = FeatureExtractor(FeatureConfig())

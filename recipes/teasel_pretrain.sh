@@ -2,11 +2,11 @@
 # TEASEL LAA pretraining (masked LM with a speech prefix; only the LAA trains).
 #
 #   recipes/teasel_pretrain.sh                                   # bundled corpus, cached small LM, random-init wav2vec2 CNN
-#   recipes/teasel_pretrain.sh --lm /models/roberta-base --set wav2vec2=/models/wav2vec2-base-960h
-#   recipes/teasel_pretrain.sh --set front_end=upstream --set upstream=exp/aalbert/final --output-dir exp/teasel/pretrain-aalbert
+#   recipes/teasel_pretrain.sh --text-model /models/roberta-base wav2vec2=/models/wav2vec2-base-960h
+#   recipes/teasel_pretrain.sh front_end=upstream upstream=exp/aalbert/final --out exp/teasel/pretrain-aalbert
 #
 # The first run trains and caches the default small RoBERTa under $AUDIOREP_HOME/teasel/. Writes
 # laa-step<N>.safetensors, laa.safetensors and pretrain_results.json under the output folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python -m audiorep.multimodal.teasel_main pretrain --config recipes/configs/teasel/pretrain.yaml "$@"
+exec audiorep teasel pretrain --config recipes/configs/teasel/pretrain.yaml "$@"

@@ -3,8 +3,8 @@
 The synth label is lexical polarity x speaking style (emphatic 1.5, neutral 1, flat -0.5), so a prefix helps
 only if it carries the style and the LM learns to use it.
 
-    python recipes/teasel_style_checks.py probe [--set key=value ...]
-    python recipes/teasel_style_checks.py oracle --noise 0.8 --seed 0 [--set key=value ...]
+    python recipes/teasel_style_checks.py probe [key=value ...]
+    python recipes/teasel_style_checks.py oracle --noise 0.8 --seed 0 [key=value ...]
 
 * ``probe``: ridge (one-vs-rest, standardised features) from train to test utterances, predicting the style
   from (a) the front end's time-averaged frames, (b) the LAA's time-averaged GRU states and (c) the two prefix
@@ -15,8 +15,8 @@ only if it carries the style and the LM learns to use it.
   do with a prefix of known quality. Diagnostic only: it replaces the front-end builder and the feature
   step of :mod:`audiorep.multimodal.teasel_run` inside this process.
 
-Both read ``recipes/configs/teasel/finetune.yaml`` and apply ``--set`` overrides (e.g. ``front_end=upstream``,
-``upstream=exp/aalbert-small-.../final``, ``laa_checkpoint=...``).
+Both read ``recipes/configs/teasel/finetune.yaml`` and apply ``key=value`` overrides, as ``audiorep teasel`` does
+(e.g. ``front_end=upstream``, ``upstream=exp/aalbert-small-.../final``, ``laa_checkpoint=...``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ CONFIG = "recipes/configs/teasel/finetune.yaml"
 
 
 def _styles(cfg, split: str, examples) -> torch.Tensor:
-    by_id = {u.id: u for u in get_corpus(cfg.corpus).manifest(split)}
+    by_id = {u.id: u for u in get_corpus(cfg.data).manifest(split)}
     return torch.tensor([STYLES.index(by_id[e.id].labels["style"]) for e in examples])  # (N,)
 
 
@@ -93,7 +93,7 @@ class _OracleFrontEnd(nn.Module):
 def oracle(noise: float, seed: int, overrides: list[str]) -> dict:
     """Fine-tune TEASEL with the true style (plus noise) as its speech input; returns the results dict."""
     cfg = load_run_config(CONFIG, ["laa_checkpoint=null", f"seed={seed}",
-                                   f"output_dir=exp/teasel/oracle-n{noise}-s{seed}"] + overrides)
+                                   f"out_dir=exp/teasel/oracle-n{noise}-s{seed}"] + overrides)
     draws = {cfg.train_split: 0, cfg.dev_split: 1, cfg.test_split: 2}
 
     def style_frames(examples, cfg, front_end, split, batch_size=8, cache_key=None):
@@ -112,16 +112,16 @@ def main() -> None:
     p.add_argument("check", choices=["probe", "oracle"])
     p.add_argument("--noise", type=float, default=0.0, help="oracle: std of the per-utterance noise")
     p.add_argument("--seed", type=int, default=0, help="oracle: run seed")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TEASEL config override")
-    a = p.parse_args()
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="TeaselRunConfig overrides")
+    a = p.parse_intermixed_args()
     if a.check == "probe":
-        print(json.dumps(probe(a.set)))
+        print(json.dumps(probe(a.overrides)))
         return
-    r = oracle(a.noise, a.seed, a.set)
+    r = oracle(a.noise, a.seed, a.overrides)
     t, s = r["test"], r["test_audio_swapped"]
     print(json.dumps({"noise": a.noise, "seed": a.seed, "best_epoch": r["best_epoch"],
                       "test": {k: t[k] for k in ("MAE", "Corr", "Has0_acc_2", "Has0_F1")},
-                      "test_audio_swapped_Corr": s["Corr"], "output_dir": r["config"]["output_dir"]}))
+                      "test_audio_swapped_Corr": s["Corr"], "out_dir": r["config"]["out_dir"]}))
 
 
 if __name__ == "__main__":

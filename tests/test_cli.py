@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import audiorep
 from audiorep.cli import main
 from audiorep.compat.s3prl import export_s3prl_checkpoint
 from audiorep.models import MockingjayConfig, MockingjayModel
+
+CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 
 
 @pytest.fixture
@@ -64,7 +67,7 @@ def test_console_script_help():
 
 def test_downstream_fusion_heads_route_to_the_fusion_trainer(monkeypatch, capsys):
     """`audiorep downstream --task sentiment --head dmd` trains the fusion head with only the given flags."""
-    import audiorep.multimodal as fusion
+    import audiorep.multimodal.fusion_run as fusion
 
     seen = []
 
@@ -73,7 +76,7 @@ def test_downstream_fusion_heads_route_to_the_fusion_trainer(monkeypatch, capsys
         return {"runs": [{"seed": s} for s in cfg.seeds], "summary": {"Corr": (0.5, 0.1)}}
     monkeypatch.setattr(fusion, "run", fake_run)
     args = ["downstream", "--task", "sentiment", "--head", "dmd", "--upstream", "logmel", "--mode", "last",
-            "--epochs", "3", "--device", "cpu", "--set", "seeds=[4]", "--set", "head_args.d=16"]
+            "--epochs", "3", "seeds=[4]", "--device", "cpu", "head_args.d=16"]  # overrides anywhere on the line
     assert main(args) == 0
     cfg = seen[0]
     assert (cfg.head, cfg.upstream, cfg.mode, cfg.epochs, cfg.seeds, cfg.head_args) == \
@@ -89,7 +92,7 @@ def test_downstream_fusion_heads_route_to_the_fusion_trainer(monkeypatch, capsys
 
 def test_downstream_teasel_head_builds_the_teasel_run(monkeypatch, capsys, tmp_path):
     """`--head teasel`: the upstream becomes TEASEL's front end, last mode picks the last hidden state."""
-    import audiorep.multimodal as teasel
+    import audiorep.multimodal.teasel_run as teasel
 
     seen = []
 
@@ -100,11 +103,89 @@ def test_downstream_teasel_head_builds_the_teasel_run(monkeypatch, capsys, tmp_p
     assert main(["downstream", "--task", "sentiment", "--head", "teasel", "--upstream", "exp/x/final",
                  "--mode", "last", "--epochs", "2", "--device", "cpu", "--out", str(tmp_path / "t")]) == 0
     cfg = seen[0]
-    assert (cfg.front_end, cfg.upstream, cfg.upstream_layer, cfg.epochs, cfg.output_dir) == \
+    assert (cfg.front_end, cfg.upstream, cfg.upstream_layer, cfg.epochs, cfg.out_dir) == \
         ("upstream", "exp/x/final", -1, 2, str(tmp_path / "t"))
     assert "test_Corr: 0.2500" in capsys.readouterr().out
     assert main(["downstream", "--task", "sentiment", "--head", "teasel", "--mode", "finetune"]) == 2
     assert "keeps the upstream frozen" in capsys.readouterr().err
+
+
+def test_every_config_command_prints_its_config(tmp_path, capsys):
+    """`--print-config` on each command that reads a config: the resolved YAML, loadable again, exit 0."""
+    import yaml
+
+    from audiorep import config
+    from audiorep.multimodal import FusionConfig, TeaselRunConfig
+    from audiorep.pretrain.config import PretrainConfig
+    from audiorep.probe.run import DownstreamConfig
+
+    cases = [
+        (["pretrain", "--config", str(CONFIGS / "pretrain/aalbert-small.yaml"), "train.max_steps=60",
+          "--out", "D", "train.seed=1"], PretrainConfig, {"out_dir": "D"}),
+        (["downstream", "--config", str(CONFIGS / "downstream/phone.yaml"), "epochs=3", "--upstream", "logmel"],
+         DownstreamConfig, {"epochs": 3, "upstream": "logmel", "task": "phone"}),
+        (["downstream", "--task", "sentiment", "--head", "selfmm", "--mode", "last", "seeds=[1]"],
+         FusionConfig, {"head": "selfmm", "seeds": [1]}),
+        (["downstream", "--task", "sentiment", "--head", "teasel", "--upstream", "up", "--out", "T"],
+         TeaselRunConfig, {"front_end": "upstream", "upstream": "up", "out_dir": "T"}),
+        (["sentiment", "train", "--config", str(CONFIGS / "fusion/dmd.yaml"), "seeds=[0]", "--out", "F",
+          "head_args.d=8"], FusionConfig, {"head": "dmd", "out_dir": "F", "seeds": [0]}),
+        (["teasel", "finetune", "--config", str(CONFIGS / "teasel/finetune.yaml"), "epochs=2", "--out", "T2",
+          "--text-model", "/m/roberta"], TeaselRunConfig, {"epochs": 2, "out_dir": "T2", "text_model": "/m/roberta"}),
+        (["teasel", "pretrain", "small_lm.epochs=3"], TeaselRunConfig, {"small_lm": {**config.to_dict(
+            TeaselRunConfig().small_lm), "epochs": 3}}),
+    ]
+    for argv, cls, want in cases:
+        assert main(argv + ["--print-config"]) == 0, argv
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert {k: printed[k] for k in want} == want, argv
+        assert config.to_dict(config.build(cls, printed, "")) == printed  # reads back to the same config
+    pre = yaml.safe_load(main(cases[0][0] + ["--print-config"]) == 0 and capsys.readouterr().out)
+    assert pre["train"]["max_steps"] == 60 and pre["train"]["seed"] == 1
+    fus = yaml.safe_load(main(cases[4][0] + ["--print-config"]) == 0 and capsys.readouterr().out)
+    assert fus["head_args"]["d"] == 8 and fus["head_args"]["heads"] == 4  # the file's other head settings stay
+    # the probe table has no config file: it prints the grid's settings
+    assert main(["downstream", "probe-table", "--models", "A=x", "--head", "speaker=mean-mlp", "--print-config"]) == 0
+    grid = yaml.safe_load(capsys.readouterr().out)
+    assert grid["models"] == {"A": "x"} and grid["heads"] == {"speaker": "mean-mlp"}
+
+
+def test_config_errors_name_the_key_on_every_command(capsys):
+    for argv, key in [(["pretrain", "--config", str(CONFIGS / "pretrain/aalbert-small.yaml"), "optim.lr=fast"],
+                       "optim.lr: expected float"),
+                      (["downstream", "--task", "phone", "patiense=3"], "unknown key 'patiense'"),
+                      (["sentiment", "train", "--head", "dmd", "epochs=many"], "epochs: expected int"),
+                      (["teasel", "finetune", "small_lm.layers=2"], "unknown key 'layers' in small_lm")]:
+        assert main(argv + ["--print-config"]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and key in err, (argv, err)
+
+
+def test_no_set_flag_any_more(capsys):
+    """One override syntax: `--set` is gone from every command."""
+    for argv in (["downstream", "--set", "epochs=3"], ["sentiment", "train", "--set", "epochs=3"],
+                 ["teasel", "lm", "--set", "epochs=3"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "--set" in capsys.readouterr().err
+
+
+def test_sentiment_table_merge_and_reference(tmp_path, capsys):
+    import json
+
+    run = {"seed": 0, "test": {"MAE": 1.0, "Corr": 0.5}}
+    for s in (0, 1):
+        d = tmp_path / f"s{s}"
+        d.mkdir()
+        (d / "dmd.json").write_text(json.dumps({"head": "dmd", "runs": [{**run, "seed": s}], "summary": {}}))
+    assert main(["sentiment", "merge", str(tmp_path / "all"), str(tmp_path / "s0/dmd.json"),
+                 str(tmp_path / "s1/dmd.json")]) == 0
+    assert "dmd: 2 run(s)" in capsys.readouterr().out
+    assert main(["sentiment", "table", str(tmp_path / "all")]) == 0
+    assert "| dmd | 2 | 1.000 ± 0.000 | 0.500 ± 0.000" in capsys.readouterr().out
+    assert main(["sentiment", "reference", "synth"]) == 0
+    assert "| constant (train median) | - |" in capsys.readouterr().out
 
 
 def test_unexpected_errors_are_one_line_with_exit_1(monkeypatch, capsys):

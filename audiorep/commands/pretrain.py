@@ -1,4 +1,4 @@
-"""``audiorep pretrain --config FILE [--data PATH] [--out DIR] [--resume] [key=value ...]``.
+"""``audiorep pretrain --config FILE [--data PATH] [--out DIR] [--resume] [--print-config] [key=value ...]``.
 
 Multi-GPU / multi-node: launch the same command under torchrun, e.g.
 ``torchrun --nproc_per_node=8 -m audiorep.cli pretrain --config recipes/configs/pretrain/tera-base.yaml``.
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import add_config_args, flag_overrides, print_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -18,14 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Settings come from a YAML config; key=value arguments override single fields "
                     "(e.g. optim.lr=1e-4 train.max_steps=5000 data.batch_size=16) and are type-checked.",
     )
-    p.add_argument("--config", required=True, help="YAML config (see recipes/configs/pretrain/)")
+    add_config_args(p, "YAML PretrainConfig (see recipes/configs/pretrain/)",
+                    "optim.lr=1e-4 train.max_steps=5000", required=True)
     p.add_argument("--data", default=None,
                    help="training data: bundled corpus name, corpus folder, .jsonl manifest or LibriSpeech root "
                         "(overrides data.train)")
     p.add_argument("--out", default=None, help="run folder (overrides out_dir; default exp/<name>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
     p.add_argument("--overwrite", action="store_true", help="delete old checkpoints in the run folder and start over")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, dotted keys")
     p.set_defaults(func=run)
 
 
@@ -35,13 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from ..pretrain.config import load_config
     from ..pretrain.run import pretrain
 
+    cfg = load_config(args.config, flag_overrides({"data.train": args.data, "out_dir": args.out}) + args.overrides)
+    if args.print_config:
+        return print_config(cfg)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    overrides = list(args.overrides)
-    if args.data is not None:
-        overrides.append(f"data.train={args.data}")
-    if args.out is not None:
-        overrides.append(f"out_dir={args.out}")
-    cfg = load_config(args.config, overrides)
     res = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
     if res.final_dir is None:  # a non-zero rank, or a run stopped early
         return 0

@@ -4,7 +4,8 @@ Self-MM, DMD, DeepMLF (+ a text-only baseline) over audiorep speech features.
 Fusion heads share one API: ``head(text, audio (B, T, D), audio_lens, vision=None, vision_lens=None, labels=None, index=None)
 -> FusionOutput(pred (B,), losses, extras)``. Entry points: :func:`run` (a :class:`FusionConfig`: data,
 head, seeds -> metrics mean ± std) and :func:`build_head`. TEASEL runs: :func:`run_pretrain` /
-:func:`run_finetune` over a :class:`TeaselRunConfig`.
+:func:`run_finetune` over a :class:`TeaselRunConfig`. Result tables: :mod:`.table`; which runner trains a
+head named on ``audiorep downstream``: :mod:`.runners`.
 """
 
 from .common import FusionHead, FusionOutput, LSTMSubNet, TextEncoder
@@ -16,13 +17,15 @@ from .lm import ensure_lm, load_lm, train_small_lm, train_tokenizer
 from .teasel_config import SmallLMConfig, TeaselRunConfig, load_run_config
 from .teasel_run import build_front_end, build_model, run_finetune, run_pretrain
 from .textonly import TextOnly
-from .fusion_run import HEADS, FusionConfig, build_head, evaluate, load_fusion_config, run, summarize, train_one
+from .fusion_run import (HEADS, FusionConfig, build_head, evaluate, load_fusion_config, merge_results, run, summarize,
+                         train_one)
+from .table import collect_teasel, reference_rows, table
 
 __all__ = [
     "DMD", "DMDConfig", "DeepMLF", "DeepMLFConfig", "FusionConfig", "FusionHead", "FusionOutput", "FusionSplit",
     "GDUnit", "HEADS", "LSTMSubNet", "SelfMM", "SelfMMConfig", "TextEncoder", "TextOnly", "ULGM", "build_head",
     "corpus_splits", "evaluate", "load_fusion_config", "load_mmsa_splits", "margin_loss", "orthogonality_loss",
-    "run", "summarize", "train_one",
+    "merge_results", "run", "summarize", "train_one", "collect_teasel", "reference_rows", "table",
     "SmallLMConfig", "TeaselRunConfig", "build_front_end", "build_model", "ensure_lm", "load_lm", "load_run_config",
     "run_finetune", "run_pretrain", "train_small_lm", "train_tokenizer",
 ]

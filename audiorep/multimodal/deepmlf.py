@@ -7,8 +7,8 @@ layer an MM block rewrites the hidden states:
     x = x_q + sigmoid(a1) * CrossAttn(LN(x_q), av)               (fusion tokens only; K/V = AV encoder states)
     h = [text; x] + sigmoid(a2) * MLP(LN([text; x]))              (MLP + LN copied from that LM block's FFN)
 
-The gates ``a1``/``a2`` start at ``gate_init``: 0 as published, i.e. sigmoid = 0.5 (half open). The issue asks
-for "closed-ish" gates; set ``gate_init`` negative (e.g. -4 -> 0.018) for that - both are tested.
+The gates ``a1``/``a2`` start at ``gate_init``: 0 as published, i.e. sigmoid = 0.5 (half open). For
+"closed-ish" gates that let the LM start unchanged, set ``gate_init`` negative (e.g. -4 -> 0.018); both are tested.
 
 The audio(-visual) encoder is a small transformer over the projected audio (and vision, each with a learned
 modality embedding, concatenated in time). Head: [mean fusion tokens; last text token; mean AV] -> Linear(64)

@@ -15,14 +15,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
-from ..config import build
+from ..config import load
 from .metrics import check_select_metric, is_better, regression_metrics
 from .common import FusionHead, TextEncoder
 from .data import FusionSplit
@@ -79,36 +79,19 @@ class FusionConfig:
     device: str = "cpu"
     out_dir: str = "exp/fusion"
 
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
+        check_select_metric(self.select_metric)
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule must be 'constant' or 'cosine'; got {self.lr_schedule!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"warmup_ratio must lie in [0, 1); got {self.warmup_ratio}")
 
-def load_fusion_config(path: str | None = None, overrides: list[str] | None = None) -> FusionConfig:
-    """YAML file (optional) + ``key=value`` overrides (values parsed as YAML) -> FusionConfig."""
-    import yaml
 
-    raw: dict[str, Any] = {}
-    if path:
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping of FusionConfig fields")
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r}: expected KEY=VALUE")
-        k, v = ov.split("=", 1)
-        val = yaml.safe_load(v)
-        if k.startswith("head_args."):
-            raw.setdefault("head_args", {})[k.split(".", 1)[1]] = val
-        else:
-            raw[k] = val
-    # type-checked like every other config: YAML 1.1 reads "5e-4" as a string, which must not reach the optimiser
-    cfg = build(FusionConfig, raw, path or "overrides")
-    if cfg.head not in HEADS:
-        raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {cfg.head!r}")
-    check_select_metric(cfg.select_metric)
-    if cfg.lr_schedule not in ("constant", "cosine"):
-        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine'; got {cfg.lr_schedule!r}")
-    if not 0.0 <= cfg.warmup_ratio < 1.0:
-        raise ConfigError(f"warmup_ratio must lie in [0, 1); got {cfg.warmup_ratio}")
-    return cfg
+def load_fusion_config(path: str | None = None, overrides: Sequence[str] = ()) -> FusionConfig:
+    """YAML file + ``key=value`` overrides (``head_args.NAME=V`` for a head setting) -> FusionConfig."""
+    return load(FusionConfig, path, overrides)
 
 
 def _head_config(cls, base: dict[str, Any], args: dict[str, Any]):

@@ -3,7 +3,7 @@
 No model hub is reachable, so the default path trains a byte-level BPE tokenizer (``tokenizers``) and a small
 RoBERTa masked LM on the corpus's training transcripts, and caches both under
 ``$AUDIOREP_HOME/teasel/lm-<hash>`` (the hash covers the transcripts and the LM settings, so a changed corpus
-or config gets its own LM). ``--lm PATH`` takes a real local ``roberta-base`` folder instead.
+or config gets its own LM). ``text_model=PATH`` (``--text-model``) takes a real local ``roberta-base`` folder instead.
 """
 
 from __future__ import annotations

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .metrics import check_select_metric
 from ..errors import ConfigError
-from ..config import build
+from ..config import load
 
 
 @dataclass
@@ -36,7 +35,7 @@ class TeaselRunConfig:
     """Everything a TEASEL pretraining or fine-tuning run needs; fields unused by a stage are ignored."""
 
     # data
-    corpus: str = "synth"  # get_corpus name or folder of split manifests with `text` and labels[label_key]
+    data: str = "synth"  # get_corpus name or folder of split manifests with `text` and labels[label_key]
     train_split: str = "train"
     dev_split: str = "dev"
     test_split: str = "test"
@@ -45,7 +44,9 @@ class TeaselRunConfig:
     max_text_tokens: int = 75  # the reimplementation's cap (incl. <s> and </s>)
     max_audio_seconds: float = 30.0  # the reimplementation's cap; longer audio is cut
     # language model
-    lm: str | None = None  # local RoBERTa folder (roberta-base); None = the cached small LM (trained if missing)
+    # local RoBERTa folder (roberta-base), or "teasel-small": the cached small LM (trained if missing), the same
+    # name FusionConfig.text_model uses for it
+    text_model: str = "teasel-small"
     small_lm: SmallLMConfig = field(default_factory=SmallLMConfig)
     # speech front end
     front_end: str = "wav2vec2"  # "wav2vec2" (CNN + projection) or "upstream" (an audiorep encoder)
@@ -78,59 +79,27 @@ class TeaselRunConfig:
     laa_checkpoint: str | None = None  # LAA weights from pretraining; None = fine-tune from random LAA
     finetune_parts: list[str] = field(default_factory=lambda: ["lm", "aggregation", "prefix_norm", "head"])
     select_metric: str = "MAE"  # dev metric for the best checkpoint
-    output_dir: str = "exp/teasel"
+    out_dir: str = "exp/teasel"  # checkpoints and results
+
+    def __post_init__(self) -> None:
+        if self.front_end not in ("wav2vec2", "upstream"):
+            raise ConfigError(f"front_end must be 'wav2vec2' or 'upstream', got {self.front_end!r}")
+        for name in ("batch_size", "epochs", "max_text_tokens", "save_every"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        check_select_metric(self.select_metric, "select_metric")
+
+    @property
+    def text_model_folder(self) -> str | None:
+        """The local LM folder, or None for the cached small LM (what :func:`~audiorep.multimodal.lm.ensure_lm` takes)."""
+        return None if self.text_model == "teasel-small" else self.text_model
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "TeaselRunConfig":
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"{where}: unknown TEASEL field(s) {sorted(unknown)}")
-        # the project's typed builder: nested small_lm, "1e-3" read by YAML 1.1 as a string, wrong types named
-        cfg = build(cls, d, where)
-        cfg.validate(where)
-        return cfg
 
-    def validate(self, where: str = "config") -> None:
-        if self.front_end not in ("wav2vec2", "upstream"):
-            raise ConfigError(f"{where}: front_end must be 'wav2vec2' or 'upstream', got {self.front_end!r}")
-        for name in ("batch_size", "epochs", "max_text_tokens", "save_every"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{where}: {name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"{where}: warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
-        check_select_metric(self.select_metric, f"{where}: select_metric")
-
-
-def load_run_config(path: str | None = None, overrides: list[str] | None = None) -> TeaselRunConfig:
-    """YAML file (optional) + ``key=value`` overrides (values parsed as YAML; ``small_lm.epochs=3`` nests)."""
-    import yaml
-
-    data: dict[str, Any] = {}
-    where = "config"
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: no such config file")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
-        where = str(p)
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        target = data
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a mapping")
-        target[leaf] = yaml.safe_load(value)
-    return TeaselRunConfig.from_dict(data, where)
+def load_run_config(path: str | None = None, overrides: Sequence[str] = ()) -> TeaselRunConfig:
+    """YAML file + ``key=value`` overrides (``small_lm.epochs=3`` nests) -> TeaselRunConfig (the shared loader)."""
+    return load(TeaselRunConfig, path, overrides)

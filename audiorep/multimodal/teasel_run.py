@@ -2,7 +2,7 @@
 
 Both front ends are frozen, so their outputs are computed once per utterance and kept in memory; an epoch then
 costs only the LAA and RoBERTa. Entry points: :func:`run_pretrain` and :func:`run_finetune` (config in,
-results dict out, files under ``config.output_dir``).
+results dict out, files under ``config.out_dir``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Example:
 def _utterances(cfg: TeaselRunConfig, split: str):
     from ..data import get_corpus
 
-    return get_corpus(cfg.corpus).manifest(split)
+    return get_corpus(cfg.data).manifest(split)
 
 
 def load_examples(cfg: TeaselRunConfig, split: str, tokenizer, need_label: bool = True) -> list[Example]:
@@ -76,7 +76,7 @@ def load_examples(cfg: TeaselRunConfig, split: str, tokenizer, need_label: bool 
         ids = tokenizer(u.text, truncation=True, max_length=cfg.max_text_tokens)["input_ids"]
         out.append(Example(u.id, u.text, float(label or 0.0), ids))
     if not out:
-        raise ConfigError(f"corpus {cfg.corpus!r} split {split!r} is empty")
+        raise ConfigError(f"data {cfg.data!r}: split {split!r} is empty")
     return out
 
 
@@ -120,7 +120,7 @@ def front_end_key(cfg: TeaselRunConfig) -> str:
     """Identifies the front end's weights (and the audio cut) for the feature cache."""
     import hashlib
 
-    ident = {"front_end": cfg.front_end, "max_audio_seconds": cfg.max_audio_seconds, "corpus": cfg.corpus}
+    ident = {"front_end": cfg.front_end, "max_audio_seconds": cfg.max_audio_seconds, "corpus": cfg.data}
     if cfg.front_end == "wav2vec2":
         ident.update(wav2vec2=cfg.wav2vec2, seed=None if cfg.wav2vec2 else FRONT_END_SEED, arch=cfg.wav2vec2_config)
     else:
@@ -283,8 +283,8 @@ def _prepare(cfg: TeaselRunConfig, splits: Sequence[str], need_label: bool):
         torch.set_num_threads(cfg.num_threads)
     from ..data import get_corpus
 
-    train_texts = [u.text for u in get_corpus(cfg.corpus).manifest(cfg.train_split) if u.text.strip()]
-    tok, mlm_model, lm_dir = ensure_lm(cfg.lm, train_texts, cfg.small_lm, cfg.device)
+    train_texts = [u.text for u in get_corpus(cfg.data).manifest(cfg.train_split) if u.text.strip()]
+    tok, mlm_model, lm_dir = ensure_lm(cfg.text_model_folder, train_texts, cfg.small_lm, cfg.device)
     torch.manual_seed(FRONT_END_SEED)  # the same random front end for every run seed (see FRONT_END_SEED)
     front_end, fe_label = (build_front_end(cfg) if cfg.use_audio else (None, "none (text-only)"))
     if front_end is not None:
@@ -336,7 +336,7 @@ def run_pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
     if not cfg.use_audio:
         raise ConfigError("LAA pretraining needs audio (use_audio must be true)")
     t_start = time.time()
-    out_dir = Path(cfg.output_dir)
+    out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok, mlm_model, lm_dir, front_end, fe_label, data, feat_s = _prepare(
         cfg, [cfg.train_split, cfg.dev_split], need_label=False)
@@ -411,10 +411,10 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
     """Sentiment regression (MSE on <s>) with MMSA metrics on dev each epoch; best-dev checkpoint; test once.
 
     ``use_audio=False`` gives the text-only RoBERTa baseline through the same code. Writes ``best.safetensors``
-    and ``finetune_results.json`` under ``output_dir``; returns the results dict.
+    and ``finetune_results.json`` under ``out_dir``; returns the results dict.
     """
     t_start = time.time()
-    out_dir = Path(cfg.output_dir)
+    out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok, mlm_model, lm_dir, front_end, fe_label, data, feat_s = _prepare(
         cfg, [cfg.train_split, cfg.dev_split, cfg.test_split], need_label=True)

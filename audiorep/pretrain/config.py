@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from ..errors import ConfigError
 from ..features import FeatureConfig
 from ..models.mockingjay import MockingjayConfig
-from ..config import apply_overrides, build, read_yaml, to_dict
+from ..config import load, to_dict
 from ..train.optim import OptimConfig
 from ..train.trainer import TrainConfig
 from .masking import MaskingConfig
@@ -70,11 +70,6 @@ class PretrainConfig:
         return to_dict(self)
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-                base: dict[str, Any] | None = None) -> PretrainConfig:
-    """YAML file (or ``base`` dict) + ``key=value`` overrides -> a checked :class:`PretrainConfig`."""
-    data = dict(base or {})
-    if path is not None:
-        data.update(read_yaml(path))
-    data = apply_overrides(PretrainConfig, data, overrides)
-    return build(PretrainConfig, data, "")
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> PretrainConfig:
+    """YAML file + ``key=value`` overrides -> a checked :class:`PretrainConfig` (the shared loader)."""
+    return load(PretrainConfig, path, overrides)

@@ -40,7 +40,7 @@ from ..data.manifest import Utterance
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
 from ..train.checkpoint import CheckpointManager, capture_rng, restore_rng, seed_everything
-from ..config import apply_overrides, build, read_yaml, to_dict
+from ..config import load, to_dict
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
 from ..train.metrics import MetricsLogger
 from ..train.optim import param_groups
@@ -113,13 +113,9 @@ class DownstreamConfig:
         return Path("exp") / "downstream" / f"{self.task}-{tag}-{mode}-{self.head or 'default'}"
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
-                base: dict[str, Any] | None = None) -> DownstreamConfig:
-    """YAML file (or ``base`` dict) + ``key=value`` overrides -> a checked :class:`DownstreamConfig`."""
-    data = dict(base or {})
-    if path is not None:
-        data.update(read_yaml(path))
-    return build(DownstreamConfig, apply_overrides(DownstreamConfig, data, overrides), "")
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> DownstreamConfig:
+    """YAML file + ``key=value`` overrides -> a checked :class:`DownstreamConfig` (the shared loader)."""
+    return load(DownstreamConfig, path, overrides)
 
 
 @dataclass

@@ -291,12 +291,12 @@ def test_config_and_table(tmp_path):
     import json
 
     from audiorep.multimodal import load_fusion_config
-    from audiorep.multimodal.fusion_main import collect_teasel, table
+    from audiorep.multimodal.table import collect_teasel, table
     from audiorep.errors import ConfigError
 
     cfg = load_fusion_config(None, ["head=dmd", "head_args.d=16", "seeds=[3, 4]"])
     assert cfg.head == "dmd" and cfg.head_args == {"d": 16} and cfg.seeds == [3, 4]
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['nope'\] for FusionConfig"):
+    with pytest.raises(ConfigError, match=r"override nope: unknown key 'nope' in the top level"):
         load_fusion_config(None, ["nope=1"])
     # YAML 1.1 reads 5e-4 as a string: it must arrive as a float, and a non-number must fail by name
     assert load_fusion_config(None, ["text_lr=5e-4"]).text_lr == 5e-4

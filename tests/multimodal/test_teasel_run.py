@@ -61,15 +61,15 @@ def tiny_w2v_folder(tmp_path):
 
 def test_pretrain_then_finetune_end_to_end(corpus, tmp_path):
     w2v = tiny_w2v_folder(tmp_path)  # a local wav2vec2 folder, loaded offline
-    common = TINY + [f"corpus={corpus}", f"wav2vec2={w2v}"]
-    pre = run_pretrain(load_run_config(None, common + [f"output_dir={tmp_path}/pre", "save_every=3"]))
+    common = TINY + [f"data={corpus}", f"wav2vec2={w2v}"]
+    pre = run_pretrain(load_run_config(None, common + [f"out_dir={tmp_path}/pre", "save_every=3"]))
     assert pre["steps"] == 6  # 2 epochs x ceil(12 / 4)
     assert "pretrained" in pre["front_end"]
     assert pre["checkpoints"] == [f"{tmp_path}/pre/laa-step3.safetensors", f"{tmp_path}/pre/laa-step6.safetensors"]
     assert all(math.isfinite(x) for x in pre["train_loss_first10"])
     # the small LM was trained once and cached under AUDIOREP_HOME
     assert "teasel/lm-" in pre["lm"]
-    fine = run_finetune(load_run_config(None, common + [f"output_dir={tmp_path}/ft",
+    fine = run_finetune(load_run_config(None, common + [f"out_dir={tmp_path}/ft",
                                                         f"laa_checkpoint={pre['laa_checkpoint']}"]))
     assert fine["lm"] == pre["lm"] and fine["laa_checkpoint_meta"]["step"] == 6
     assert len(fine["dev_history"]) == 2 and 1 <= fine["best_epoch"] <= 2
@@ -88,10 +88,10 @@ def test_text_only_baseline_and_upstream_front_end(corpus, tmp_path):
     up = MockingjayModel(mockingjay_config(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64))
     up.save_pretrained(tmp_path / "up")
     assert audiorep.load(tmp_path / "up").hidden_size == 32
-    common = TINY + [f"corpus={corpus}", "epochs=1"]
-    text = run_finetune(load_run_config(None, common + ["use_audio=false", f"output_dir={tmp_path}/t"]))
+    common = TINY + [f"data={corpus}", "epochs=1"]
+    text = run_finetune(load_run_config(None, common + ["use_audio=false", f"out_dir={tmp_path}/t"]))
     assert text["laa_parameters"] == 0 and text["front_end"].startswith("none") and text["test_audio_swapped"] is None
-    up_args = common + ["front_end=upstream", f"upstream={tmp_path}/up", f"output_dir={tmp_path}/u",
+    up_args = common + ["front_end=upstream", f"upstream={tmp_path}/up", f"out_dir={tmp_path}/u",
                         f"feature_cache={tmp_path}/fc"]
     speech = run_finetune(load_run_config(None, up_args))
     assert "audiorep upstream" in speech["front_end"] and speech["laa_parameters"] > 0
@@ -100,12 +100,12 @@ def test_text_only_baseline_and_upstream_front_end(corpus, tmp_path):
     again = run_finetune(load_run_config(None, up_args))  # same seed, features read back from the cache
     assert again["test"] == speech["test"]
     # another run seed keeps the same (random-weight) front end: its cached features are reused, not recomputed
-    run_finetune(load_run_config(None, up_args + ["seed=5", f"output_dir={tmp_path}/u5"]))
+    run_finetune(load_run_config(None, up_args + ["seed=5", f"out_dir={tmp_path}/u5"]))
     assert len(list((tmp_path / "fc").iterdir())) == 1
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="unknown TEASEL field"):
+    with pytest.raises(ConfigError, match=r"unknown key 'nonsense'.*valid: .*out_dir"):
         load_run_config(None, ["nonsense=1"])
     with pytest.raises(ConfigError, match="front_end"):
         load_run_config(None, ["front_end=hubert"])
@@ -134,7 +134,7 @@ def test_missing_transcript_is_named(tmp_path):
         def __call__(self, text, **kw):
             return {"input_ids": [0, 5, 2]}
 
-    cfg = load_run_config(None, [f"corpus={root}"])
+    cfg = load_run_config(None, [f"data={root}"])
     with pytest.raises(ConfigError, match="train-1"):
         load_examples(cfg, "train", Tok())
     assert torch.is_tensor(torch.zeros(1))

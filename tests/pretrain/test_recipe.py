@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 import audiorep
 
 ROOT = Path(__file__).resolve().parents[2]
+# recipes call the `audiorep` console script: the one installed beside this interpreter
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def _bundled_corpus_present() -> bool:
@@ -25,7 +29,8 @@ def test_recipe_runs_and_prints_the_final_model_last(recipe, tmp_path):
         pytest.skip("bundled corpus not generated (recipes/make_synth_corpus.sh)")
     out = tmp_path / "run"
     proc = subprocess.run(["bash", str(ROOT / "recipes" / recipe), "synth", str(out), "train.max_steps=3",
-                           "train.ckpt_every=2", "data.num_workers=0"], capture_output=True, text=True, timeout=600)
+                           "train.ckpt_every=2", "data.num_workers=0"], capture_output=True, text=True,
+                          timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert last == str(out / "final")
@@ -33,5 +38,5 @@ def test_recipe_runs_and_prints_the_final_model_last(recipe, tmp_path):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002.pt", "step-00000003.pt"]
     assert (out / "metrics.csv").is_file() and "pretrain" in proc.stderr  # the progress bar went to stderr
     bad = subprocess.run(["bash", str(ROOT / "recipes" / recipe), "synth", str(out), "optim.lr=oops"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=ENV)
     assert bad.returncode == 2 and "optim.lr: expected float" in bad.stderr

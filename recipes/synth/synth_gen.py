@@ -1,6 +1,6 @@
 """Generate the bundled speech corpus with festival, flite and sox (recipe: recipes/make_synth_corpus.sh).
 
-``python -m audiorep.data.synth_gen --out DIR [--seed 0] [--utts-per-speaker 32] [--jobs 2] [--format ogg]``
+``python recipes/synth/synth_gen.py --out DIR [--seed 0] [--utts-per-speaker 32] [--jobs 2] [--format ogg]``
 
 Speakers are base voices (festival kal/ked diphone voices; flite awb/rms/slt/kal16) times variants: a
 ``sox speed`` factor (moves formants and pitch together, like a longer/shorter vocal tract; phone times are
@@ -11,7 +11,8 @@ flat: rate, pitch range, level) that enters its sentiment label (:func:`synth_te
 Phone labels come from the synthesizer's own segment end times (festival ``utt.save.segs``, flite
 ``-psdur``), scaled by the speed factor, sampled at 10 ms frame centres (frame ``t`` at ``t * 160``
 samples, ``T = S // 160 + 1`` frames, as the feature front end makes) and mapped to the 41-class set in
-:data:`PHONES`. This module needs the synthesizers; nothing else in audiorep imports it.
+:data:`PHONES`. This script needs the synthesizers; it lives beside the recipes, not in the installed package
+(only the corpus it writes ships, under ``audiorep/data/synth/``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import num_frames, write_frame_labels, write_label_names
-from .manifest import Utterance, write_manifest
-from .synth_text import (
+from audiorep.data.labels import num_frames, write_frame_labels, write_label_names
+from audiorep.data.manifest import Utterance, write_manifest
+from synth_text import (  # beside this script: run as a script, its folder is on sys.path
     STYLE_F0_RANGE,
     STYLE_GAIN_DB,
     STYLE_RATE,

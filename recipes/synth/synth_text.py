@@ -1,7 +1,7 @@
 """Sentences with a known lexical polarity for the bundled corpus: templates over a small polarity lexicon.
 
 Everything here is pure Python (no synthesizer), so the rule that makes the sentiment labels is importable
-and testable. The sentiment of an utterance combines this lexical polarity with the prosodic *style* the
+and testable (tests/data/test_synth.py puts this folder on sys.path). The sentiment of an utterance combines this lexical polarity with the prosodic *style* the
 sentence is spoken in (see :func:`sentiment_score` and ``audiorep/data/synth/README.md``).
 """
 

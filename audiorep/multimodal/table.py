@@ -1,15 +1,12 @@
-"""``python -m audiorep.multimodal.fusion_main --head selfmm [--config X.yaml] [--set key=value ...]``.
+"""Result tables of the sentiment heads: one markdown row per head (mean ± std over seeds), TEASEL runs collected
+into the same layout, and reference rows (constant predictor, words-only oracle) for the bundled corpus.
 
-Prints the per-seed test metrics and the mean ± std summary; writes ``<out_dir>/<head>.json``.
-``python -m audiorep.multimodal.fusion_main table exp/fusion`` prints the markdown table over every ``*.json`` there.
+What ``audiorep sentiment table|collect-teasel|reference`` print.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import sys
 from pathlib import Path
 
 COLUMNS = [("MAE", "MAE", 1.0), ("Corr", "Corr", 1.0), ("Has0_acc_2", "Acc-2 (Has0)", 100.0),
@@ -29,7 +26,7 @@ def _cell(mean: float, std: float | None = None, factor: float = 1.0) -> str:
 
 
 def table(folder: str) -> str:
-    """Markdown table (mean ± std over seeds) over the result JSONs in ``folder``."""
+    """Markdown table (mean ± std over seeds) over the result JSONs in ``folder`` (one row per head)."""
     rows = []
     files = sorted(Path(folder).glob("*.json"), key=lambda p: ORDER.index(p.stem) if p.stem in ORDER else 99)
     for p in files:
@@ -54,7 +51,7 @@ def collect_teasel(out: str, run_dirs: list[str]) -> dict:
     for d in run_dirs:
         f = Path(d) / "finetune_results.json"
         if not f.is_file():
-            raise ConfigError(f"{d}: no finetune_results.json (run recipes/teasel_finetune.sh with output_dir={d})")
+            raise ConfigError(f"{d}: no finetune_results.json (run recipes/teasel_finetune.sh with out_dir={d})")
         r = json.loads(f.read_text())
         runs.append({"test": r["test"], "test_audio_swapped": r.get("test_audio_swapped"),
                      "seed": r.get("config", {}).get("seed"), "dir": str(d), "use_audio": r.get("use_audio")})
@@ -85,50 +82,10 @@ def reference_rows(data: str = "synth", split: str = "test", train_split: str = 
     return out
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["table"]:
-        print(table(argv[1] if len(argv) > 1 else "exp/fusion"))
-        return 0
-    if argv[:1] == ["reference"]:
-        for name, m in reference_rows(*(argv[1:2] or ["synth"])).items():
-            cells = [_cell(m[k], factor=f) if k in m else "–" for k, _, f in COLUMNS]
-            print(f"| {name} | - | " + " | ".join(cells) + " |")
-        return 0
-    if argv[:1] == ["merge"]:
-        if len(argv) < 3:
-            print("usage: python -m audiorep.multimodal.fusion_main merge OUT_DIR RESULT.json [RESULT.json ...]")
-            return 2
-        from .fusion_run import merge_results
-
-        res = merge_results(argv[1], argv[2:])
-        print(f"{res['head']}: {len(res['runs'])} run(s) -> {argv[1]}/{res['head']}.json")
-        return 0
-    if argv[:1] == ["collect-teasel"]:
-        if len(argv) < 3:
-            print("usage: python -m audiorep.multimodal.fusion_main collect-teasel OUT.json RUN_DIR [RUN_DIR ...]")
-            return 2
-        res = collect_teasel(argv[1], argv[2:])
-        print(f"{res['head']}: {len(res['runs'])} run(s) -> {argv[1]}")
-        return 0
-    ap = argparse.ArgumentParser(prog="python -m audiorep.multimodal.fusion_main",
-                                 description="Train + evaluate a multimodal sentiment head over several seeds.")
-    ap.add_argument("--head", choices=("text", "selfmm", "dmd", "deepmlf"), default=None)
-    ap.add_argument("--config", default=None, help="YAML FusionConfig (recipes/configs/fusion/)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="any FusionConfig field; head_args.NAME=V for a head setting")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from . import load_fusion_config, run
-
-    overrides = ([f"head={args.head}"] if args.head else []) + args.overrides
-    res = run(load_fusion_config(args.config, overrides))
-    for r in res["runs"]:
-        print(f"seed {r['seed']}: " + " ".join(f"{k}={v:.4f}" for k, v in r["test"].items()))
-    for k, (m, s) in res["summary"].items():
-        print(f"{k}: {m:.4f} ± {s:.4f}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def reference_table(data: str = "synth") -> str:
+    """:func:`reference_rows` as markdown rows with :func:`table`'s columns (seeds column "-")."""
+    lines = []
+    for name, m in reference_rows(data).items():
+        cells = [_cell(m[k], factor=f) if k in m else "–" for k, _, f in COLUMNS]
+        lines.append(f"| {name} | - | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
