@@ -1,4 +1,5 @@
-"""Shared test set-up: slow tests are opt-in, every test gets its own AUDIOREP_HOME."""
+"""Shared test set-up: slow tests are opt-in, Triton runs in its interpreter without CUDA, every test gets its
+own AUDIOREP_HOME."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ import torch
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_configure(config):
+    # Without CUDA the Triton kernels run in Triton's CPU interpreter; triton reads the variable when a kernel
+    # is defined, so it is set here, before any test module imports audiorep's kernels.
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):

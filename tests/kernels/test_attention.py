@@ -14,13 +14,11 @@ import sys
 import pytest
 import torch
 
-# With CUDA the same tests run the compiled kernels on the GPU; without it, Triton's interpreter runs them
-# on CPU tensors. The variable must be set before anything imports triton.
-DEV = "cuda" if torch.cuda.is_available() else "cpu"
-if DEV == "cpu":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
 from audiorep.kernels import attention, attention_reference, dispatch
+
+# With CUDA the same tests run the compiled kernels on the GPU; without it, Triton's interpreter runs them on
+# CPU tensors (tests/conftest.py sets TRITON_INTERPRET=1 before collection).
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 ta = pytest.importorskip("audiorep.kernels.triton_attention")
 needs_interpreter = pytest.mark.skipif(
