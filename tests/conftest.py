@@ -42,3 +42,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+TINY_ENCODER = dict(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2)  # ~25k parameters
+
+
+def make_tiny_model(**overrides):
+    """A random-init Mockingjay-family encoder small enough for CPU tests (``TINY_ENCODER`` + ``overrides``)."""
+    from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
+
+    return MockingjayModel(MockingjayConfig(**{**TINY_ENCODER, **overrides}))
+
+
+@pytest.fixture
+def tiny_model():
+    """The shared tiny-model factory: ``tiny_model(**config_overrides) -> MockingjayModel`` (random init)."""
+    return make_tiny_model

@@ -82,18 +82,15 @@ def test_opcheck_and_dispatch():
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-def test_encoder_post_ln_steps_through_triton_match_the_reference(train):
+def test_encoder_post_ln_steps_through_triton_match_the_reference(train, tiny_model):
     """The transformer's residual + LayerNorm steps run on the fused kernel when the switch says so."""
-    from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
-
     feats = torch.randn(2, 24, 80, device=DEV)  # (B, T, 80)
     lengths = torch.tensor([24, 9], device=DEV)
     got = {}
     for backend in ("torch", "triton"):
         with use_kernels(layer_norm=backend):
             torch.manual_seed(9)  # same weights for both
-            model = MockingjayModel(MockingjayConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2,
-                                                     dropout=0.0, attn_dropout=0.0, attention_backend="sdpa"))
+            model = tiny_model(dropout=0.0, attn_dropout=0.0, attention_backend="sdpa")
         assert model.layers[0].kernels.layer_norm == backend
         model.to(DEV).train(train)
         with torch.set_grad_enabled(train):
