@@ -1,8 +1,10 @@
 """Timing helpers shared by the benchmarks: interleaved repeats so a busy, shared machine slows every
-contender alike, and medians rather than means so one stall does not move the figure."""
+contender alike, and medians rather than means so one stall does not move the figure; CUDA-event timing,
+peak memory and failure rows for the kernel benchmarks."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Callable
@@ -47,3 +49,56 @@ def spread(xs: list[float]) -> float:
     """Relative spread (max - min) / median: a quick noise indicator to print beside a median."""
     m = statistics.median(xs)
     return float((max(xs) - min(xs)) / m) if m > 0 else 0.0
+
+
+def time_fn(fn, device: "torch.device", warmup: int = 3, reps: int = 10) -> float:
+    """Median milliseconds of fn() (CUDA events on GPU, perf_counter on CPU)."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def peak_memory_mb(fn, device: "torch.device") -> float | None:
+    """Peak memory allocated during one fn() call above what was allocated before (MiB); None on CPU."""
+    import torch
+
+    if device.type != "cuda":
+        fn()
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def failure_text(exc: BaseException, device: "torch.device") -> str:
+    """A benchmark row's ``error`` field for a contender that failed (OOM on the naive reference at long T,
+    a kernel that does not compile, ...): the first line of the message, the traceback with
+    AUDIOREP_BENCH_DEBUG=1, and the CUDA cache emptied so the next contender starts clean."""
+    import traceback
+
+    import torch
+
+    if os.environ.get("AUDIOREP_BENCH_DEBUG"):
+        traceback.print_exc()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
+
+DESCRIPTION = "Attention alone on ragged speech batches: Triton kernel vs SDPA vs the naive reference."
 
 BACKENDS = ("triton", "sdpa", "sdpa_flash_padded", "flash_varlen", "reference")
 DISPATCHABLE = ("triton", "sdpa", "reference")
@@ -223,37 +224,25 @@ def choose_winners(rows, correct_by_T, env, head_dim):
 
 
 def merge_tuned(path: Path, new_entries: list[dict], bench) -> None:
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        table = {"schema": 1, "entries": []}
     key = lambda e: (e.get("device"), e.get("dtype"), e.get("head_dim"), e.get("t_class"), e.get("mode"))  # noqa: E731
-    fresh = {key(e) for e in new_entries}
-    kept = [e for e in table.get("entries", []) if key(e) not in fresh]
-    table["schema"] = 1
-    table["note"] = ("Measured by benchmarks/attention.py --write-tuned; read by audiorep.kernels.dispatch for "
-                     "backend='auto' on CUDA (same GPU model first, then same sm_XY). Shape classes with no entry "
-                     "use SDPA. Do not edit by hand.")
-    table["entries"] = kept + new_entries
-    bench.write_atomic(path, json.dumps(table, indent=2) + "\n")
+    bench.merge_tuned(path, new_entries, key, note=(
+        "Measured by benchmarks/attention.py --write-tuned; read by audiorep.kernels.dispatch for "
+        "backend='auto' on CUDA (same GPU model first, then same sm_XY). Shape classes with no entry "
+        "use SDPA. Do not edit by hand."))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.cpu_smoke:
-        os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import run as bench  # the benchmark harness
+
+    device = bench.kernel_device(args.cpu_smoke, "attention.py")
+    if device is None:
+        return 0
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_utils as bench
-
-    if not args.cpu_smoke and not torch.cuda.is_available():
-        print("benchmarks/attention.py: no CUDA device here, nothing measured. On a GPU machine run it "
-              "without flags; to exercise the code path on CPU use --cpu-smoke.")
-        return 0
-    device = torch.device("cuda" if not args.cpu_smoke else "cpu")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
-    env = bench.environment(device, dtype)
+    env = bench.kernel_environment(device, dtype)
     env.update(heads=args.heads, head_dim=args.head_dim, tokens_per_batch=args.tokens, ragged=args.ragged)
     bench.print_environment(env)
     gen = torch.Generator().manual_seed(args.seed)
@@ -296,7 +285,7 @@ def main(argv=None) -> int:
                                    [[e["t_class"], e["mode"], e["best"], e["summed_ms"]] for e in entries]))
 
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="audiorep_bench_smoke_")) if args.cpu_smoke
-                           else bench.RESULTS_DIR)
+                           else bench.RESULTS)
     stem = f"attention_{bench.slug(env['device'])}_{env['dtype']}_d{args.head_dim}"
     js, mdp = bench.write_results(out_dir, stem, payload, "".join(md))
     print(f"wrote {js} and {mdp}")

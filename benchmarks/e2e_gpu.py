@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
+
+DESCRIPTION = "End to end on GPU, per attention backend: pretraining-step throughput and long-utterance extraction."
 
 PRESETS = ("aalbert-base", "mockingjay-base", "mockingjay-large", "tera-base")
 
@@ -149,19 +150,15 @@ def extract_bench(name, backend, dtype_name, args, device, bench):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.cpu_smoke:
-        os.environ["TRITON_INTERPRET"] = "1"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import run as bench  # the benchmark harness
+
+    device = bench.kernel_device(args.cpu_smoke, "e2e_gpu.py")
+    if device is None:
+        return 0
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_utils as bench
-
-    if not args.cpu_smoke and not torch.cuda.is_available():
-        print("benchmarks/e2e_gpu.py: no CUDA device here, nothing measured. On a GPU machine run it without "
-              "flags; to exercise the code path on CPU use --cpu-smoke.")
-        return 0
-    device = torch.device("cpu" if args.cpu_smoke else "cuda")
-    env = bench.environment(device, torch.bfloat16)
+    env = bench.kernel_environment(device, torch.bfloat16)
     bench.print_environment(env)
 
     rows = []
@@ -199,7 +196,7 @@ def main(argv=None) -> int:
           r.get("peak_mib"), r.get("error", "")] for r in ext]))
 
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="audiorep_e2e_smoke_")) if args.cpu_smoke
-                           else bench.RESULTS_DIR)
+                           else bench.RESULTS)
     js, mdp = bench.write_results(out_dir, f"e2e_{bench.slug(env['device'])}", {"environment": env, "rows": rows},
                                   "".join(md))
     print(f"wrote {js} and {mdp}")

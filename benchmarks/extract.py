@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import tempfile
 from pathlib import Path
 
@@ -147,7 +146,8 @@ def run(args) -> dict:
     g = torch.Generator().manual_seed(args.seed)
     rows, notes, tables = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        ours, theirs, _ = build(args, Path(tmp))
+        ours, theirs, ckpt = build(args, Path(tmp))
+        plain = _eager_model(ckpt) if args.eager else None
         sr = ours.sample_rate
         for label, secs in batches(args):
             wavs = [0.1 * torch.randn(int(s * sr), generator=g) for s in secs]  # list of (S_i,)
@@ -159,7 +159,7 @@ def run(args) -> dict:
                 if theirs is not None:
                     fns["s3prl"] = lambda: theirs(wavs)
                 if args.eager:
-                    fns["eager"] = lambda: _eager(ours, wavs)
+                    fns["eager"] = lambda: plain(wavs)
                 times = interleaved(fns, repeats=repeats, warmup=1)
                 row = {"batch": label, "audio_s": audio_s, "max_frames": max(frames),
                        "audiorep_s": median(times["audiorep"]),
@@ -204,17 +204,13 @@ def run(args) -> dict:
             "meta": {"model": args.model, "attention_backend": _backend(ours)}}
 
 
-def _eager(model, wavs):
-    """audiorep with the CPU inference fast path switched off (plain eager ops, padded batch)."""
-    before = os.environ.get("AUDIOREP_CPU_FUSION")
-    os.environ["AUDIOREP_CPU_FUSION"] = "0"
-    try:
-        return model(wavs)
-    finally:
-        if before is None:
-            del os.environ["AUDIOREP_CPU_FUSION"]
-        else:
-            os.environ["AUDIOREP_CPU_FUSION"] = before
+def _eager_model(ckpt: Path):
+    """The same checkpoint loaded with the CPU inference fast path switched off (plain eager ops, padded batch)."""
+    import audiorep
+    from audiorep.kernels import use_kernels
+
+    with use_kernels(cpu_fusion=False):  # recorded by the modules when they are built
+        return audiorep.load(str(ckpt)).eval()
 
 
 def _backend(model) -> str:

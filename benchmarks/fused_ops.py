@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
+
+DESCRIPTION = "Fused dropout + residual + LayerNorm vs PyTorch eager (and torch.compile of the same reference), on GPU."
 
 
 def parse_args(argv=None):
@@ -41,20 +42,17 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.cpu_smoke:
-        os.environ["TRITON_INTERPRET"] = "1"
-    import torch
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_utils as bench
+    import run as bench  # the benchmark harness
+
+    device = bench.kernel_device(args.cpu_smoke, "fused_ops.py")
+    if device is None:
+        return 0
+    import torch
 
     from audiorep.kernels import add_layer_norm, add_layer_norm_reference
 
-    if not args.cpu_smoke and not torch.cuda.is_available():
-        print("benchmarks/fused_ops.py: no CUDA device here, nothing measured; use --cpu-smoke on CPU.")
-        return 0
-    device = torch.device("cpu" if args.cpu_smoke else "cuda")
-    env = bench.environment(device, torch.bfloat16)
+    env = bench.kernel_environment(device, torch.bfloat16)
     bench.print_environment(env)
     N, H = args.rows, args.hidden
     dt = {"amp": (torch.float32, torch.bfloat16, torch.float32), "bf16": (torch.bfloat16,) * 3,
@@ -114,7 +112,7 @@ def main(argv=None) -> int:
         [[r["case"], r["backend"], r.get("fwd_ms"), r.get("fwd_bwd_ms"), r.get("fwd_gbps"), r.get("fwd_bwd_gbps"),
           r.get("fwd_bwd_peak_mib"), r.get("error", "")] for r in rows]))
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="audiorep_fused_smoke_")) if args.cpu_smoke
-                           else bench.RESULTS_DIR)
+                           else bench.RESULTS)
     js, mdp = bench.write_results(out_dir, f"fused_ops_{bench.slug(env['device'])}",
                                   {"environment": env, "rows": rows, "winners": entries}, "".join(md))
     print(f"wrote {js} and {mdp}")
@@ -122,14 +120,8 @@ def main(argv=None) -> int:
         from audiorep.kernels.dispatch import TUNED_PATH
 
         path = args.tuned_path or TUNED_PATH
-        try:
-            table = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            table = {"schema": 1, "entries": []}
         key = lambda e: (e.get("op"), e.get("device"), e.get("dtype"), e.get("branch_dtype"), e.get("hidden"))  # noqa: E731
-        fresh = {key(e) for e in entries}
-        table["entries"] = [e for e in table.get("entries", []) if key(e) not in fresh] + entries
-        bench.write_atomic(path, json.dumps(table, indent=2) + "\n")
+        bench.merge_tuned(path, entries, key)
         print(f"merged {len(entries)} entries into {path}")
     return 0
 

@@ -14,7 +14,13 @@ git commit, command) beside every result and writes ``benchmarks/results/<name>.
 ``benchmarks/results/<name>.md`` (``<name>-quick.*`` under ``--quick``). Keys a benchmark puts in
 ``meta`` override the runner's defaults, so a benchmark that runs on CUDA or in bf16 says so itself;
 the attention backend default is what ``audiorep.kernels.resolve_backend`` picks on that device.
-Shared helpers (interleaved timing, medians) live in ``benchmarks/_timing.py``.
+Shared helpers (interleaved timing, medians, CUDA-event timing, peak memory) live in ``benchmarks/_timing.py``.
+
+The kernel benchmarks (``attention``, ``fused_ops``, ``e2e_gpu``) are scripts with their own options and
+output files: they define ``main(argv)`` instead of ``run(args)``; ``run.py NAME [their options]`` hands the
+options on (``python benchmarks/run.py attention --cpu-smoke``), and they use the helpers at the end of this
+file (GPU environment header, atomic result files, tuned.json merging). Running every benchmark (no names)
+runs the ``run(args)`` ones.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
+
+from _timing import failure_text, peak_memory_mb, time_fn  # noqa: F401  (re-exported for the kernel scripts)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -48,9 +56,14 @@ def load_module(name: str, path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    if not callable(getattr(module, "run", None)):
-        raise SystemExit(f"benchmarks/{path.name}: defines no run(args) -> dict")
+    if not callable(getattr(module, "run", None)) and not is_script(module):
+        raise SystemExit(f"benchmarks/{path.name}: defines neither run(args) -> dict nor main(argv) -> int")
     return module
+
+
+def is_script(module: ModuleType) -> bool:
+    """A kernel benchmark with its own command line: ``main(argv)`` and no ``run(args)``."""
+    return not callable(getattr(module, "run", None)) and callable(getattr(module, "main", None))
 
 
 def cpu_name() -> str:
@@ -148,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default=None, help="write <name>-<tag>.json/.md (keeps several runs apart)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     # Parse names first so only the chosen modules are imported and add their options.
-    known, _ = parser.parse_known_args(argv)
+    known, rest = parser.parse_known_args(argv)
     names = known.names or sorted(available)
     unknown = [n for n in names if n not in available]
     if unknown:
@@ -158,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         for n, m in modules.items():
             print(f"{n:20s} {getattr(m, 'DESCRIPTION', '')}")
         return 0
+    scripts = [n for n, m in modules.items() if is_script(m)]
+    if scripts and known.names:
+        if len(known.names) > 1:
+            parser.error(f"{scripts[0]} has its own options and runs alone: run.py {scripts[0]} [options]")
+        return int(modules[scripts[0]].main(rest) or 0)
+    modules = {n: m for n, m in modules.items() if n not in scripts}
     for m in modules.values():
         if hasattr(m, "add_arguments"):
             m.add_arguments(parser)
@@ -184,6 +203,99 @@ def main(argv: list[str] | None = None) -> int:
         print(md, flush=True)
         print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}", flush=True)
     return 0
+
+
+# ---- helpers for the kernel benchmarks (scripts with main(argv)) ----
+
+def kernel_device(cpu_smoke: bool, script: str):
+    """The device a kernel benchmark measures on, or None (after saying why) when there is no GPU.
+
+    ``cpu_smoke`` runs the code path on CPU under Triton's interpreter; the variable must be set before
+    triton (or audiorep's kernel config) is first used."""
+    if cpu_smoke:
+        os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+
+    if not cpu_smoke and not torch.cuda.is_available():
+        print(f"benchmarks/{script}: no CUDA device here, nothing measured. On a GPU machine run it without "
+              "flags; to exercise the code path on CPU use --cpu-smoke.")
+        return None
+    return torch.device("cpu" if cpu_smoke else "cuda")
+
+
+def kernel_environment(device, dtype) -> dict:
+    """What every kernel result file carries: device, dtype and library versions."""
+    import time
+
+    import torch
+
+    env = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})",
+        "capability": "sm_%d%d" % torch.cuda.get_device_capability(device) if device.type == "cuda" else None,
+        "dtype": str(dtype).replace("torch.", ""),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": sys.version.split()[0],
+        "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1",
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        env["triton"] = None
+    return env
+
+
+def print_environment(env: dict) -> None:
+    print("  ".join(f"{k}={v}" for k, v in env.items()), flush=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` through a temp file and a rename (a crash never leaves half a result file)."""
+    from audiorep.fileio import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_results(out_dir: Path, stem: str, payload: dict, markdown: str) -> tuple[Path, Path]:
+    """Write <stem>.json and <stem>.md under out_dir; returns both paths."""
+    js, md = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    write_atomic(js, json.dumps(payload, indent=2) + "\n")
+    write_atomic(md, markdown)
+    return js, md
+
+
+def merge_tuned(path: Path, entries: list[dict], key: Callable[[dict], tuple], note: str | None = None) -> None:
+    """Replace the entries of tuned.json at ``path`` that ``entries`` re-measured (same ``key``), keep the rest."""
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        table = {"schema": 1, "entries": []}
+    fresh = {key(e) for e in entries}
+    table["schema"] = 1
+    if note:
+        table["note"] = note
+    table["entries"] = [e for e in table.get("entries", []) if key(e) not in fresh] + entries
+    write_atomic(path, json.dumps(table, indent=2) + "\n")
+
+
+def slug(text: str) -> str:
+    return "".join(c.lower() if c.isalnum() else "-" for c in text).strip("-").replace("--", "-")
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    def cell(x):
+        if x is None:
+            return "-"
+        if isinstance(x, float):
+            return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+        return str(x)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared test set-up: slow tests are opt-in, every test gets its own AUDIOREP_HOME."""
+"""Shared test set-up: slow tests are opt-in, Triton runs in its interpreter without CUDA, every test gets its
+own AUDIOREP_HOME."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ import torch
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_configure(config):
+    # Without CUDA the Triton kernels run in Triton's CPU interpreter; triton reads the variable when a kernel
+    # is defined, so it is set here, before any test module imports audiorep's kernels.
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -34,3 +42,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+TINY_ENCODER = dict(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2)  # ~25k parameters
+
+
+def make_tiny_model(**overrides):
+    """A random-init Mockingjay-family encoder small enough for CPU tests (``TINY_ENCODER`` + ``overrides``)."""
+    from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
+
+    return MockingjayModel(MockingjayConfig(**{**TINY_ENCODER, **overrides}))
+
+
+@pytest.fixture
+def tiny_model():
+    """The shared tiny-model factory: ``tiny_model(**config_overrides) -> MockingjayModel`` (random init)."""
+    return make_tiny_model

@@ -11,14 +11,13 @@ from safetensors.torch import load_file
 import audiorep
 from audiorep.cli import main
 from audiorep.compat.s3prl import export_s3prl_checkpoint
-from audiorep.models import MockingjayConfig, MockingjayModel
 
 CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 
 
 @pytest.fixture
-def tiny_folder(tmp_path):
-    m = MockingjayModel(MockingjayConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2)).eval()
+def tiny_folder(tmp_path, tiny_model):
+    m = tiny_model().eval()
     return m, m.save_pretrained(tmp_path / "tiny")
 
 

@@ -8,16 +8,12 @@ import torch
 
 import audiorep
 from audiorep.compat.s3prl import export_s3prl_checkpoint
-from audiorep.models import MockingjayConfig, MockingjayModel, SpecPredictionHead
+from audiorep.models import MockingjayConfig, SpecPredictionHead
 from audiorep.registry import ModelSpec, register_model, unregister_model
 
 
-def tiny() -> MockingjayModel:
-    return MockingjayModel(MockingjayConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2)).eval()
-
-
-def test_save_pretrained_roundtrip(tmp_path):
-    m = tiny()
+def test_save_pretrained_roundtrip(tmp_path, tiny_model):
+    m = tiny_model().eval()
     m.save_pretrained(tmp_path / "m", extra={"head": SpecPredictionHead(m.config)})
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
     m2 = audiorep.load(tmp_path / "m")
@@ -26,15 +22,14 @@ def test_save_pretrained_roundtrip(tmp_path):
     assert m2.feature_config == m.feature_config and m2.config == m.config
 
 
-def test_truncated_and_foreign_folders(tmp_path):
-    m = tiny()
+def test_truncated_and_foreign_folders(tmp_path, tiny_model):
+    m = tiny_model().eval()
     d = m.save_pretrained(tmp_path / "m")
     data = (d / "model.safetensors").read_bytes()
     (d / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(audiorep.CheckpointError, match="model.safetensors"):
         audiorep.load(d)
-    d2 = MockingjayModel(MockingjayConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=3)
-                         ).save_pretrained(tmp_path / "three")
+    d2 = tiny_model(num_layers=3).save_pretrained(tmp_path / "three")
     (d2 / "config.json").write_text((d / "config.json").read_text())  # 2-layer config, 3-layer weights
     with pytest.raises(audiorep.CheckpointError, match="do not fit"):
         audiorep.load(d2)
@@ -74,9 +69,9 @@ def _serve(payload: bytes, hits: list):
     return server
 
 
-def test_download_convert_cache(tmp_path, monkeypatch):
+def test_download_convert_cache(tmp_path, monkeypatch, tiny_model):
     monkeypatch.setenv("AUDIOREP_OFFLINE", "0")
-    m = tiny()
+    m = tiny_model().eval()
     ck = tmp_path / "states-10.ckpt"
     export_s3prl_checkpoint(m, ck, head=SpecPredictionHead(m.config))
     hits: list = []

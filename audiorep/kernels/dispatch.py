@@ -7,23 +7,22 @@ Backends:
 * ``"triton"`` -- the fused variable-length kernel (``triton_attention.py``, imported lazily).
 * ``"auto"`` -- CPU: always SDPA. CUDA: the backend that ``benchmarks/attention.py`` measured fastest for
   this GPU, dtype, head dim, length class and pass (inference or training), read from ``tuned.json``
-  beside this file; SDPA where nothing was measured. The environment variable ``AUDIOREP_ATTENTION``
-  replaces "auto" everywhere (handy to A/B a whole model run).
+  beside this file; SDPA where nothing was measured. The ``attention`` switch of the kernel config
+  (``AUDIOREP_ATTENTION``, see ``config.py``) replaces "auto" everywhere (handy to A/B a whole model run).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .config import ATTENTION_BACKENDS as BACKENDS, kernel_config
 from .reference import attention_reference
 
-BACKENDS = ("auto", "sdpa", "reference", "triton")
 TUNED_PATH = Path(__file__).with_name("tuned.json")
 # Length classes the measured table is keyed by: upper bounds (exclusive) in frames. The benchmark's
 # points (500, 1000, 1500, 3000, 6000) fall into these; anything longer uses the last class.
@@ -36,10 +35,6 @@ def t_class(T: int) -> str:
         if bound is None or T < bound:
             return name
     raise AssertionError("unreachable")
-
-
-def _default_backend() -> str:
-    return os.environ.get("AUDIOREP_ATTENTION", "auto")
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,6 +52,9 @@ def load_tuned(path: str = str(TUNED_PATH)) -> dict:
 # (guards on the length class instead of graph-breaking). reload_tuned() picks up a re-benchmarked file.
 _TABLE: dict = load_tuned()
 _DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
+# What the Triton kernel takes; here (not in triton_attention.py) so "auto" can check without importing triton.
+TRITON_DTYPES = tuple(_DTYPE_NAMES)
+TRITON_HEAD_DIMS = (16, 32, 64, 128)
 
 
 def reload_tuned() -> dict:
@@ -86,18 +84,13 @@ def _device_key(index: int) -> tuple[str, str]:
     return _device_name(index), _device_capability(index)
 
 
-def tuned_choice(device_name: str, capability: str, dtype: torch.dtype, head_dim: int, T: int,
-                 mode: str, table: dict | None = None) -> str | None:
-    """The measured best backend for this shape class, or None when nothing was measured.
+def measured_best(key: dict, device_name: str, capability: str, table: dict | None = None) -> str | None:
+    """``best`` of the tuned.json entry whose fields equal ``key`` ("op" defaults to "attention"), or None.
 
     An entry measured on the same GPU model wins; otherwise one from the same architecture (sm_XY)."""
-    dtype_name = _DTYPE_NAMES.get(dtype)
-    cls = t_class(T)
     fallback = None
     for e in (_TABLE if table is None else table)["entries"]:
-        if e.get("op", "attention") != "attention":
-            continue
-        if (e.get("dtype"), e.get("head_dim"), e.get("t_class"), e.get("mode")) != (dtype_name, head_dim, cls, mode):
+        if any(e.get(k, "attention" if k == "op" else None) != v for k, v in key.items()):
             continue
         if e.get("device") == device_name:
             return e.get("best")
@@ -106,23 +99,30 @@ def tuned_choice(device_name: str, capability: str, dtype: torch.dtype, head_dim
     return fallback
 
 
+def tuned_choice(device_name: str, capability: str, dtype: torch.dtype, head_dim: int, T: int,
+                 mode: str, table: dict | None = None) -> str | None:
+    """The measured best attention backend for this shape class, or None when nothing was measured."""
+    key = {"op": "attention", "dtype": _DTYPE_NAMES.get(dtype), "head_dim": head_dim, "t_class": t_class(T),
+           "mode": mode}
+    return measured_best(key, device_name, capability, table)
+
+
 def auto_choice(q: torch.Tensor, device_index: int) -> str:
     """"auto" for a CUDA q: the measured winner for its class, SDPA where none was measured."""
     mode = "fwd_bwd" if (torch.is_grad_enabled() and q.requires_grad) else "fwd"
     name, cap = _device_key(device_index)
     best = tuned_choice(name, cap, q.dtype, q.shape[-1], q.shape[2], mode)
     if best == "triton":
-        if q.dim() == 4 and q.dtype in _DTYPE_NAMES and q.shape[-1] in (16, 32, 64, 128):
-            return "triton"
-        return "sdpa"
+        return "triton" if q.dim() == 4 and q.dtype in TRITON_DTYPES and q.shape[-1] in TRITON_HEAD_DIMS else "sdpa"
     return best if best in ("sdpa", "reference") else "sdpa"
 
 
 def resolve_backend(q: torch.Tensor, backend: str = "auto", lengths: torch.Tensor | None = None,
                     attn_mask: torch.Tensor | None = None) -> str:
     """The backend a call will actually use (benchmarks print this)."""
+    cfg = kernel_config()
     if backend == "auto":
-        backend = _default_backend()
+        backend = cfg.attention
     if backend not in BACKENDS:
         raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
@@ -131,7 +131,7 @@ def resolve_backend(q: torch.Tensor, backend: str = "auto", lengths: torch.Tenso
         if attn_mask is not None and lengths is None:
             return "sdpa"  # an arbitrary mask: only SDPA/reference take one
         return auto_choice(q, q.device.index or 0)
-    if backend == "triton" and not q.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+    if backend == "triton" and not q.is_cuda and not cfg.triton_interpret:
         raise ValueError("attention backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for tests)")
     return backend
 

@@ -12,16 +12,20 @@ Results match the eager ops to float32 rounding (~1e-6).
 The same inference path packs the valid frames of a padded batch back to back (see
 ``MockingjayModel.encode``), so no GEMM work is spent on padding.
 
-``AUDIOREP_CPU_FUSION=0`` turns both off (to A/B them, or to rule them out when debugging).
+The kernel config's ``cpu_fusion`` switch (``AUDIOREP_CPU_FUSION=0``) turns both off for the modules built
+while it holds (see ``config.py``); here are only the per-call facts (eval, no autograd, CPU, fp32).
 """
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from .config import KernelChoice
 
 
 def _have_op() -> bool:
@@ -31,22 +35,17 @@ def _have_op() -> bool:
         return False
 
 
-_HAVE_ONEDNN_LINEAR = _have_op()
+HAVE_ONEDNN_LINEAR = _have_op()  # a fact about this torch build, probed once at import
 
 
 def cpu_inference(x: torch.Tensor, training: bool) -> bool:
-    """Whether ``x`` is on the CPU inference path: eval mode, no autograd, CPU, and not switched off."""
-    return (
-        not training
-        and not torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and os.environ.get("AUDIOREP_CPU_FUSION", "1") != "0"
-    )
+    """Whether ``x`` is on the CPU inference path right now: eval mode, no autograd, CPU."""
+    return not training and not torch.is_grad_enabled() and x.device.type == "cpu"
 
 
-def fusion_enabled(x: torch.Tensor, training: bool) -> bool:
-    """Whether a layer may use the fused oneDNN linears for input ``x`` right now."""
-    return _HAVE_ONEDNN_LINEAR and x.dtype == torch.float32 and cpu_inference(x, training)
+def fusion_enabled(choice: "KernelChoice", x: torch.Tensor, training: bool) -> bool:
+    """Whether a module built with ``choice`` may use the fused oneDNN linears for input ``x`` right now."""
+    return choice.onednn_linear and x.dtype == torch.float32 and cpu_inference(x, training)
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False, residual: torch.Tensor | None = None,

@@ -42,21 +42,19 @@ each dot; on GPU bf16 dots run natively.
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-LOG2E = 1.4426950408889634
-SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+from .config import kernel_config
+from .dispatch import TRITON_DTYPES as SUPPORTED_DTYPES, TRITON_HEAD_DIMS as SUPPORTED_HEAD_DIMS
 
 
 def interpreting() -> bool:
-    """True when Triton runs kernels in its CPU interpreter (tests)."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
+    """True when Triton runs kernels in its CPU interpreter (tests; the kernel config's switch)."""
+    return kernel_config().triton_interpret
 
 
 def _patch_interpreter_index() -> None:
@@ -511,12 +509,6 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise ValueError(f"triton attention: head dim {q.shape[-1]} not supported; use one of {SUPPORTED_HEAD_DIMS}")
     if not q.is_cuda and not interpreting():
         raise ValueError("triton attention needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tests)")
-
-
-def supports(q: torch.Tensor) -> bool:
-    """Whether the kernel can run on tensors shaped and typed like q (dispatch uses this for 'auto')."""
-    return q.dim() == 4 and q.dtype in SUPPORTED_DTYPES and q.shape[-1] in SUPPORTED_HEAD_DIMS and (
-        q.is_cuda or interpreting())
 
 
 def attention(

@@ -1,4 +1,7 @@
-"""Post-LN transformer block (BERT/Mockingjay layout) whose attention goes through audiorep.kernels."""
+"""Post-LN transformer block (BERT/Mockingjay layout) whose attention and residual steps go through audiorep.kernels.
+
+Each block records its kernels when built (``audiorep.kernels.choose``); no call passes a backend name.
+"""
 
 from __future__ import annotations
 
@@ -7,79 +10,90 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..kernels import attention
+from ..kernels import KernelChoice, add_layer_norm, attention, choose
 from ..kernels import fused
 
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection (one GEMM instead of three)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, attn_dropout: float):
+    def __init__(self, hidden_size: int, num_heads: int, attn_dropout: float, kernels: KernelChoice | None = None):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
         self.num_heads = num_heads
         self.attn_dropout = attn_dropout
+        self.kernels = kernels or choose()
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)  # rows: [query; key; value]
         self.out = nn.Linear(hidden_size, hidden_size)
 
     def context(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None,
-                backend: str = "auto", fuse: bool = False) -> torch.Tensor:
+                fuse: bool = False) -> torch.Tensor:
         """Attention output before the output projection: (B, T, H) -> (B, T, H)."""
         qkv = fused.linear(x, self.qkv, fused=fuse)  # (B, T, 3H)
         q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)  # (B, nh, T, d)
         p = self.attn_dropout if self.training else 0.0
-        ctx = attention(q, k, v, lengths, dropout_p=p, backend=backend, attn_mask=attn_mask)  # (B, nh, T, d)
+        ctx = attention(q, k, v, lengths, dropout_p=p, backend=self.kernels.attention,
+                        attn_mask=attn_mask)  # (B, nh, T, d)
         return rearrange(ctx, "b h t d -> b t (h d)")  # (B, T, H); a view when SDPA wrote (B, T, nh, d)
 
-    def context_packed(self, x: torch.Tensor, lens: list[int], backend: str = "auto") -> torch.Tensor:
+    def context_packed(self, x: torch.Tensor, lens: list[int], fuse: bool = False) -> torch.Tensor:
         """Like :meth:`context` for utterances packed back to back without padding (inference only).
 
         x (N, H) holds utterance i's frames at rows ``sum(lens[:i]) ..``; each attends over itself alone,
         so no mask is needed and no work is spent on padding.
         """
-        qkv = fused.linear(x, self.qkv, fused=fused.fusion_enabled(x, self.training))  # (N, 3H)
+        qkv = fused.linear(x, self.qkv, fused=fuse)  # (N, 3H)
         ctx = torch.empty_like(x)  # (N, H)
         start = 0
         for n in lens:
             q, k, v = rearrange(qkv[start:start + n], "t (three h d) -> three 1 h t d", three=3,
                                 h=self.num_heads)  # (1, nh, n, d)
-            out = attention(q, k, v, None, dropout_p=0.0, backend=backend)  # (1, nh, n, d)
+            out = attention(q, k, v, None, dropout_p=0.0, backend=self.kernels.attention)  # (1, nh, n, d)
             ctx[start:start + n] = rearrange(out, "1 h t d -> t (h d)")  # (n, H)
             start += n
         return ctx
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None,
-                backend: str = "auto") -> torch.Tensor:
-        return self.out(self.context(x, lengths, attn_mask, backend))  # (B, T, H)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.out(self.context(x, lengths, attn_mask))  # (B, T, H)
 
 
 class TransformerLayer(nn.Module):
-    """x -> LN(x + Drop(Attn(x))) -> LN(y + Drop(FFN(y))), FFN = Linear -> erf-GELU -> Linear."""
+    """x -> LN(x + Drop(Attn(x))) -> LN(y + Drop(FFN(y))), FFN = Linear -> erf-GELU -> Linear.
+
+    ``attention_backend`` is recorded with the other kernel switches when the layer is built
+    (see ``audiorep.kernels.choose``).
+    """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
-                 dropout: float, attn_dropout: float, layer_norm_eps: float):
+                 dropout: float, attn_dropout: float, layer_norm_eps: float, attention_backend: str = "auto"):
         super().__init__()
-        self.attn = SelfAttention(hidden_size, num_heads, attn_dropout)
+        self.kernels = choose(attention_backend)
+        self.attn = SelfAttention(hidden_size, num_heads, attn_dropout, self.kernels)
         self.attn_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.ffn_in = nn.Linear(hidden_size, intermediate_size)
         self.ffn_out = nn.Linear(intermediate_size, hidden_size)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
+    def _add_norm(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """``norm(x + dropout(y))`` through the recorded LayerNorm backend (the reference unless measured faster)."""
+        p = self.dropout.p if self.training else 0.0
+        return add_layer_norm(x, y, norm.weight, norm.bias, norm.eps, p, backend=self.kernels.layer_norm)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None, backend: str = "auto") -> torch.Tensor:
-        if fused.fusion_enabled(x, self.training):
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if fused.fusion_enabled(self.kernels, x, self.training):
             # Inference on CPU: bias, GELU and both residual adds ride inside the GEMMs (see kernels/fused.py).
-            ctx = self.attn.context(x, lengths, attn_mask, backend, fuse=True)  # (B, T, H)
+            ctx = self.attn.context(x, lengths, attn_mask, fuse=True)  # (B, T, H)
             x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x))  # (B, T, H)
             h = fused.linear(x, self.ffn_in, gelu=True)  # (B, T, 4H)
             return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x))  # (B, T, H)
-        x = self.attn_norm(x + self.dropout(self.attn(x, lengths, attn_mask, backend)))  # (B, T, H)
+        x = self._add_norm(x, self.attn(x, lengths, attn_mask), self.attn_norm)  # (B, T, H)
         h = F.gelu(self.ffn_in(x))  # (B, T, 4H); exact erf GELU as in BERT/Mockingjay
-        return self.ffn_norm(x + self.dropout(self.ffn_out(h)))  # (B, T, H)
+        return self._add_norm(x, self.ffn_out(h), self.ffn_norm)  # (B, T, H)
 
-    def forward_packed(self, x: torch.Tensor, lens: list[int], backend: str = "auto") -> torch.Tensor:
+    def forward_packed(self, x: torch.Tensor, lens: list[int]) -> torch.Tensor:
         """Inference on utterances packed without padding: x (N, H), N = sum(lens) -> (N, H).
 
         Frame-wise parts (projections, FFN, LayerNorm) see only valid frames; attention runs per
@@ -87,8 +101,8 @@ class TransformerLayer(nn.Module):
         """
         if self.training:
             raise RuntimeError("forward_packed is an inference path; call eval() first")
-        fuse = fused.fusion_enabled(x, self.training)
-        ctx = self.attn.context_packed(x, lens, backend)  # (N, H)
+        fuse = fused.fusion_enabled(self.kernels, x, self.training)
+        ctx = self.attn.context_packed(x, lens, fuse)  # (N, H)
         x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x, fused=fuse))  # (N, H)
         h = fused.linear(x, self.ffn_in, gelu=True, fused=fuse)  # (N, 4H)
         return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x, fused=fuse))  # (N, H)

@@ -17,9 +17,9 @@ from torch import nn
 from ..audio import WaveformBatch
 from ..errors import ConfigError
 from ..features import FeatureConfig, FeatureExtractor, _from_dict
-from ..kernels import key_padding_mask
-from ..layers import SinusoidalPositions, TransformerLayer
+from ..kernels import choose, key_padding_mask
 from ..kernels.fused import cpu_inference
+from ..layers import SinusoidalPositions, TransformerLayer
 from .base import EncoderOutput, PretrainedModel
 
 
@@ -39,7 +39,7 @@ class MockingjayConfig:
     embedding_size: int | None = None  # ALBERT-style factorized input: input_dim -> E -> H; None = direct
     output_dim: int | None = None  # prediction-head target size; None = input_dim (80 log-mel, 201 linear)
     initializer_range: float = 0.02  # std of the normal init of linear weights
-    attention_backend: str = "auto"  # see audiorep.kernels.attention
+    attention_backend: str = "auto"  # see audiorep.kernels.attention; recorded when the model is built
 
     def __post_init__(self) -> None:
         for name in ("input_dim", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
@@ -117,9 +117,10 @@ class MockingjayModel(PretrainedModel):
         self.input_norm = nn.LayerNorm(H, eps=config.layer_norm_eps)
         self.input_dropout = nn.Dropout(config.dropout)
         n_distinct = 1 if config.share_layers else config.num_layers
+        self.kernels = choose(config.attention_backend)  # the layers record the same choice
         self.layers = nn.ModuleList(
             TransformerLayer(H, config.num_heads, config.intermediate_size, config.dropout,
-                             config.attn_dropout, config.layer_norm_eps)
+                             config.attn_dropout, config.layer_norm_eps, config.attention_backend)
             for _ in range(n_distinct)
         )
         self.apply(lambda m: init_weights(m, config.initializer_range))
@@ -163,12 +164,12 @@ class MockingjayModel(PretrainedModel):
         attn_lens = None if all_valid else lengths
         attn_mask = None if all_valid else key_padding_mask(lengths, T)  # built once for all layers
         x = self.embed(feats)  # (B, T, H)
-        if not all_valid and cpu_inference(x, self.training):
+        if not all_valid and self.kernels.cpu_fast_path and cpu_inference(x, self.training):
             return self._encode_packed(x, lengths, keep)
         hidden = [x]
         for i in range(self.config.num_layers):
             layer = self.layers[0 if self.config.share_layers else i]
-            x = layer(x, attn_lens, attn_mask, self.config.attention_backend)  # (B, T, H)
+            x = layer(x, attn_lens, attn_mask)  # (B, T, H)
             hidden.append(x)
         if not all_valid:
             hidden = [h * keep for h in hidden]
@@ -187,7 +188,7 @@ class MockingjayModel(PretrainedModel):
         hidden = [x * keep]
         for i in range(self.config.num_layers):
             layer = self.layers[0 if self.config.share_layers else i]
-            packed = layer.forward_packed(packed, lens, self.config.attention_backend)  # (N, H)
+            packed = layer.forward_packed(packed, lens)  # (N, H)
             hidden.append(x.new_zeros(B * T, H).index_copy_(0, rows, packed).view(B, T, H))  # (B, T, H)
         return EncoderOutput(hidden_states=tuple(hidden), last_hidden_state=hidden[-1], lengths=lengths)
 

@@ -2,25 +2,22 @@
 
 Either way a split becomes a :class:`FusionSplit`: transcripts, labels, per-utterance audio feature tensors
 (T, D) and optionally vision (T, D) and pre-extracted text features. Upstream features are computed once per
-(upstream, mode, layer, pooling, split) and cached on disk, so every seed and head reuses them.
+(upstream weights, mode, layer, pooling, split) and cached on disk (``audiorep.probe.cache``), so every seed
+and head reuses them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +36,10 @@ class FusionSplit:
         return len(self.labels)
 
     def with_audio_swapped(self, seed: int = 0) -> "FusionSplit":
-        """The same texts, labels and vision, each item with another item's audio (see ``derangement``)."""
-        from .metrics import derangement
+        """The same texts, labels and vision, each item with another item's audio (see ``swapped_audio``)."""
+        from .metrics import swapped_audio
 
-        src = derangement(len(self), seed)
-        return dataclasses.replace(self, audio=[self.audio[j] for j in src])
+        return dataclasses.replace(self, audio=swapped_audio(self.audio, seed))
 
     def batch(self, idx: Sequence[int]) -> dict[str, torch.Tensor | list | None]:
         """Pad the items ``idx``: audio (B, T, D) [or (K, B, T, D)] + lengths, vision likewise, labels (B,)."""
@@ -112,6 +108,7 @@ def corpus_splits(data: str, splits: Sequence[str], upstream: str = "logmel", mo
     """
     from ..audio import read_audio
     from ..data.corpus import get_corpus
+    from ..probe.cache import cache_file, feature_cache_key, load_features, save_features, utterance_ident
     from ..probe.featurizer import Featurizer, load_upstream
 
     if mode == "finetune":
@@ -130,27 +127,21 @@ def corpus_splits(data: str, splits: Sequence[str], upstream: str = "logmel", mo
         no_text = [u.id for u in utts if not u.text]
         if no_text:
             raise ConfigError(f"corpus {data!r} split {split!r}: utterance {no_text[0]!r} has no transcript")
-        key = hashlib.sha256(f"{upstream}|{mode}|{layer}|{audio_pool}|{data}|{split}|"
-                             f"{','.join(u.id for u in utts)}".encode()).hexdigest()[:16]
-        path = Path(cache) / f"{split}-{key}.pt" if cache else None
-        audio = None
-        if path is not None and path.is_file():
-            audio = torch.load(path, weights_only=True)
-        if audio is None:
-            audio = []
+        key = feature_cache_key(up, mode=mode, layer=feat.layer, audio_pool=audio_pool,
+                                utterances=utterance_ident(utts))
+        path = cache_file(cache, split, key) if cache else None
+        stored = load_features(path, [u.id for u in utts])
+        if stored is None:
+            stored = {}
             for u in utts:
                 wav, _ = read_audio(u.path, sample_rate=getattr(up, "sample_rate", 16000))
                 states, lens = feat.upstream_states(wav[None].to(device), torch.tensor([wav.shape[0]]))
                 T = int(lens[0])
                 x = torch.stack([s[0, :T].float().cpu() for s in states], 0)  # (K, T, H)
                 x = pool_time(x, audio_pool).half()
-                audio.append(x if x.shape[0] > 1 else x[0])
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                buf = io.BytesIO()
-                torch.save(audio, buf)
-                atomic_write_bytes(path, buf.getvalue())
+                stored[u.id] = x if x.shape[0] > 1 else x[0]  # (K, T, H) for a weighted sum, else (T, H)
+            save_features(path, stored)
         out[split] = FusionSplit(raw_text=[u.text for u in utts],
                                  labels=torch.tensor([float(u.labels[label_key]) for u in utts]),
-                                 audio=audio)
+                                 audio=[stored[u.id] for u in utts])
     return out, feat

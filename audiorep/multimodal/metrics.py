@@ -16,11 +16,13 @@ No scikit-learn: the weighted F1 is implemented here (and tested against hand-co
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 
 from ..errors import ConfigError
+
+T = TypeVar("T")
 
 # SIMS class edges (MMSA uses -1.01 / 1.01 as the outer edges so that -1 and 1 fall inside).
 _SIMS_EDGES = {
@@ -175,3 +177,11 @@ def derangement(n: int, seed: int = 0) -> list[int]:
     for i in range(n):
         out[order[i]] = order[(i + 1) % n]
     return out
+
+
+def swapped_audio(audio: Sequence[T], seed: int = 0) -> list[T]:
+    """The swapped-audio control: item ``i`` gets the audio of item ``derangement(n, seed)[i]`` (never its own).
+
+    ``audio`` is whatever holds each item's speech (feature tensors, (frames, states) pairs, ...); texts and
+    labels stay where they are, so scoring the result measures how much a model uses its audio."""
+    return [audio[j] for j in derangement(len(audio), seed)]

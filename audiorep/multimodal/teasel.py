@@ -37,8 +37,9 @@ from ..audio import WaveformBatch, batch_waveforms
 from ..errors import AudioError, CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
 from ..models.wav2vec2 import Wav2Vec2CNNFrontEnd
+from ..probe.featurizer import weighted_layer_sum
 
-IGNORE_INDEX = -100  # label value CrossEntropyLoss skips: every non-masked text position and the prefix
+from ..data.labels import IGNORE_INDEX  # CrossEntropyLoss skips it: every non-masked text position and the prefix
 
 # ---------------------------------------------------------------------------------------------------------------
 # config
@@ -246,8 +247,7 @@ class UpstreamFrontEnd(nn.Module):
         """(B, T, H) passes through; (B, L+1, T, H) -> the softmax-weighted sum (B, T, H)."""
         if self.layer_weights is None:
             return raw
-        w = torch.softmax(self.layer_weights, dim=0).to(raw.dtype)  # (L+1,)
-        return torch.einsum("l,blth->bth", w, raw)
+        return weighted_layer_sum(self.layer_weights, raw, dim=1)  # (B, L+1, T, H) -> (B, T, H)
 
 
 # ---------------------------------------------------------------------------------------------------------------

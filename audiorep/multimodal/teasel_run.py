@@ -7,6 +7,7 @@ results dict out, files under ``config.out_dir``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -20,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .metrics import derangement, is_better, regression_metrics
+from .metrics import is_better, regression_metrics, swapped_audio
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
+from ..train.checkpoint import seed_everything
 from .teasel import (
     LAAConfig,
     TeaselModel,
@@ -84,21 +86,18 @@ def attach_features(examples: Sequence[Example], cfg: TeaselRunConfig, front_end
                     batch_size: int = 8, cache_key: str | None = None) -> None:
     """Compute each utterance's frozen front-end output once (batched by length) and keep it on the example.
 
-    With ``cfg.feature_cache`` and a ``cache_key`` (identifying the front end's weights), outputs are also
-    stored as ``<feature_cache>/<cache_key>/<split>.safetensors`` and reused by later runs.
+    With ``cfg.feature_cache`` and a ``cache_key`` (:func:`front_end_key`), outputs are also stored under
+    ``feature_cache`` (``audiorep.probe.cache``) and reused by later runs.
     """
-    from safetensors.torch import load_file, save
-
     from ..audio import read_audio
+    from ..probe.cache import cache_file, load_features, save_features
 
-    cache_file = Path(cfg.feature_cache) / cache_key / f"{split}.safetensors" if cfg.feature_cache and cache_key \
-        else None
-    if cache_file is not None and cache_file.is_file():
-        stored = load_file(str(cache_file))
-        if all(e.id in stored for e in examples):
-            for e in examples:
-                e.raw = stored[e.id]
-            return
+    path = cache_file(cfg.feature_cache, split, cache_key) if cfg.feature_cache and cache_key else None
+    stored = load_features(path, [e.id for e in examples])
+    if stored is not None:
+        for e in examples:
+            e.raw = stored[e.id]
+        return
     utts = {u.id: u for u in _utterances(cfg, split)}
     sr = int(front_end.sample_rate)
     max_samples = int(cfg.max_audio_seconds * sr)
@@ -111,25 +110,15 @@ def attach_features(examples: Sequence[Example], cfg: TeaselRunConfig, front_end
         for j, i in enumerate(idx):
             r = raw[j, ..., : int(lens[j]), :].cpu().contiguous()
             examples[i].raw = r.half() if half else r
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(cache_file, save({e.id: e.raw for e in examples}))
+    save_features(path, {e.id: e.raw for e in examples})
 
 
-def front_end_key(cfg: TeaselRunConfig) -> str:
-    """Identifies the front end's weights (and the audio cut) for the feature cache."""
-    import hashlib
+def front_end_key(cfg: TeaselRunConfig, front_end: nn.Module) -> str:
+    """Names the frozen front end's outputs for the feature cache: its weights, layer choice and the audio cut."""
+    from ..probe.cache import feature_cache_key
 
-    ident = {"front_end": cfg.front_end, "max_audio_seconds": cfg.max_audio_seconds, "corpus": cfg.data}
-    if cfg.front_end == "wav2vec2":
-        ident.update(wav2vec2=cfg.wav2vec2, seed=None if cfg.wav2vec2 else FRONT_END_SEED, arch=cfg.wav2vec2_config)
-    else:
-        ident.update(upstream=cfg.upstream, pretrained=cfg.upstream_pretrained, layer=cfg.upstream_layer,
-                     seed=FRONT_END_SEED)
-        p = Path(cfg.upstream) / "model.safetensors"
-        if p.is_file():
-            ident["mtime"] = p.stat().st_mtime
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return feature_cache_key(front_end, front_end=cfg.front_end, layer=getattr(front_end, "layer", None),
+                             max_audio_seconds=cfg.max_audio_seconds, corpus=cfg.data)
 
 
 def collate(batch: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -180,15 +169,8 @@ def attach_trunk_states(model: TeaselModel, examples: Sequence[Example], cfg: Te
 def swap_audio(examples: Sequence[Example], seed: int = 0) -> list[Example]:
     """Copies of ``examples`` whose speech (frames or GRU states) comes from another example (a derangement).
     Scoring these measures how much a model uses the audio."""
-    import copy
-
-    src = derangement(len(examples), seed)
-    out = []
-    for i, e in enumerate(examples):
-        c = copy.copy(e)
-        c.raw, c.states = examples[src[i]].raw, examples[src[i]].states
-        out.append(c)
-    return out
+    speech = swapped_audio([(e.raw, e.states) for e in examples], seed)
+    return [dataclasses.replace(e, raw=raw, states=states) for e, (raw, states) in zip(examples, speech)]
 
 
 def batches(examples: Sequence[Example], batch_size: int, pad_id: int, shuffle: bool, rng: random.Random):
@@ -262,12 +244,6 @@ def make_optimizer(model: TeaselModel, lr: float, head_lr: float, weight_decay: 
     return torch.optim.AdamW([{"params": ps, "lr": r, "weight_decay": d} for (r, d), ps in groups.items()])
 
 
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -278,7 +254,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _prepare(cfg: TeaselRunConfig, splits: Sequence[str], need_label: bool):
     """LM, tokenizer, front end and per-split examples with cached features."""
-    _seed_all(cfg.seed)
+    seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     from ..data import get_corpus
@@ -291,10 +267,11 @@ def _prepare(cfg: TeaselRunConfig, splits: Sequence[str], need_label: bool):
         front_end.to(cfg.device)
     data = {}
     t0 = time.time()
+    key = front_end_key(cfg, front_end) if front_end is not None and cfg.feature_cache else None
     for split in splits:
         ex = load_examples(cfg, split, tok, need_label)
         if front_end is not None:
-            attach_features(ex, cfg, front_end, split, cache_key=front_end_key(cfg))
+            attach_features(ex, cfg, front_end, split, cache_key=key)
         data[split] = ex
     log.info("features for %s in %.1f s", list(splits), time.time() - t0)
     return tok, mlm_model, lm_dir, front_end, fe_label, data, time.time() - t0

@@ -41,6 +41,18 @@ def load_upstream(name_or_path: str | os.PathLike, device: str | torch.device | 
     return load(name_or_path, pretrained=pretrained, device=device)
 
 
+def weighted_layer_sum(logits: torch.Tensor, states: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """The s3prl-style weighted sum: ``softmax(logits)`` over the K hidden states stacked along ``dim``.
+
+    logits: (K,) one learnable weight per hidden state; states: e.g. (K, B, T, H) with ``dim=0`` or
+    (B, K, T, H) with ``dim=1`` -> the states' shape without ``dim``. The weights take the states' dtype.
+    """
+    w = torch.softmax(logits, dim=0).to(states.dtype)  # (K,)
+    shape = [1] * states.dim()
+    shape[dim] = -1
+    return (w.view(shape) * states).sum(dim)
+
+
 class Featurizer(nn.Module):
     """Hidden states of ``upstream`` -> ``(features (B, T, H), lengths (B,))``; see the module doc for modes.
 
@@ -126,9 +138,7 @@ class Featurizer(nn.Module):
         if self.weights is None:
             feats = states[0]  # (B, T, H)
         else:
-            w = torch.softmax(self.weights, dim=0)  # (K,)
-            stacked = torch.stack(states, dim=0)  # (K, B, T, H)
-            feats = (w[:, None, None, None] * stacked).sum(0)  # (B, T, H)
+            feats = weighted_layer_sum(self.weights, torch.stack(states, dim=0))  # (K, B, T, H) -> (B, T, H)
         if lengths is not None and self.layer_norm:
             # layer norm makes padded (zero) frames non-zero again; keep the padding contract
             keep = torch.arange(feats.shape[1], device=feats.device) < lengths[:, None].to(feats.device)  # (B, T)

@@ -8,12 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..audio import valid_mask
 from ..errors import ConfigError
-
-
-def valid_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """(B, T) bool, True on frames before each utterance's length."""
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def mean_pool(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

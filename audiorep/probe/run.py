@@ -18,7 +18,6 @@ parameter groups, the torchrun context and autocast).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -45,6 +44,7 @@ from ..train.distributed import DistContext, barrier, init_distributed, shutdown
 from ..train.metrics import MetricsLogger
 from ..train.optim import param_groups
 from ..train.trainer import autocast_context
+from .cache import cache_file, feature_cache_key, load_features, save_features, utterance_ident
 from .featurizer import MODES, Featurizer, load_upstream
 from .heads import build_head
 from ..multimodal.metrics import is_better
@@ -207,24 +207,6 @@ def _wave_batches(utts: list[Utterance], sample_rate: int, batch_size: int, shuf
     yield from loader
 
 
-def _cache_key(cfg: DownstreamConfig, utts: list[Utterance]) -> str:
-    """Changes when the upstream's weights or the split's utterances change."""
-    h = hashlib.sha1()
-    up = Path(cfg.upstream)
-    h.update(str(up.resolve() if up.exists() else cfg.upstream).encode())
-    if up.is_dir():
-        for f in sorted(up.iterdir()):
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    elif up.is_file():
-        st = up.stat()
-        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    for u in utts:
-        h.update(f"{u.id}:{u.path}:{u.num_samples}".encode())
-    return h.hexdigest()[:16]
-
-
 @torch.no_grad()
 def build_cache(featurizer: Featurizer, utts: list[Utterance], cfg: DownstreamConfig, device: torch.device,
                 desc: str) -> list[torch.Tensor]:
@@ -233,15 +215,13 @@ def build_cache(featurizer: Featurizer, utts: list[Utterance], cfg: DownstreamCo
     With ``cfg.cache_dir`` every hidden state is kept on disk (so the other frozen modes reuse the file)
     and only the needed ones in memory.
     """
-    from safetensors.torch import load_file, save
-
     disk = None
-    if cfg.cache_dir:
-        disk = Path(cfg.cache_dir) / f"{desc}-{_cache_key(cfg, utts)}.safetensors"
-        if disk.is_file():
-            stored = load_file(str(disk))
-            if all(u.id in stored for u in utts):
-                return [stored[u.id][featurizer.needed_states].contiguous() for u in utts]
+    if cfg.cache_dir:  # every hidden state is stored, so the key needs no mode or layer
+        key = feature_cache_key(featurizer.upstream, utterances=utterance_ident(utts))
+        disk = cache_file(cfg.cache_dir, desc, key)
+        stored = load_features(disk, [u.id for u in utts])
+        if stored is not None:
+            return [stored[u.id][featurizer.needed_states].contiguous() for u in utts]
     keep = list(range(featurizer.num_states)) if disk is not None else featurizer.needed_states
     sr = int(getattr(featurizer.upstream, "sample_rate", utts[0].sample_rate))
     out: dict[str, torch.Tensor] = {}
@@ -262,8 +242,7 @@ def build_cache(featurizer: Featurizer, utts: list[Utterance], cfg: DownstreamCo
     if bar is not None:
         bar.close()
     if disk is not None:
-        disk.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(disk, save(out))
+        save_features(disk, out)
         return [out[u.id][featurizer.needed_states].contiguous() for u in utts]
     return [out[u.id] for u in utts]
 

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from ..data.labels import IGNORE_INDEX, num_frames, read_frame_labels
 from ..data.manifest import Utterance
 from ..errors import ConfigError
-from .heads import HEADS, valid_mask
+from ..audio import valid_mask
+from .heads import HEADS
 from ..multimodal.metrics import regression_metrics
 
 TASKS = ("phone", "speaker", "sentiment")

@@ -14,13 +14,11 @@ import sys
 import pytest
 import torch
 
-# With CUDA the same tests run the compiled kernels on the GPU; without it, Triton's interpreter runs them
-# on CPU tensors. The variable must be set before anything imports triton.
-DEV = "cuda" if torch.cuda.is_available() else "cpu"
-if DEV == "cpu":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
 from audiorep.kernels import attention, attention_reference, dispatch
+
+# With CUDA the same tests run the compiled kernels on the GPU; without it, Triton's interpreter runs them on
+# CPU tensors (tests/conftest.py sets TRITON_INTERPRET=1 before collection).
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
 
 ta = pytest.importorskip("audiorep.kernels.triton_attention")
 needs_interpreter = pytest.mark.skipif(
@@ -243,18 +241,14 @@ def test_import_audiorep_does_not_import_triton():
 
 @needs_interpreter
 @pytest.mark.parametrize("share_layers", [False, True], ids=["mockingjay", "aalbert"])
-def test_encoder_hidden_states_agree_across_backends(share_layers):
-    from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
-
+def test_encoder_hidden_states_agree_across_backends(share_layers, tiny_model):
     torch.manual_seed(6)
     feats = torch.randn(3, 40, 80, device=DEV)  # (B, T, 80)
     lengths = torch.tensor([40, 1, 23], device=DEV)
     outs = {}
     for backend in ("reference", "sdpa", "triton"):
-        cfg = MockingjayConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2,
-                               share_layers=share_layers, attention_backend=backend)
         torch.manual_seed(7)  # same weights for every backend
-        model = MockingjayModel(cfg).to(DEV).eval()
+        model = tiny_model(share_layers=share_layers, attention_backend=backend).to(DEV).eval()
         with torch.no_grad():
             outs[backend] = model.encode(feats, lengths).hidden_states
     for backend in ("sdpa", "triton"):
@@ -263,17 +257,13 @@ def test_encoder_hidden_states_agree_across_backends(share_layers):
 
 
 @needs_interpreter
-def test_encoder_gradients_agree_triton_vs_sdpa():
-    from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
-
+def test_encoder_gradients_agree_triton_vs_sdpa(tiny_model):
     feats = torch.randn(2, 32, 80, device=DEV)
     lengths = torch.tensor([32, 11], device=DEV)
     grads = {}
     for backend in ("sdpa", "triton"):
-        cfg = MockingjayConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=1,
-                               dropout=0.0, attn_dropout=0.0, attention_backend=backend)
         torch.manual_seed(8)
-        model = MockingjayModel(cfg).to(DEV).train()
+        model = tiny_model(num_layers=1, dropout=0.0, attn_dropout=0.0, attention_backend=backend).to(DEV).train()
         model.encode(feats, lengths).last_hidden_state.square().sum().backward()
         grads[backend] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     for name, g in grads["sdpa"].items():

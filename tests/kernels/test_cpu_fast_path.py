@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiorep.features import FeatureConfig
-from audiorep.kernels import fused
+from audiorep.kernels import choose, fused, use_kernels
 from audiorep.models.mockingjay import MockingjayModel, mockingjay_config
 
 
@@ -29,7 +29,7 @@ def test_fused_linear_matches_eager(mode):
     res = torch.randn(3, 17, 48) if mode == "residual" else None
     with torch.inference_mode():
         want = fused.linear(x, layer, gelu=mode == "gelu", residual=res, fused=False)
-        got = fused.linear(x, layer, gelu=mode == "gelu", residual=res, fused=fused.fusion_enabled(x, False))
+        got = fused.linear(x, layer, gelu=mode == "gelu", residual=res, fused=fused.fusion_enabled(choose(), x, False))
         eager = layer(x)
         eager = F.gelu(eager) if mode == "gelu" else eager if res is None else eager + res
     assert torch.equal(want, eager)
@@ -42,19 +42,37 @@ def test_fast_path_only_without_autograd():
     with torch.no_grad():
         assert fused.cpu_inference(x, training=False)
         assert not fused.cpu_inference(x, training=True)
-        assert not fused.fusion_enabled(x.double(), training=False)
+        assert not fused.fusion_enabled(choose(), x.double(), training=False)
+        with use_kernels(cpu_fusion=False):
+            off = choose()
+        assert not off.cpu_fast_path and not fused.fusion_enabled(off, x, training=False)
+
+
+def test_switches_are_read_once_and_recorded_at_construction(monkeypatch):
+    from audiorep.kernels import KernelConfig, kernel_config
+
+    cfg = KernelConfig.from_env({"AUDIOREP_ATTENTION": "reference", "AUDIOREP_CPU_FUSION": "0",
+                                 "AUDIOREP_FUSED_OPS": "torch"})
+    assert (cfg.attention, cfg.cpu_fusion, cfg.layer_norm) == ("reference", False, "torch")
+    with use_kernels(attention="reference"):
+        model = tiny_model()
+    monkeypatch.setenv("AUDIOREP_ATTENTION", "triton")  # read once already: no effect on anything
+    assert {layer.kernels.attention for layer in model.layers} == {"reference"}
+    assert tiny_model().layers[0].kernels.attention == kernel_config().attention  # the block restored it
+    assert tiny_model(attention_backend="sdpa").layers[0].kernels.attention == "sdpa"
 
 
 @pytest.mark.parametrize("share", [False, True])
-def test_model_fast_path_matches_eager_and_is_batch_invariant(monkeypatch, share):
+def test_model_fast_path_matches_eager_and_is_batch_invariant(share):
     model = tiny_model(share_layers=share)
+    with use_kernels(cpu_fusion=False):  # the switch is recorded at construction: same weights, plain path
+        plain = tiny_model(share_layers=share)
     g = torch.Generator().manual_seed(1)
     wavs = [0.1 * torch.randn(n, generator=g) for n in (4000, 2500, 800, 3999)]  # mixed: packed path
     with torch.inference_mode():
         fast = model(wavs)
         alone = [model([w]) for w in wavs]
-        monkeypatch.setenv("AUDIOREP_CPU_FUSION", "0")
-        slow = model(wavs)
+        slow = plain(wavs)
     T = fast.last_hidden_state.shape[1]
     keep = (torch.arange(T) < fast.lengths[:, None])[..., None]  # (B, T, 1)
     assert torch.equal(fast.lengths, slow.lengths)

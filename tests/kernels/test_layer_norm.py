@@ -7,11 +7,9 @@ import os
 import pytest
 import torch
 
-DEV = "cuda" if torch.cuda.is_available() else "cpu"
-if DEV == "cpu":
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
+from audiorep.kernels import add_layer_norm, add_layer_norm_reference, resolve_ln_backend, use_kernels
 
-from audiorep.kernels import add_layer_norm, add_layer_norm_reference, resolve_ln_backend  # noqa: E402
+DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: TRITON_INTERPRET=1 from tests/conftest.py
 
 tln = pytest.importorskip("audiorep.kernels.triton_layer_norm")
 pytestmark = pytest.mark.skipif(DEV == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
@@ -81,3 +79,28 @@ def test_opcheck_and_dispatch():
     torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="backend must be one of"):
         add_layer_norm(x, y, w, b, 1e-5, backend="apex")
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+def test_encoder_post_ln_steps_through_triton_match_the_reference(train, tiny_model):
+    """The transformer's residual + LayerNorm steps run on the fused kernel when the switch says so."""
+    feats = torch.randn(2, 24, 80, device=DEV)  # (B, T, 80)
+    lengths = torch.tensor([24, 9], device=DEV)
+    got = {}
+    for backend in ("torch", "triton"):
+        with use_kernels(layer_norm=backend):
+            torch.manual_seed(9)  # same weights for both
+            model = tiny_model(dropout=0.0, attn_dropout=0.0, attention_backend="sdpa")
+        assert model.layers[0].kernels.layer_norm == backend
+        model.to(DEV).train(train)
+        with torch.set_grad_enabled(train):
+            hidden = model.encode(feats, lengths).hidden_states
+        grads = {}
+        if train:
+            hidden[-1].square().sum().backward()
+            grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        got[backend] = ([h.detach() for h in hidden], grads)
+    for layer, (a, r) in enumerate(zip(got["triton"][0], got["torch"][0])):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5, msg=f"layer {layer}")
+    for name, g in got["torch"][1].items():
+        torch.testing.assert_close(got["triton"][1][name], g, rtol=1e-4, atol=1e-4, msg=name)

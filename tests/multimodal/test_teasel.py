@@ -147,15 +147,11 @@ def test_pretraining_gradients_only_reach_laa():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_upstream_front_end_layer_weights_train_upstream_does_not():
+def test_upstream_front_end_layer_weights_train_upstream_does_not(tiny_model):
     import audiorep
-    from audiorep.models import mockingjay_config
 
     torch.manual_seed(0)
-    from audiorep.models import MockingjayModel
-
-    up = MockingjayModel(mockingjay_config(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-                                           share_layers=True))
+    up = tiny_model(share_layers=True)
     fe = UpstreamFrontEnd(up, layer=None)
     mlm = tiny_lm()
     model = TeaselModel(mlm.roberta, fe, None, lm_head=mlm.lm_head)

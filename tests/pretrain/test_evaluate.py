@@ -7,7 +7,6 @@ import soundfile as sf
 import torch
 
 from audiorep.features import FeatureConfig
-from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
 from audiorep.pretrain.evaluate import interpolate_hidden, reconstruction_report
 from audiorep.pretrain.masking import MaskingConfig
 from audiorep.pretrain.model import MaskedAcousticModel
@@ -24,7 +23,7 @@ def test_interpolation_fills_hidden_frames_between_visible_neighbours():
     assert interpolate_hidden(feats, torch.ones(1, 6, dtype=torch.bool), valid)[0, :5].abs().sum() == 0
 
 
-def test_report_scores_model_zero_and_interpolation_on_the_same_hidden_frames(tmp_path):
+def test_report_scores_model_zero_and_interpolation_on_the_same_hidden_frames(tmp_path, tiny_model):
     paths, ids = [], []
     for i in range(3):
         n = int(16000 * (0.6 + 0.2 * i))
@@ -33,8 +32,7 @@ def test_report_scores_model_zero_and_interpolation_on_the_same_hidden_frames(tm
         paths.append(str(tmp_path / f"u{i}.wav"))
         ids.append(f"u{i}")
     torch.manual_seed(0)
-    enc = MockingjayModel(MockingjayConfig(hidden_size=32, num_heads=2, intermediate_size=64, num_layers=2),
-                          FeatureConfig())
+    enc = tiny_model()  # default FeatureConfig
     model = MaskedAcousticModel(enc, MaskingConfig(zero_prob=0.0, random_prob=0.0)).train()
     rep = reconstruction_report(model, paths, ids, model.masking, batch_size=2)
     again = reconstruction_report(model, paths, ids, model.masking, batch_size=3)

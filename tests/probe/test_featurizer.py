@@ -7,12 +7,6 @@ import torch
 
 from audiorep.probe import Featurizer, LogMelUpstream, build_head, mean_pool, plot_layer_weights
 from audiorep.errors import ConfigError
-from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
-
-
-def tiny_upstream(share: bool = False) -> MockingjayModel:
-    cfg = MockingjayConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, share_layers=share)
-    return MockingjayModel(cfg)
 
 
 def wav_batch(B: int = 2, S: int = 4000):
@@ -38,8 +32,8 @@ def _one_step(feat: Featurizer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("mode,layer", [("weighted-sum", None), ("last", None), ("layer", 1)])
-def test_frozen_modes_leave_upstream_untouched(mode, layer):
-    up = tiny_upstream()
+def test_frozen_modes_leave_upstream_untouched(mode, layer, tiny_model):
+    up = tiny_model()
     feat = Featurizer(up, mode=mode, layer=layer)
     before = _one_step(feat)
     assert not up.training  # eval mode even after feat.train(): no dropout in a frozen upstream
@@ -51,16 +45,16 @@ def test_frozen_modes_leave_upstream_untouched(mode, layer):
         assert feat.weights.grad is not None and feat.weights.grad.abs().sum() > 0
 
 
-def test_weighted_sum_output_has_no_graph_into_upstream():
-    up = tiny_upstream()
+def test_weighted_sum_output_has_no_graph_into_upstream(tiny_model):
+    up = tiny_model()
     feat = Featurizer(up, mode="weighted-sum")
     states, _ = feat.upstream_states(*wav_batch())
     assert all(not s.requires_grad for s in states)
 
 
 @pytest.mark.parametrize("layer", [None, -1])
-def test_finetune_changes_upstream(layer):
-    up = tiny_upstream()
+def test_finetune_changes_upstream(layer, tiny_model):
+    up = tiny_model()
     feat = Featurizer(up, mode="finetune", layer=layer)
     before = _one_step(feat)
     assert up.training
@@ -69,8 +63,8 @@ def test_finetune_changes_upstream(layer):
     assert all(p.requires_grad for p in up.parameters())
 
 
-def test_zero_init_weighted_sum_is_mean_of_hidden_states():
-    up = tiny_upstream().eval()
+def test_zero_init_weighted_sum_is_mean_of_hidden_states(tiny_model):
+    up = tiny_model().eval()
     feat = Featurizer(up, mode="weighted-sum")
     wavs, lens = wav_batch()
     x, lengths = feat(wavs, lens)
@@ -83,8 +77,8 @@ def test_zero_init_weighted_sum_is_mean_of_hidden_states():
     assert torch.equal(lengths, torch.tensor([4000 // 160 + 1, 3000 // 160 + 1]))
 
 
-def test_layer_and_last_pick_one_state_and_layer_norm_keeps_padding_zero():
-    up = tiny_upstream().eval()
+def test_layer_and_last_pick_one_state_and_layer_norm_keeps_padding_zero(tiny_model):
+    up = tiny_model().eval()
     wavs, lens = wav_batch()
     with torch.no_grad():
         hs = up(wavs, lens).hidden_states
@@ -98,8 +92,8 @@ def test_layer_and_last_pick_one_state_and_layer_norm_keeps_padding_zero():
     assert x_ln[0].mean(-1).abs().max() < 1e-4  # each layer normalised over H, and so is their mean
 
 
-def test_combine_on_cached_states_matches_forward():
-    up = tiny_upstream().eval()
+def test_combine_on_cached_states_matches_forward(tiny_model):
+    up = tiny_model().eval()
     feat = Featurizer(up, mode="weighted-sum")
     with torch.no_grad():
         feat.weights.copy_(torch.tensor([0.3, -1.0, 2.0]))
@@ -119,8 +113,8 @@ def test_logmel_baseline_is_the_front_end():
     assert list(up.parameters()) == []
 
 
-def test_bad_featurizer_arguments():
-    up = tiny_upstream()
+def test_bad_featurizer_arguments(tiny_model):
+    up = tiny_model()
     with pytest.raises(ConfigError, match="mode must be one of"):
         Featurizer(up, mode="sum")
     with pytest.raises(ConfigError, match="needs layer"):

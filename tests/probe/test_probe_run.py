@@ -17,7 +17,6 @@ from audiorep.probe.run import check_upstream
 from audiorep.probe.tasks import build_task
 from audiorep.errors import ConfigError
 from audiorep.features import FeatureConfig
-from audiorep.models.mockingjay import MockingjayConfig, MockingjayModel
 
 SR = 16000
 HOP = 160
@@ -66,10 +65,6 @@ def corpus_dir(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("ds_corpus"))
 
 
-def tiny_upstream() -> MockingjayModel:
-    return MockingjayModel(MockingjayConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64))
-
-
 def cfg(tmp_path, corpus_dir, **kw) -> DownstreamConfig:
     base = dict(data=str(corpus_dir), out_dir=str(tmp_path / "run"), epochs=3, patience=3, batch_size=4,
                 progress=False, lr=3e-2)
@@ -111,15 +106,15 @@ def test_phone_probe_on_logmel_learns_and_writes_outputs(tmp_path, corpus_dir):
     assert len(res.history) == res.epochs_run == 4
 
 
-def test_speaker_weighted_sum_and_frame_head(tmp_path, corpus_dir):
-    up = tiny_upstream()
+def test_speaker_weighted_sum_and_frame_head(tmp_path, corpus_dir, tiny_model):
+    up = tiny_model()
     before = {k: v.clone() for k, v in up.state_dict().items()}
     res = run_downstream(cfg(tmp_path, corpus_dir, task="speaker", upstream="tiny"), upstream=up)
     assert set(res.test) >= {"acc", "loss"} and len(res.layer_weights) == 3
     assert abs(sum(res.layer_weights) - 1) < 1e-5
     assert all(torch.equal(v, up.state_dict()[k]) for k, v in before.items())  # frozen upstream untouched
     res2 = run_downstream(cfg(tmp_path, corpus_dir, task="speaker", head="frame-linear", mode="last",
-                              out_dir=str(tmp_path / "frame")), upstream=tiny_upstream())
+                              out_dir=str(tmp_path / "frame")), upstream=tiny_model())
     assert {"frame_acc", "vote_acc"} <= set(res2.test)
 
 
@@ -128,8 +123,8 @@ def test_sentiment_regression_reports_mmsa_metrics(tmp_path, corpus_dir):
     assert {"Has0_acc_2", "Non0_F1", "Mult_acc_7", "MAE", "Corr"} <= set(res.test)
 
 
-def test_finetune_without_cache_trains_upstream(tmp_path, corpus_dir):
-    up = tiny_upstream()
+def test_finetune_without_cache_trains_upstream(tmp_path, corpus_dir, tiny_model):
+    up = tiny_model()
     before = [p.detach().clone() for p in up.parameters()]
     res = run_downstream(cfg(tmp_path, corpus_dir, task="phone", upstream="tiny", mode="finetune", epochs=1,
                              max_utts=4), upstream=up)
@@ -231,10 +226,10 @@ def test_cli_prints_test_metrics(tmp_path, corpus_dir, capsys):
     assert "needs layer" in capsys.readouterr().err
 
 
-def test_probe_table_on_tiny_models(tmp_path, corpus_dir):
+def test_probe_table_on_tiny_models(tmp_path, corpus_dir, tiny_model):
     from audiorep.probe.table import probe_table
 
-    model_dir = tiny_upstream().save_pretrained(tmp_path / "tinyjay" / "final")
+    model_dir = tiny_model().save_pretrained(tmp_path / "tinyjay" / "final")
     table = probe_table({"Tiny": str(model_dir)}, modes=["weighted-sum", "last"], tasks=["speaker", "phone"],
                         data=str(corpus_dir), out_dir=tmp_path / "probe", epochs=1, progress=False,
                         keep_cache=True)
@@ -275,14 +270,14 @@ def test_bundled_corpus_labels_line_up_with_upstream_frames():
     check_upstream(task, feat, {"dev": splits["dev"][:1]}, torch.device("cpu"))
 
 
-def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, result_dir: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, result_dir: str, tiny_model) -> None:
     import os
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank))
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    up = tiny_upstream()
+    up = tiny_model()
     res = run_downstream(DownstreamConfig(task="speaker", upstream="tiny", mode="finetune", data=corpus, out_dir=out,
                                           epochs=1, batch_size=2, progress=False, device="cpu"), upstream=up)
     flat = torch.cat([p.detach().reshape(-1) for p in up.parameters()])
@@ -290,7 +285,7 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str, result_
 
 
 @pytest.mark.slow
-def test_finetune_under_two_process_ddp(tmp_path, corpus_dir):
+def test_finetune_under_two_process_ddp(tmp_path, corpus_dir, tiny_model):
     """torchrun-style world of 2 (gloo): ranks train on different batches but stay identical (DDP averages
     gradients), agree on the test metrics, and only rank 0 writes the run folder."""
     import socket
@@ -300,7 +295,8 @@ def test_finetune_under_two_process_ddp(tmp_path, corpus_dir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(corpus_dir), str(tmp_path / "run"), str(tmp_path)), nprocs=2)
+    mp.spawn(_ddp_worker, args=(2, port, str(corpus_dir), str(tmp_path / "run"), str(tmp_path), tiny_model),
+             nprocs=2)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["test"] == r1["test"]
     torch.testing.assert_close(r0["params"], r1["params"])

@@ -1,0 +1,73 @@
+"""The one frozen-feature cache: a frozen upstream's per-utterance outputs on disk, keyed by what produced them.
+
+The probe runs, the fusion heads' data and TEASEL all run a frozen upstream once per utterance and reuse the
+outputs across runs. A file's key hashes the upstream's weights (every tensor of its state dict), its feature
+config, and whatever else the caller says shaped the outputs (layer, mode, pooling, the utterances), so
+retrained or swapped weights never meet stale features. Files are safetensors dicts ``{utterance id:
+tensor}``, written atomically (a crash leaves the old file or the new one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from ..fileio import atomic_write_bytes
+
+
+def weights_hash(module: nn.Module) -> str:
+    """sha256 over every state-dict entry's name, dtype, shape and bytes: changes when any one weight does."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: any dtype, bf16 too
+    return h.hexdigest()
+
+
+def feature_cache_key(upstream: nn.Module, **ident: Any) -> str:
+    """16 hex digits naming the outputs of ``upstream``: its weights, its feature config and ``ident``
+    (layer, mode, pooling, corpus, utterances, ...: anything else that changes what is cached)."""
+    fc = getattr(upstream, "feature_config", None)
+    desc = {"weights": weights_hash(upstream), "features": fc.to_dict() if hasattr(fc, "to_dict") else fc,
+            "class": type(upstream).__name__, **ident}
+    return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def utterance_ident(utts: Iterable[Any]) -> str:
+    """A short hash of a split's utterances (id, path, length) for :func:`feature_cache_key`."""
+    h = hashlib.sha256()
+    for u in utts:
+        h.update(f"{u.id}:{u.path}:{u.num_samples}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_file(folder: str | os.PathLike, name: str, key: str) -> Path:
+    """Where the features ``name`` (a split, say) with ``key`` live under ``folder``."""
+    return Path(folder) / f"{name}-{key}.safetensors"
+
+
+def load_features(path: str | os.PathLike | None, ids: Iterable[str]) -> dict[str, torch.Tensor] | None:
+    """The stored ``{id: tensor}`` when ``path`` holds every id in ``ids``; None when it is absent or short."""
+    if path is None or not Path(path).is_file():
+        return None
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    return stored if all(i in stored for i in ids) else None
+
+
+def save_features(path: str | os.PathLike | None, features: Mapping[str, torch.Tensor]) -> None:
+    """Write ``{id: tensor}`` to ``path`` atomically (no-op for ``path=None``, a memory-only cache)."""
+    if path is None:
+        return
+    from safetensors.torch import save
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(path), save({k: v.contiguous() for k, v in features.items()}))
