@@ -1,5 +1,4 @@
 import http.server
-import io
 import threading
 import time
 

@@ -23,13 +23,13 @@ from torch import nn
 
 from .metrics import is_better, regression_metrics, swapped_audio
 from ..errors import ConfigError
+from ..models.wav2vec2 import Wav2Vec2CNNFrontEnd
 from ..fileio import atomic_write_bytes
 from ..train.checkpoint import seed_everything
 from .teasel import (
     LAAConfig,
     TeaselModel,
     UpstreamFrontEnd,
-    Wav2Vec2CNNFrontEnd,
     count_parameters,
     load_laa,
     mask_tokens,

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from audiorep.errors import CheckpointError, ConfigError
+from audiorep.models.wav2vec2 import Wav2Vec2CNNFrontEnd
 from audiorep.multimodal.teasel import (
     IGNORE_INDEX,
     LAA,
     LAAConfig,
     TeaselModel,
     UpstreamFrontEnd,
-    Wav2Vec2CNNFrontEnd,
     count_parameters,
     load_laa,
     mask_tokens,

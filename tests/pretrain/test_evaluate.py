@@ -6,7 +6,6 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from audiorep.features import FeatureConfig
 from audiorep.pretrain.evaluate import interpolate_hidden, reconstruction_report
 from audiorep.pretrain.masking import MaskingConfig
 from audiorep.pretrain.model import MaskedAcousticModel
