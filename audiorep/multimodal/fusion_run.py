@@ -1,13 +1,12 @@
 """Train / evaluate the fusion heads: :func:`run` (one head, several seeds, mean ± std) and :func:`train_one`.
 
-Early stopping on a dev metric (``select_metric``, MAE by default); the best dev weights are evaluated on
-test once. Metrics come from :mod:`audiorep.multimodal.metrics` (MMSA's definitions); nothing is
-re-implemented here.
+The loop is :class:`audiorep.train.Trainer` with :class:`FusionTask`: early stopping on a dev metric
+(``select_metric``, MAE by default); the best dev weights are evaluated on test once. Metrics come from
+:mod:`audiorep.multimodal.metrics` (MMSA's definitions); nothing is re-implemented here.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -19,12 +18,16 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..config import load
-from .metrics import check_select_metric, is_better, regression_metrics
-from .common import FusionHead, TextEncoder
+from ..train.distributed import DistContext
+from ..train.optim import OptimConfig, build_optimizer
+from ..train.trainer import TrainConfig, Trainer
+from .metrics import check_select_metric, regression_metrics
+from .common import FusionHead, FusionOutput, TextEncoder
 from .data import FusionSplit
 
 log = logging.getLogger(__name__)
@@ -165,11 +168,68 @@ def epoch_batches(order: list[int], batch_size: int) -> list[list[int]]:
     return batches
 
 
+class FusionModel(nn.Module):
+    """A fusion head plus, for weighted-sum audio, the layer weights trained with it: one module, so the best
+    dev weights are one state dict. The featurizer itself (the frozen upstream) is not a submodule."""
+
+    def __init__(self, head: FusionHead, featurizer=None, layer_weights: nn.Parameter | None = None):
+        super().__init__()
+        self.head = head
+        self.__dict__["featurizer"] = featurizer  # kept out of parameters, state dicts and train()/eval()
+        self.layer_weights = layer_weights
+
+    def forward(self, b: dict, device) -> FusionOutput:
+        return _forward(self.head, b, self.featurizer, device, True)
+
+
+class FusionTask:
+    """A fusion head as a :class:`~audiorep.train.Trainer` task: shuffled index batches of the training split
+    (a seeded generator, one permutation per epoch) -> the head's total loss; dev -> MMSA metrics."""
+
+    def __init__(self, model: FusionModel, splits: dict[str, FusionSplit], cfg: FusionConfig, seed: int,
+                 groups: list[dict], device: torch.device, train: str = "train", dev: str = "dev"):
+        self.model, self.splits, self.cfg, self.seed, self.device = model, splits, cfg, seed, device
+        self.train, self.dev = train, dev
+        self.groups = groups
+        self.name = f"fusion {cfg.head}"  # progress bar and logs
+        self.log_metrics = ["MAE", "Corr"]  # dev columns of metrics.csv
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def steps_per_epoch(self) -> int:
+        return len(epoch_batches(list(range(len(self.splits[self.train]))), self.cfg.batch_size))
+
+    def train_batches(self, epoch: int, rank: int, world: int):
+        tr = self.splits[self.train]
+        for idx in epoch_batches(torch.randperm(len(tr), generator=self.generator).tolist(), self.cfg.batch_size):
+            yield tr.batch(idx)
+
+    def parameters(self) -> list[nn.Parameter]:
+        # clipped in group order (head, text encoder, layer weights): the global norm sums them in this order
+        return [p for grp in self.groups for p in grp["params"]]
+
+    def prepare(self, b: dict, step: int, device: torch.device):
+        return b, 1.0, len(b["labels"])  # the head's loss is a batch mean: one count per batch
+
+    def forward(self, runner: nn.Module, b: dict) -> tuple[torch.Tensor, FusionOutput]:
+        out = runner(b, self.device)
+        return out.losses["total"], out
+
+    def after_step(self, outputs: list[FusionOutput], batches: list[dict], epoch: int) -> None:
+        for out, b in zip(outputs, batches):  # epoch: finished epochs, so + 1 is the current one (1-based)
+            self.model.head.on_train_batch_end(out, b["labels"].to(self.device), b["index"].to(self.device), epoch + 1)
+
+    def evaluate(self) -> dict[str, float]:
+        dm = evaluate(self.model.head, self.splits[self.dev], self.model.featurizer, device=self.device,
+                      family=self.cfg.metrics)
+        log.info("seed %d dev MAE %.4f Corr %.4f", self.seed, dm["MAE"], dm["Corr"])
+        return dm
+
+
 def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConfig, seed: int, featurizer=None,
               dev: str = "dev", test: str = "test", train: str = "train") -> dict[str, Any]:
-    """Train with early stopping on ``cfg.select_metric`` of dev. Returns {"dev": best dev metrics,
-    "test": test metrics at that epoch, "test_audio_swapped": the same with each test item given another's
-    audio, "best_epoch", "epochs_run", "seconds"}."""
+    """Train with early stopping on ``cfg.select_metric`` of dev (the shared Trainer). Returns {"dev": best dev
+    metrics, "test": test metrics at that epoch, "test_audio_swapped": the same with each test item given
+    another's audio, "best_epoch", "epochs_run", "seconds"}."""
     device = torch.device(cfg.device)
     model.to(device)
     tr = splits[train]
@@ -185,49 +245,26 @@ def train_one(model: FusionHead, splits: dict[str, FusionSplit], cfg: FusionConf
         fw.data.zero_()
         fw.requires_grad_(True)
         groups.append({"params": [fw], "lr": cfg.lr})
-    opt = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-    sched = None
-    if cfg.lr_schedule == "cosine":
-        from transformers import get_cosine_schedule_with_warmup
-
-        total = cfg.epochs * len(epoch_batches(list(range(len(tr))), cfg.batch_size))
-        sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-    g = torch.Generator().manual_seed(seed)
-    best, best_state, best_epoch, bad, t0 = None, None, 0, 0, time.time()
-    epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        for idx in epoch_batches(torch.randperm(len(tr), generator=g).tolist(), cfg.batch_size):
-            b = tr.batch(idx)
-            out = _forward(model, b, featurizer, device, True)
-            opt.zero_grad(set_to_none=True)
-            out.losses["total"].backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for grp in groups for p in grp["params"]], cfg.grad_clip)
-            opt.step()
-            if sched is not None:
-                sched.step()
-            model.on_train_batch_end(out, b["labels"].to(device), b["index"].to(device), epoch)
-        dm = evaluate(model, splits[dev], featurizer, device=device, family=cfg.metrics)
-        log.info("seed %d epoch %d dev MAE %.4f Corr %.4f", seed, epoch, dm["MAE"], dm["Corr"])
-        key = cfg.select_metric
-        if is_better(key, dm[key], None if best is None else best[key]):
-            best, best_epoch, bad = dm, epoch, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            best_fw = fw.detach().clone() if fw is not None else None
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-        if fw is not None:
-            fw.data.copy_(best_fw)
+    t0 = time.time()
+    # MMSA trains these heads with torch.optim.Adam (L2 decay) at constant rates; cosine is the TEASEL schedule
+    optim = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, algorithm="adam", schedule=cfg.lr_schedule,
+                        warmup_ratio=cfg.warmup_ratio if cfg.lr_schedule == "cosine" else 0.0,
+                        grad_clip=cfg.grad_clip)
+    run_cfg = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, select_metric=cfg.select_metric, seed=seed,
+                          precision="fp32", device=cfg.device, progress=False)
+    wrapped = FusionModel(model, featurizer, fw)
+    task = FusionTask(wrapped, splits, cfg, seed, groups, device, train=train, dev=dev)
+    trainer = Trainer(wrapped, task, None, run_cfg, optim, None, DistContext(device=device),
+                      optimizer=build_optimizer(None, optim, groups))
+    trainer.fit()
+    best = None
+    if trainer.best_state is not None:
+        best = trainer.load_best()["dev"]
     tm = evaluate(model, splits[test], featurizer, device=device, family=cfg.metrics)
     # the control: test texts with other utterances' audio; the same figures mean the head ignores the audio
     swapped = evaluate(model, splits[test].with_audio_swapped(), featurizer, device=device, family=cfg.metrics)
-    return {"dev": best, "test": tm, "test_audio_swapped": swapped, "best_epoch": best_epoch, "epochs_run": epoch,
-            "seconds": round(time.time() - t0, 1)}
+    return {"dev": best, "test": tm, "test_audio_swapped": swapped, "best_epoch": trainer.selection.best_epoch,
+            "epochs_run": trainer.epoch, "seconds": round(time.time() - t0, 1)}
 
 
 def _text_side(cfg: FusionConfig, train_texts: list[str], text_dim: int | None) -> TextEncoder:

@@ -1,5 +1,8 @@
 """The language model side: load a local RoBERTa folder, or train (and cache) a small one offline.
 
+:func:`train_small_lm` / :func:`cached_small_lm` are the one builder of the small text LMs: the RoBERTa masked
+LM (TEASEL, the fusion heads' text encoder) and the GPT-2 next-token LM (DeepMLF's decoder).
+
 No model hub is reachable, so the default path trains a byte-level BPE tokenizer (``tokenizers``) and a small
 RoBERTa masked LM on the corpus's training transcripts, and caches both under
 ``$AUDIOREP_HOME/teasel/lm-<hash>`` (the hash covers the transcripts and the LM settings, so a changed corpus
@@ -8,6 +11,7 @@ or config gets its own LM). ``text_model=PATH`` (``--text-model``) takes a real 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -21,6 +25,7 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_directory
 from .teasel_config import SmallLMConfig
+from .text import SmallGPT2Config
 
 log = logging.getLogger(__name__)
 
@@ -63,65 +68,149 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: str | os.Pat
     return tok
 
 
-def _cache_key(texts: Sequence[str], cfg: SmallLMConfig) -> str:
-    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+def _cache_key(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config) -> str:
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode())
     for t in texts:
         h.update(t.encode() + b"\n")
     return h.hexdigest()[:12]
 
 
-def train_small_lm(texts: Sequence[str], cfg: SmallLMConfig, out_dir: str | os.PathLike, device: str = "cpu"):
-    """Train tokenizer + small RoBERTa MLM on ``texts``; writes a loadable folder atomically (temp + rename)."""
-    from transformers import RobertaConfig, RobertaForMaskedLM
+class SmallLMTask:
+    """Small-LM training as a :class:`~audiorep.train.Trainer` task: a seeded permutation of the tokenised
+    transcripts per epoch, each batch cut to its longest row; masked-LM (RoBERTa, BERT masking drawn from the
+    same generator right after the permutation) or next-token (GPT-2, padding ignored) loss."""
 
-    from .teasel import mask_tokens
+    def __init__(self, ids: torch.Tensor, am: torch.Tensor, batch_size: int, seed: int, tok=None,
+                 mlm: bool = True):
+        self.ids, self.am, self.batch_size, self.tok, self.mlm = ids, am, batch_size, tok, mlm  # (N, L), (N, L)
+        self.name = "small LM (masked)" if mlm else "small LM (next token)"  # progress bar and logs
+        self.generator = torch.Generator().manual_seed(seed)
 
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.ids) / self.batch_size)
+
+    def train_batches(self, epoch: int, rank: int, world: int):
+        from .teasel import mask_tokens
+
+        perm = torch.randperm(len(self.ids), generator=self.generator)
+        for i in range(0, len(self.ids), self.batch_size):
+            b = perm[i : i + self.batch_size]
+            width = int(self.am[b].sum(1).max())
+            ids, am = self.ids[b, :width], self.am[b, :width]  # (B, W)
+            if self.mlm:
+                x, labels = mask_tokens(ids, am, self.tok.all_special_ids, self.tok.mask_token_id, len(self.tok), 0.15,
+                                        self.generator)
+            else:
+                x, labels = ids, ids.masked_fill(am == 0, -100)
+            yield {"input_ids": x, "attention_mask": am, "labels": labels}
+
+    def prepare(self, batch: dict, step: int, device: torch.device):
+        # the LM's loss is a token mean per batch: one count per batch
+        return {k: v.to(device) for k, v in batch.items()}, 1.0, batch["input_ids"].numel()
+
+    def forward(self, runner, batch: dict) -> tuple[torch.Tensor, None]:
+        return runner(**batch).loss, None
+
+
+def train_small_lm(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config, out_dir: str | os.PathLike,
+                   device: str = "cpu") -> Path:
+    """Tokenizer + small LM trained on ``texts`` -> a loadable folder, written atomically (temp + rename).
+
+    ``SmallLMConfig``: byte-level BPE + RoBERTa, masked LM, cosine schedule (6 % warm-up). ``SmallGPT2Config``:
+    byte-level BPE + GPT-2, next-token loss at a constant rate. Both AdamW (decay 0.01 on every parameter),
+    clipped at 1.0, on the shared Trainer.
+    """
+    from ..train.distributed import DistContext
+    from ..train.optim import OptimConfig, build_optimizer
+    from ..train.trainer import TrainConfig, Trainer
+
+    if not texts:
+        raise ConfigError("train_small_lm: no transcripts to train on")
+    mlm = not isinstance(cfg, SmallGPT2Config)
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         torch.manual_seed(cfg.seed)
-        tok = train_tokenizer(texts, cfg.vocab_size, tmp)
-        rc = RobertaConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-                           num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
-                           max_position_embeddings=cfg.max_positions, pad_token_id=tok.pad_token_id,
-                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, type_vocab_size=1)
-        model = RobertaForMaskedLM(rc).to(device).train()
-        enc = tok(list(texts), truncation=True, max_length=cfg.max_positions - 2, padding=True, return_tensors="pt")
-        ids, am = enc["input_ids"], enc["attention_mask"]
-        g = torch.Generator().manual_seed(cfg.seed)
-        steps = cfg.epochs * math.ceil(len(ids) / cfg.batch_size)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-        from transformers import get_cosine_schedule_with_warmup
-
-        sched = get_cosine_schedule_with_warmup(opt, int(0.06 * steps), steps)
-        step, loss_ema = 0, None
-        for _ in range(cfg.epochs):
-            perm = torch.randperm(len(ids), generator=g)
-            for i in range(0, len(ids), cfg.batch_size):
-                b = perm[i : i + cfg.batch_size]
-                width = int(am[b].sum(1).max())
-                x, labels = mask_tokens(ids[b, :width], am[b, :width], tok.all_special_ids, tok.mask_token_id,
-                                        len(tok), 0.15, g)
-                out = model(input_ids=x.to(device), attention_mask=am[b, :width].to(device), labels=labels.to(device))
-                opt.zero_grad(set_to_none=True)
-                out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                step += 1
-                loss_ema = out.loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * out.loss.item()
-        log.info("small LM: %d steps, final MLM loss (EMA) %.3f", step, loss_ema)
+        if mlm:
+            tok = train_tokenizer(texts, cfg.vocab_size, tmp)
+            model = _roberta(tok, cfg)
+            enc = tok(list(texts), truncation=True, max_length=cfg.max_positions - 2, padding=True,
+                      return_tensors="pt")
+        else:
+            tok = _gpt2_tokenizer(texts, cfg.vocab_size, tmp)
+            model = _gpt2(tok, cfg)
+            enc = tok([t + tok.eos_token for t in texts], truncation=True, max_length=cfg.max_positions,
+                      padding=True, return_tensors="pt")
+        model.train()
+        task = SmallLMTask(enc["input_ids"], enc["attention_mask"], cfg.batch_size, cfg.seed, tok, mlm)
+        optim = OptimConfig(lr=cfg.lr, weight_decay=0.01, grad_clip=1.0, schedule="cosine" if mlm else "constant",
+                            warmup_ratio=0.06 if mlm else 0.0)
+        train = TrainConfig(epochs=cfg.epochs, seed=cfg.seed, precision="fp32", progress=False)
+        ctx = DistContext(device=torch.device(device))
+        trainer = Trainer(model, task, None, train, optim, None, ctx,
+                          optimizer=build_optimizer(None, optim, [{"params": list(model.parameters())}]))
+        logs = trainer.fit()
         model.save_pretrained(str(tmp))
-        (tmp / "audiorep_lm.json").write_text(json.dumps({"small_lm": cfg.to_dict(), "steps": step,
-                                                          "final_mlm_loss_ema": loss_ema,
-                                                          "num_texts": len(texts)}, indent=2) + "\n")
+        if mlm:
+            loss_ema = None
+            for e in logs:
+                loss_ema = e.loss if loss_ema is None else 0.95 * loss_ema + 0.05 * e.loss
+            log.info("small LM: %d steps, final MLM loss (EMA) %.3f", len(logs), loss_ema)
+            info = {"small_lm": cfg.to_dict(), "steps": len(logs), "final_mlm_loss_ema": loss_ema,
+                    "num_texts": len(texts)}
+        else:
+            final = logs[-1].loss if logs else float("nan")
+            log.info("small GPT-2: final next-token loss %.3f", final)
+            info = {"small_gpt2": dataclasses.asdict(cfg), "final_loss": final, "num_texts": len(texts)}
+        (tmp / "audiorep_lm.json").write_text(json.dumps(info, indent=2) + "\n")
     return out_dir
 
 
-def default_lm_dir(texts: Sequence[str], cfg: SmallLMConfig) -> Path:
-    """Where the cached small LM for these transcripts and settings lives."""
+def _roberta(tok, cfg: SmallLMConfig):
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    rc = RobertaConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+                       num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+                       max_position_embeddings=cfg.max_positions, pad_token_id=tok.pad_token_id,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, type_vocab_size=1)
+    return RobertaForMaskedLM(rc)
+
+
+def _gpt2_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: Path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=True)
+    bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    bpe.save_model(str(out_dir))
+    # vocab=/merges= as for RoBERTa: transformers 5 ignores vocab_file=/merges_file= here and gives an empty
+    # vocabulary, every transcript one token and a NaN next-token loss
+    tok = GPT2TokenizerFast(vocab=str(out_dir / "vocab.json"), merges=str(out_dir / "merges.txt"),
+                            add_prefix_space=True)
+    tok.pad_token = tok.eos_token
+    tok.save_pretrained(str(out_dir))
+    return tok
+
+
+def _gpt2(tok, cfg: SmallGPT2Config):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gc = GPT2Config(vocab_size=len(tok), n_embd=cfg.hidden_size, n_layer=cfg.num_layers, n_head=cfg.num_heads,
+                    n_positions=cfg.max_positions, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    return GPT2LMHeadModel(gc)
+
+
+def cached_small_lm(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config, device: str = "cpu") -> Path:
+    """The folder of the small LM for these transcripts and settings, trained first when missing
+    (``$AUDIOREP_HOME/teasel/lm-<hash>`` for RoBERTa, ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` for GPT-2)."""
     from ..hub import cache_dir
 
-    return cache_dir() / "teasel" / f"lm-{_cache_key(texts, cfg)}"
+    where = "fusion/gpt2" if isinstance(cfg, SmallGPT2Config) else "teasel/lm"
+    folder = cache_dir() / f"{where}-{_cache_key(texts, cfg)}"
+    if not (folder / "config.json").is_file():
+        log.info("training the small %s on %d transcripts -> %s", type(cfg).__name__, len(texts), folder)
+        train_small_lm(texts, cfg, folder, device)
+    return folder
 
 
 def ensure_lm(lm: str | None, texts: Sequence[str], cfg: SmallLMConfig, device: str = "cpu"):
@@ -132,9 +221,6 @@ def ensure_lm(lm: str | None, texts: Sequence[str], cfg: SmallLMConfig, device: 
     if lm:
         tok, model = load_lm(lm)
         return tok, model, Path(lm)
-    folder = default_lm_dir(texts, cfg)
-    if not (folder / "config.json").is_file():
-        log.info("training the default small RoBERTa on %d transcripts -> %s", len(texts), folder)
-        train_small_lm(texts, cfg, folder, device)
+    folder = cached_small_lm(texts, cfg, device)
     tok, model = load_lm(folder)
     return tok, model, folder

@@ -21,6 +21,7 @@ from typing import Sequence, TypeVar
 import numpy as np
 
 from ..errors import ConfigError
+from ..train.select import LOWER_IS_BETTER, is_better  # noqa: F401  (one selection rule for every run)
 
 T = TypeVar("T")
 
@@ -131,7 +132,6 @@ def sims_metrics(preds, labels) -> dict[str, float]:
 
 
 # which metrics are better when lower (for best-checkpoint selection)
-LOWER_IS_BETTER = frozenset({"MAE", "loss"})
 
 
 def regression_metrics(preds, labels, dataset: str = "mosi") -> dict[str, float]:
@@ -152,15 +152,6 @@ def check_select_metric(name: str, where: str = "select_metric") -> None:
     """ConfigError naming ``where`` unless ``name`` is in :data:`SELECTABLE` (before training, not at epoch end)."""
     if name not in SELECTABLE:
         raise ConfigError(f"{where} must be one of {', '.join(SELECTABLE)}; got {name!r}")
-
-
-def is_better(metric: str, new: float, best: float | None) -> bool:
-    """True when ``new`` improves on ``best`` for ``metric`` (NaN never improves)."""
-    if new != new:  # NaN
-        return False
-    if best is None or best != best:
-        return True
-    return new < best if metric in LOWER_IS_BETTER else new > best
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:

@@ -79,6 +79,8 @@ class MaskedAcousticModel(nn.Module):
 class PretrainTask:
     """Glue for :class:`audiorep.train.Trainer`: keys per utterance and step, the plan, and its counts."""
 
+    name = "pretrain"  # progress bar and logs
+
     def __init__(self, model: MaskedAcousticModel, seed: int):
         self.model, self.seed = model, seed
 

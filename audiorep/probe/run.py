@@ -12,13 +12,12 @@ decisions agree without communication) and rank 0 writes files.
 
 Resume works at epoch granularity: after every epoch the run folder gets an atomic checkpoint (trainable
 weights, optimiser, early-stopping state, RNG) and ``best.pt`` holds the best dev weights so far.
-Generic pieces come from :mod:`audiorep.train` (checkpoints, RNG capture, metrics CSV, optimiser
-parameter groups, the torchrun context and autocast).
+The loop itself is :class:`audiorep.train.Trainer` (epochs, dev evaluation, early stopping, best weights,
+DDP, resume); this module supplies the data, the model and :class:`ProbeTask`.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -38,16 +37,14 @@ from ..data.dataset import AudioDataset, LengthBucketBatchSampler, collate_wavef
 from ..data.manifest import Utterance
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
-from ..train.checkpoint import CheckpointManager, capture_rng, restore_rng, seed_everything
+from ..train.checkpoint import CheckpointManager, seed_everything
 from ..config import load, to_dict
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
-from ..train.metrics import MetricsLogger
-from ..train.optim import param_groups
-from ..train.trainer import autocast_context
+from ..train.optim import OptimConfig, build_optimizer, param_groups
+from ..train.trainer import TrainConfig, Trainer, autocast_context
 from .cache import cache_file, feature_cache_key, load_features, save_features, utterance_ident
 from .featurizer import MODES, Featurizer, load_upstream
 from .heads import build_head
-from ..multimodal.metrics import is_better
 from .plots import plot_layer_weights, plot_learning_curves
 from .tasks import Task, build_task
 
@@ -313,17 +310,41 @@ def evaluate(model: DownstreamModel, task: Task, split: _Split, cfg: DownstreamC
 
 # ---------------------------------------------------------------- the run
 
-def _optimizer(model: DownstreamModel, cfg: DownstreamConfig) -> torch.optim.Optimizer:
-    groups = []
-    for g in param_groups(model.head, cfg.weight_decay):
-        groups.append({**g, "lr": cfg.lr})
+class ProbeTask:
+    """Probing as a :class:`~audiorep.train.Trainer` task: a batch of cached states (or waveforms) -> the head's
+    mean loss; :meth:`evaluate` -> the task's metrics on dev."""
+
+    def __init__(self, task: Task, model: DownstreamModel, splits: dict[str, _Split], cfg: DownstreamConfig,
+                 sample_rate: int, device: torch.device):
+        self.task, self.model, self.splits, self.cfg = task, model, splits, cfg
+        self.sample_rate, self.device = sample_rate, device
+        self.name = f"probe {task.name}"  # progress bar and logs
+        self.log_metrics = ["loss", task.primary]  # dev columns of metrics.csv
+
+    def train_batches(self, epoch: int, rank: int, world: int):
+        return self.splits["train"].batches(self.cfg, self.sample_rate, True, epoch, self.device, rank, world)
+
+    def prepare(self, batch, step: int, device: torch.device):
+        # the head's loss is already a batch mean: one count per batch (DDP then averages over ranks)
+        return batch, 1.0, batch[2].shape[0]
+
+    def forward(self, runner: nn.Module, batch) -> tuple[torch.Tensor, None]:
+        kind, x, lens, tgt = batch
+        out, lengths, tgt = _forward(runner, self.task, kind, x, lens, tgt, self.splits["train"], self.device)
+        return self.task.loss(out.float(), tgt, lengths), None
+
+    def evaluate(self) -> dict[str, float]:
+        return evaluate(self.model, self.task, self.splits["dev"], self.cfg, self.sample_rate, self.device)
+
+
+def _param_groups(model: DownstreamModel, cfg: DownstreamConfig) -> list[dict]:
+    """Head and layer weights at ``lr``; the upstream (finetune mode) at the much smaller ``upstream_lr``."""
+    groups = param_groups(model.head, cfg.weight_decay, lr=cfg.lr)
     if model.featurizer.weights is not None:
         groups.append({"params": [model.featurizer.weights], "weight_decay": 0.0, "lr": cfg.lr})
     if not model.featurizer.frozen:
-        for g in param_groups(model.featurizer.upstream, cfg.weight_decay):
-            groups.append({**g, "lr": cfg.upstream_lr})
-    groups = [g for g in groups if g["params"]]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        groups += param_groups(model.featurizer.upstream, cfg.weight_decay, lr=cfg.upstream_lr)
+    return groups
 
 
 def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool = False,
@@ -383,105 +404,32 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
         splits[role] = _Split(names[role], us, task, states)
     cache_seconds = time.perf_counter() - t0
 
-    # 4. training state (fresh or resumed)
-    optimizer = _optimizer(model, cfg)
-    runner: nn.Module = model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        # a chosen finetune layer leaves the layers above it without gradients
-        runner = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                     find_unused_parameters=featurizer.layer is not None and not featurizer.frozen)
+    # 4. training (fresh or resumed): epochs, dev every epoch, early stopping on the task's primary metric
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     barrier(ctx)
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_epochs": 0,
-                             "history": []}
-    latest = ckpts.latest() if resume else None
-    if latest is not None:
-        ck = CheckpointManager.load(latest)
-        model.load_trainable(ck["model"], str(latest))
-        optimizer.load_state_dict(ck["optimizer"])
-        for k in state:
-            state[k] = ck[k]
-        if state["epoch"] >= cfg.epochs or state["bad_epochs"] >= cfg.patience:
-            log.info("%s: finished after epoch %d; evaluating its best dev checkpoint", out_dir, state["epoch"])
-        restore_rng(ck["rng"])
-        log.info("resumed %s after epoch %d", out_dir, state["epoch"])
-    primary = task.primary
-    metrics = None
-    if ctx.is_main:
-        metrics = MetricsLogger(out_dir, ["epoch", "step", "train_loss", "dev_loss", f"dev_{primary}", "elapsed_s"],
-                                resume_step=state["step"] if latest is not None else None, tensorboard=False)
-    params = [p for p in model.parameters() if p.requires_grad]
+    train = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, select_metric=task.primary, keep_last=1,
+                        seed=cfg.seed, precision=cfg.precision, device=cfg.device, progress=cfg.progress)
+    optim = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=0.0, schedule="constant",
+                        grad_clip=cfg.grad_clip)
+    probe = ProbeTask(task, model, splits, cfg, sample_rate, device)
+    trainer = Trainer(model, probe, None, train, optim, out_dir, ctx, config_dict=to_dict(cfg),
+                      optimizer=build_optimizer(None, optim, _param_groups(model, cfg)),
+                      # a chosen finetune layer leaves the layers above it without gradients
+                      find_unused_parameters=featurizer.layer is not None and not featurizer.frozen)
+    if resume and trainer.resume():
+        log.info("resumed %s after epoch %d", out_dir, trainer.epoch)
     t_train = time.perf_counter()
-    try:
-        # resuming with more epochs or more patience continues a finished run
-        while state["bad_epochs"] < cfg.patience and state["epoch"] < cfg.epochs:
-            epoch = state["epoch"]
-            model.train()
-            total, n = 0.0, 0
-            batches = splits["train"].batches(cfg, sample_rate, True, epoch, device, ctx.rank, ctx.world_size)
-            bar = None
-            if cfg.progress and ctx.is_main:
-                from tqdm.auto import tqdm
-
-                batches = bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                                     file=sys.stderr)
-            for kind, x, lens, tgt in batches:
-                with autocast_context(device, cfg.precision):
-                    out, lengths, tgt = _forward(runner, task, kind, x, lens, tgt, splits["train"], device)
-                loss = task.loss(out.float(), tgt, lengths)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                state["step"] += 1
-                total += loss.item()
-                n += 1
-                if bar is not None:
-                    bar.set_postfix(loss=f"{total / n:.4f}")
-            dev = evaluate(model, task, splits["dev"], cfg, sample_rate, device)
-            state["epoch"] = epoch + 1
-            row = {"epoch": epoch + 1, "step": state["step"], "train_loss": total / max(n, 1),
-                   "dev_loss": dev["loss"], f"dev_{primary}": dev[primary],
-                   "elapsed_s": time.perf_counter() - t_train}
-            state["history"].append({k: float(v) for k, v in row.items()})
-            if metrics is not None:
-                metrics.log(row)
-            improved = is_better(primary, dev[primary], state["best"])
-            if improved:
-                state["best"], state["best_epoch"], state["bad_epochs"] = float(dev[primary]), epoch + 1, 0
-                if ctx.is_main:
-                    buf = io.BytesIO()
-                    torch.save({"model": model.trainable_state_dict(), "epoch": epoch + 1,
-                                "dev": {k: float(v) for k, v in dev.items()}}, buf)
-                    atomic_write_bytes(out_dir / "best.pt", buf.getvalue())
-            else:
-                state["bad_epochs"] += 1
-            if ctx.is_main:
-                print(f"epoch {epoch + 1}: train_loss {row['train_loss']:.4f}  dev_{primary} {dev[primary]:.4f}"
-                      f"{'  (best)' if improved else ''}", file=sys.stderr)
-                ckpts.save({"model": model.trainable_state_dict(), "optimizer": optimizer.state_dict(),
-                            "rng": capture_rng(), "config": to_dict(cfg), **state}, state["step"])
-            barrier(ctx)
-    finally:
-        if metrics is not None:
-            metrics.close()
+    trainer.fit()  # resuming with more epochs or more patience continues a finished run
     train_seconds = time.perf_counter() - t_train
 
     # 5. test once, with the best dev weights
-    best_path = out_dir / "best.pt"
-    if not best_path.is_file():
-        raise CheckpointError(f"{best_path}: missing; the run has no best dev checkpoint")
-    best = torch.load(best_path, map_location="cpu", weights_only=True)
-    model.load_trainable(best["model"], str(best_path))
+    best = trainer.load_best()
     test = evaluate(model, task, splits["test"], cfg, sample_rate, device)
     weights = featurizer.layer_weights().tolist()
-    result = DownstreamResult(out_dir, test, best["dev"], int(best["epoch"]), state["epoch"], weights,
-                              state["history"], cache_seconds, train_seconds)
+    result = DownstreamResult(out_dir, test, best["dev"], int(best["epoch"]), trainer.epoch, weights,
+                              trainer.selection.history, cache_seconds, train_seconds)
     if ctx.is_main:
         _write_outputs(result, cfg, task)
     return result

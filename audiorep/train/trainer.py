@@ -1,18 +1,26 @@
-"""A generic step-based trainer: DDP, gradient accumulation, bf16 autocast, clipping, logs, atomic resume.
+"""The one training loop: step or epoch budgets, dev evaluation, early stopping on a named metric, the best
+checkpoint, DDP, gradient accumulation, bf16 autocast, clipping, logs and exact, atomic resume.
 
-The task-specific part is a :class:`TrainTask`: it turns a collated batch into model inputs plus two
-counts, and the model's forward returns the *sum* of the loss over the batch. The trainer divides by the
+The workload is a task object (:class:`TrainTask`): it turns a batch into forward inputs plus a loss
+normaliser count, runs the forward, and (optionally) evaluates on dev. The trainer divides the loss by the
 count summed over every micro-batch of the step and every rank, so the loss is the mean over the whole
 global batch however it is split across processes and accumulation steps: a 2-process run computes the
-same loss and gradient as a 1-process run over the same utterances.
+same loss and gradient as a 1-process run over the same utterances. A task whose forward already returns
+a batch mean uses a count of 1 per batch.
+
+Two ways to feed batches: an endless :class:`ResumableBatches` stream (pretraining; resumes mid-epoch), or a
+task with ``train_batches(epoch, rank, world)`` (probes, fusion heads; one finite pass per epoch, resumes at
+epoch boundaries, where it also evaluates and checkpoints).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +30,13 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from ..fileio import atomic_write_bytes
 from .checkpoint import CheckpointManager, capture_rng, restore_rng
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, barrier
 from .loader import ResumableBatches
 from .metrics import MetricsLogger
 from .optim import OptimConfig, build_optimizer, build_scheduler
+from .select import Selection
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +45,44 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """How long and how a run trains (model- and data-independent)."""
 
-    max_steps: int = 1_000_000  # optimiser steps; the lr schedule spans exactly these
+    max_steps: int = 1_000_000  # optimiser steps; the lr schedule spans exactly these (step budget)
+    epochs: int | None = None  # epoch budget (tasks with train_batches); replaces max_steps when set
     grad_accum: int = 1  # micro-batches per optimiser step (global batch = batch_size x accum x world)
     log_every: int = 10  # steps between CSV/TensorBoard rows
-    ckpt_every: int = 1000  # steps between checkpoints (a final one is always written)
+    ckpt_every: int = 1000  # steps between checkpoints (a final one is always written; epoch runs: every epoch)
     keep_last: int = 3  # checkpoints kept on disk; older ones are deleted
     seed: int = 1337  # seeds init, dropout, shuffling and the alteration keys
     precision: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
     compile: bool = False  # torch.compile the model (worth it for long GPU runs; slow to start on CPU)
     device: str = "auto"  # "auto", "cpu", "cuda" (= this rank's GPU) or "cuda:N"
     progress: bool = True  # tqdm bar on rank 0 (loss, lr, frames/s)
+    eval_every: int = 0  # steps between dev evaluations; 0 = at the end of every epoch (epoch runs) or never
+    select_metric: str | None = None  # dev metric for early stopping and the best checkpoint; None = no selection
+    select_mode: str = "auto"  # "max", "min", or "auto" (lower is better for losses, errors and MAE)
+    patience: int | None = None  # evaluations without a better select_metric before stopping; None = never stop
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.grad_accum < 1 or self.log_every < 1 or self.ckpt_every < 1:
             raise ConfigError("train.max_steps, grad_accum, log_every and ckpt_every must be >= 1")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"train.precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"train.epochs must be >= 1 or null, got {self.epochs}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"train.patience must be >= 1 or null, got {self.patience}")
+        if self.eval_every < 0:
+            raise ConfigError(f"train.eval_every must be >= 0, got {self.eval_every}")
+        if self.select_mode not in ("auto", "max", "min"):
+            raise ConfigError(f"train.select_mode must be 'auto', 'max' or 'min', got {self.select_mode!r}")
 
 
 class TrainTask(Protocol):
-    """What the trainer needs from a task."""
+    """What the trainer needs from a task (optional parts: see :class:`Trainer`)."""
 
-    def prepare(self, batch: dict[str, Any], step: int, device: torch.device
-                ) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
-        """Batch -> (forward kwargs on ``device``, loss normaliser count, frames processed) (scalars)."""
+    name: str  # shown on the progress bar and in logs
+
+    def prepare(self, batch: Any, step: int, device: torch.device) -> tuple[Any, torch.Tensor, torch.Tensor]:
+        """Batch -> (forward inputs on ``device``, loss normaliser count, frames processed) (scalars)."""
         ...
 
 
@@ -81,37 +105,80 @@ def autocast_context(device: torch.device, precision: str):
 
 
 class Trainer:
-    """Runs ``model`` (its forward returns a scalar loss *sum*) on batches from ``batches`` via ``task``."""
+    """Trains ``model`` on ``task``'s batches (``batches`` when given, else ``task.train_batches``).
 
-    def __init__(self, model: nn.Module, task: TrainTask, batches: ResumableBatches, train: TrainConfig,
-                 optim: OptimConfig, out_dir: str | os.PathLike, ctx: DistContext,
-                 config_dict: dict[str, Any] | None = None):
+    Optional task methods: ``forward(runner, inputs) -> (loss, outputs)`` (default: ``runner(**inputs)`` is
+    the loss), ``after_step(outputs, batches, epoch)``, ``evaluate() -> {metric: value}`` (dev),
+    ``steps_per_epoch()``, ``parameters()`` (what trains and is clipped, in that order). Optional model
+    methods: ``trainable_state_dict()`` / ``load_trainable(state, source)`` (frozen parts stay out of files).
+    ``optimizer`` replaces the one built from ``model`` and ``optim`` (e.g. per-group learning rates).
+    """
+
+    def __init__(self, model: nn.Module, task: TrainTask, batches: ResumableBatches | None, train: TrainConfig,
+                 optim: OptimConfig, out_dir: str | os.PathLike | None, ctx: DistContext,
+                 config_dict: dict[str, Any] | None = None, optimizer: torch.optim.Optimizer | None = None,
+                 find_unused_parameters: bool = False):
         self.model = model.to(ctx.device)  # the unwrapped module (saved in checkpoints)
         self.task, self.batches, self.train, self.optim_cfg, self.ctx = task, batches, train, optim, ctx
-        self.out_dir = Path(out_dir)
+        if batches is None and not hasattr(task, "train_batches"):
+            raise ConfigError(f"task {task.name!r}: give a batch stream or a task with train_batches(epoch)")
+        if batches is None and train.epochs is None:
+            raise ConfigError(f"task {task.name!r}: an epoch-based task needs train.epochs")
+        self.out_dir = Path(out_dir) if out_dir is not None else None
         self.config_dict = config_dict or {}
-        self.optimizer = build_optimizer(self.model, optim)
-        self.scheduler = build_scheduler(self.optimizer, train.max_steps, optim)
-        self.ckpts = CheckpointManager(self.out_dir / "checkpoints", train.keep_last)
+        self.optimizer = optimizer or build_optimizer(self.model, optim)
+        self.total_steps = self._total_steps()
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, optim)
+        self.ckpts = CheckpointManager(self.out_dir / "checkpoints", train.keep_last) if self.out_dir else None
         self.step = 0
+        self.epoch = 0  # finished epochs (epoch runs)
+        self.selection = Selection(train.select_metric, train.select_mode, train.patience)
+        self.best_state: dict[str, torch.Tensor] | None = None  # in memory when there is no run folder
+        self.params = list(task.parameters()) if hasattr(task, "parameters") else \
+            [p for p in self.model.parameters() if p.requires_grad]
         runner: nn.Module = self.model
         if train.compile:
             runner = torch.compile(runner)  # type: ignore[assignment]
         if ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            runner = DDP(runner, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            runner = DDP(runner, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                         find_unused_parameters=find_unused_parameters)
         self.runner = runner
         self.history: list[StepLog] = []
 
+    def _total_steps(self) -> int:
+        """The lr schedule's length: max_steps, or epochs x optimiser steps per epoch."""
+        if self.train.epochs is None:
+            return self.train.max_steps
+        per_epoch = self.task.steps_per_epoch() if hasattr(self.task, "steps_per_epoch") else 1
+        return self.train.epochs * max(1, math.ceil(per_epoch / self.train.grad_accum))
+
     # ---- checkpoints ----
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """The weights a checkpoint keeps (frozen parts left out when the model says which they are)."""
+        if hasattr(self.model, "trainable_state_dict"):
+            return self.model.trainable_state_dict()
+        return self.model.state_dict()
+
+    def load_model_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        if hasattr(self.model, "load_trainable"):
+            self.model.load_trainable(state, source)
+            return
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{source}: the checkpoint does not fit this model config: {exc}") from exc
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "model": self.model.state_dict(),
+            "epoch": self.epoch,
+            "model": self.model_state(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "loader": self.batches.state_dict(),
+            "loader": self.batches.state_dict() if self.batches is not None else {},
+            "selection": self.selection.state_dict(),
             "config": self.config_dict,
             "world_size": self.ctx.world_size,
         }
@@ -120,7 +187,7 @@ class Trainer:
         """Every rank's RNG state is gathered; rank 0 writes the file."""
         rngs = all_gather_objects(capture_rng(), self.ctx)
         path = None
-        if self.ctx.is_main:
+        if self.ctx.is_main and self.ckpts is not None:
             state = self.state_dict()
             state["rng"] = rngs
             path = self.ckpts.save(state, self.step)
@@ -129,14 +196,14 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         state = CheckpointManager.load(path, map_location="cpu")
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: the checkpoint does not fit this model config: {exc}") from exc
+        self.load_model_state(state["model"], str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.batches.load_state_dict(state["loader"])
+        if self.batches is not None:
+            self.batches.load_state_dict(state["loader"])
+        self.selection.load_state_dict(state.get("selection") or {})
         self.step = int(state["step"])
+        self.epoch = int(state.get("epoch", 0))
         rngs = state.get("rng") or []
         if len(rngs) == self.ctx.world_size:
             restore_rng(rngs[self.ctx.rank])
@@ -147,97 +214,199 @@ class Trainer:
 
     def resume(self, path: str | os.PathLike | None = None) -> bool:
         """Load ``path`` or the newest checkpoint in the run folder; False when there is none."""
-        path = path or self.ckpts.latest()
+        path = path or (self.ckpts.latest() if self.ckpts is not None else None)
         if path is None:
             return False
         self.load_checkpoint(path)
         return True
 
+    # ---- the best dev weights ----
+    def _keep_best(self, dev: dict[str, float]) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in self.model_state().items()}
+        if self.out_dir is None:
+            self.best_state = state
+        elif self.ctx.is_main:
+            buf = io.BytesIO()
+            torch.save({"model": state, "epoch": self.epoch, "step": self.step,
+                        "dev": {k: float(v) for k, v in dev.items()}}, buf)
+            atomic_write_bytes(self.out_dir / "best.pt", buf.getvalue())
+
+    def load_best(self) -> dict[str, Any]:
+        """Put the best dev weights back into the model; returns {"epoch", "step", "dev"} of that evaluation."""
+        if self.out_dir is None:
+            if self.best_state is None:
+                raise CheckpointError("no best dev weights: the run never evaluated")
+            self.load_model_state(self.best_state, "best dev weights")
+            return {"epoch": self.selection.best_epoch, "step": self.selection.best_step, "dev": self.selection.best_dev}
+        path = self.out_dir / "best.pt"
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing; the run has no best dev checkpoint")
+        best = torch.load(path, map_location="cpu", weights_only=True)
+        self.load_model_state(best["model"], str(path))
+        return {"epoch": int(best["epoch"]), "step": int(best["step"]), "dev": best["dev"]}
+
     # ---- training ----
-    def _micro_batches(self, it: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [next(it) for _ in range(self.train.grad_accum)]
+    def _batch_source(self) -> Iterator[Any]:
+        if self.batches is not None:
+            return iter(self.batches)
+        return iter(self.task.train_batches(self.epoch, self.ctx.rank, self.ctx.world_size))
+
+    def _train_step(self, micro: list[Any], t_start: float) -> tuple[StepLog, list[Any]]:
+        """One optimiser step over ``micro`` (grad_accum batches); returns its log and the task's outputs."""
+        ctx, cfg = self.ctx, self.train
+        t0 = time.perf_counter()
+        prepared = [self.task.prepare(b, self.step, ctx.device) for b in micro]
+        counts = torch.stack([torch.as_tensor(c, dtype=torch.float64, device=ctx.device).reshape(())
+                              for _, c, _ in prepared])
+        frames = torch.stack([torch.as_tensor(f, dtype=torch.float64, device=ctx.device).reshape(())
+                              for _, _, f in prepared])
+        totals = all_reduce_sum(torch.stack([counts.sum(), frames.sum()]), ctx)
+        denom = totals[0].clamp_min(1.0).float()
+        loss_sum = torch.zeros((), device=ctx.device)
+        outputs = []
+        forward = getattr(self.task, "forward", None)
+        for i, (inputs, _, _) in enumerate(prepared):
+            last = i == len(prepared) - 1
+            sync = contextlib.nullcontext() if (last or not ctx.distributed) else self.runner.no_sync()
+            with sync:
+                with autocast_context(ctx.device, cfg.precision):
+                    if forward is None:
+                        out, extra = self.runner(**inputs), None  # scalar loss sum over this micro-batch
+                    else:
+                        out, extra = forward(self.runner, inputs)
+                # DDP averages gradients over ranks; * world_size turns that into the global sum / denom
+                (out.float() * (ctx.world_size / denom)).backward()
+            loss_sum = loss_sum + out.detach().float()
+            outputs.append(extra)
+        if self.optim_cfg.grad_clip > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(self.params, self.optim_cfg.grad_clip)
+        else:
+            gnorm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in self.params if p.grad is not None]))
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        loss = float(all_reduce_sum(loss_sum, ctx) / denom)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{self.task.name} step {self.step}: loss is {loss}; lower the lr or check "
+                                     "the data")
+        dt = time.perf_counter() - t0
+        return StepLog(self.step, loss, lr, float(gnorm), float(totals[1]) / max(dt, 1e-9),
+                       time.perf_counter() - t_start), outputs
+
+    def _evaluate(self, since: list[StepLog], t_start: float) -> bool:
+        """Dev metrics, selection, best weights; returns True when early stopping says stop."""
+        dev = self.task.evaluate()
+        self.model.train()
+        improved = self.selection.update(dev, self.epoch, self.step)
+        if improved:
+            self._keep_best(dev)
+        row: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
+                               "train_loss": sum(e.loss for e in since) / max(len(since), 1)}
+        row.update({f"dev_{k}": float(v) for k, v in dev.items()})
+        row["elapsed_s"] = time.perf_counter() - t_start
+        self.selection.history.append({k: float(v) for k, v in row.items()})
+        if self._metrics is not None:
+            self._metrics.log(row)
+        if self.ctx.is_main:
+            key = self.selection.metric or "loss"
+            shown = f"  dev_{key} {dev[key]:.4f}" if key in dev else ""
+            where = f"epoch {self.epoch}" if self.train.epochs is not None else f"step {self.step}"
+            print(f"{self.task.name} {where}: train_loss {row['train_loss']:.4f}{shown}"
+                  f"{'  (best)' if improved else ''}", file=sys.stderr)
+        return self.selection.should_stop()
+
+    def _done(self) -> bool:
+        if self.selection.should_stop():
+            return True
+        if self.train.epochs is not None:
+            return self.epoch >= self.train.epochs
+        return self.step >= self.train.max_steps
 
     def fit(self, step_budget: int | None = None,
             on_log: Callable[[StepLog], None] | None = None) -> list[StepLog]:
-        """Train until ``train.max_steps`` (or for at most ``step_budget`` more steps, e.g. a job's time slot).
+        """Train until the step or epoch budget is spent, early stopping says stop, or for at most
+        ``step_budget`` more steps (e.g. a job's time slot; step runs only).
 
         Returns the step logs of this call (every step, also those between CSV rows).
         """
         ctx, cfg = self.ctx, self.train
-        metrics = None
-        if ctx.is_main:
-            metrics = MetricsLogger(self.out_dir, ["step", "loss", "lr", "grad_norm", "frames_per_s", "elapsed_s"],
-                                    resume_step=self.step)
-        end = cfg.max_steps if step_budget is None else min(cfg.max_steps, self.step + step_budget)
+        evaluates = hasattr(self.task, "evaluate") and (cfg.epochs is not None or cfg.eval_every > 0)
+        self._metrics = None
+        if ctx.is_main and self.out_dir is not None:
+            fields = (["epoch", "step", "train_loss"] + [f"dev_{k}" for k in self.task.log_metrics] + ["elapsed_s"]
+                      if evaluates else ["step", "loss", "lr", "grad_norm", "frames_per_s", "elapsed_s"])
+            self._metrics = MetricsLogger(self.out_dir, fields, resume_step=self.step, tensorboard=not evaluates)
+        end = math.inf if cfg.epochs is not None else cfg.max_steps
+        if step_budget is not None:
+            end = min(end, self.step + step_budget)
         bar = None
-        if ctx.is_main and cfg.progress and end > self.step:
+        if ctx.is_main and cfg.progress and not self._done() and end > self.step:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", unit="step", dynamic_ncols=True)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        it = iter(self.batches)
+            total = self.total_steps if cfg.epochs is None else cfg.epochs
+            bar = tqdm(total=total, initial=self.step if cfg.epochs is None else self.epoch, desc=self.task.name,
+                       unit="step" if cfg.epochs is None else "epoch", dynamic_ncols=True, file=sys.stderr)
         t_start = time.perf_counter()
         logs: list[StepLog] = []
         window: list[StepLog] = []  # steps since the last CSV row
+        since_eval: list[StepLog] = []  # steps since the last evaluation
+        after_step = getattr(self.task, "after_step", None)
         self.model.train()
         try:
-            while self.step < end:
-                t0 = time.perf_counter()
-                micro = self._micro_batches(it)
-                prepared = [self.task.prepare(b, self.step, ctx.device) for b in micro]
-                counts = torch.stack([torch.as_tensor(c, dtype=torch.float64, device=ctx.device).reshape(())
-                                      for _, c, _ in prepared])
-                frames = torch.stack([torch.as_tensor(f, dtype=torch.float64, device=ctx.device).reshape(())
-                                      for _, _, f in prepared])
-                totals = all_reduce_sum(torch.stack([counts.sum(), frames.sum()]), ctx)
-                denom = totals[0].clamp_min(1.0).float()
-                loss_sum = torch.zeros((), device=ctx.device)
-                for i, (kwargs, _, _) in enumerate(prepared):
-                    last = i == len(prepared) - 1
-                    sync = contextlib.nullcontext() if (last or not ctx.distributed) else self.runner.no_sync()
-                    with sync:
-                        with autocast_context(ctx.device, cfg.precision):
-                            out = self.runner(**kwargs)  # scalar loss sum over this micro-batch
-                        # DDP averages gradients over ranks; * world_size turns that into the global sum / denom
-                        (out.float() * (ctx.world_size / denom)).backward()
-                    loss_sum = loss_sum + out.detach().float()
-                if self.optim_cfg.grad_clip > 0:
-                    gnorm = torch.nn.utils.clip_grad_norm_(params, self.optim_cfg.grad_clip)
-                else:
-                    gnorm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-                lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-                loss = float(all_reduce_sum(loss_sum, ctx) / denom)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"step {self.step}: loss is {loss}; lower optim.lr or check the data")
-                dt = time.perf_counter() - t0
-                entry = StepLog(self.step, loss, lr, float(gnorm), float(totals[1]) / max(dt, 1e-9),
-                                time.perf_counter() - t_start)
-                logs.append(entry)
-                if on_log is not None:
-                    on_log(entry)
+            while not self._done() and self.step < end:
+                it = self._batch_source()
+                stop = False
+                while self.step < end:
+                    micro = [b for _, b in zip(range(cfg.grad_accum), it)]
+                    if len(micro) < cfg.grad_accum:  # the epoch is over (a partial accumulation is dropped)
+                        break
+                    entry, outputs = self._train_step(micro, t_start)
+                    if after_step is not None:
+                        after_step(outputs, micro, self.epoch)
+                    logs.append(entry)
+                    window.append(entry)
+                    since_eval.append(entry)
+                    if on_log is not None:
+                        on_log(entry)
+                    if bar is not None:
+                        if cfg.epochs is None:
+                            bar.update(1)
+                        bar.set_postfix(loss=f"{entry.loss:.4f}", lr=f"{entry.lr:.2e}",
+                                        fps=f"{entry.frames_per_s:,.0f}")
+                    if (not evaluates and self._metrics is not None
+                            and (self.step % cfg.log_every == 0 or self.step == end or self.step == 1)):
+                        # one row per interval: the mean loss / grad norm / throughput of the steps since the
+                        # last row, so the curve shows the trend rather than one batch's luck
+                        n = len(window)
+                        self._metrics.log({"step": self.step, "loss": sum(e.loss for e in window) / n,
+                                           "lr": entry.lr, "grad_norm": sum(e.grad_norm for e in window) / n,
+                                           "frames_per_s": sum(e.frames_per_s for e in window) / n,
+                                           "elapsed_s": entry.elapsed_s})
+                        window = []
+                    if evaluates and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                        stop = self._evaluate(since_eval, t_start)
+                        since_eval = []
+                    if cfg.epochs is None and (self.step % cfg.ckpt_every == 0 or self.step == end or stop):
+                        self.save_checkpoint()
+                    if stop:
+                        break
+                if cfg.epochs is None:
+                    continue  # an endless stream only leaves the inner loop at the budget or a stop
+                if stop or self.step >= end:
+                    break
+                self.epoch += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", fps=f"{entry.frames_per_s:,.0f}")
-                window.append(entry)
-                if metrics is not None and (self.step % cfg.log_every == 0 or self.step == end or self.step == 1):
-                    # one row per interval: the mean loss / grad norm / throughput of the steps since the last row,
-                    # so the curve shows the trend rather than one batch's luck
-                    n = len(window)
-                    metrics.log({"step": self.step, "loss": sum(e.loss for e in window) / n, "lr": lr,
-                                 "grad_norm": sum(e.grad_norm for e in window) / n,
-                                 "frames_per_s": sum(e.frames_per_s for e in window) / n,
-                                 "elapsed_s": entry.elapsed_s})
-                    window = []
-                if self.step % cfg.ckpt_every == 0 or self.step == end:
-                    self.save_checkpoint()
+                if evaluates and cfg.eval_every == 0:
+                    self._evaluate(since_eval, t_start)
+                    since_eval = []
+                self.save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
-            if metrics is not None:
-                metrics.close()
+            if self._metrics is not None:
+                self._metrics.close()
         self.history.extend(logs)
         return logs

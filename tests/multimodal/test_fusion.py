@@ -255,14 +255,15 @@ def test_heads_on_mmsa_pickle(tmp_path, monkeypatch, head, use_vision):
                        lr_schedule="cosine" if cosine else "constant", warmup_ratio=0.25)
     made = []
     if cosine:
-        import transformers
+        from audiorep.train import trainer as trainer_mod
+        from audiorep.train.optim import warmup_steps
 
-        real = transformers.get_cosine_schedule_with_warmup
+        real = trainer_mod.build_scheduler
 
-        def record(opt, warmup, total):
-            made.append((warmup, total, real(opt, warmup, total)))
+        def record(opt, total, optim):
+            made.append((warmup_steps(total, optim.warmup_ratio, optim.schedule), total, real(opt, total, optim)))
             return made[-1][2]
-        monkeypatch.setattr(transformers, "get_cosine_schedule_with_warmup", record)
+        monkeypatch.setattr(trainer_mod, "build_scheduler", record)
     res = train_one(model, splits, cfg, seed=0)
     assert set(res["test"]) >= {"MAE", "Corr", "Has0_acc_2", "Mult_acc_7"} and res["epochs_run"] == 2
     if head == "text":  # the text-only head never reads audio: the swapped-audio control must not move it
