@@ -38,7 +38,8 @@ from ..data.corpus import get_corpus
 from ..data.dataset import AudioDataset, LengthBucketBatchSampler, collate_waveforms
 from ..data.manifest import Utterance
 from ..errors import CheckpointError, ConfigError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, remove_stale_temps
+from ..locking import lock_run_folder
 from ..training.checkpoint import CheckpointManager, capture_rng, restore_rng, seed_everything
 from ..training.config import apply_overrides, build, read_yaml, to_dict
 from ..training.distributed import DistContext, barrier, init_distributed, shutdown
@@ -360,9 +361,15 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
     whose frame rate or sample rate does not match the data. Under torchrun every rank calls this.
     """
     ctx = init_distributed(cfg.device)
+    lock = None
     try:
+        if ctx.is_main:
+            # held for the whole run: a second run into the same folder would interleave its files with ours
+            lock = lock_run_folder(cfg.run_dir())
         return _run(cfg, ctx, resume, overwrite, upstream)
     finally:
+        if lock is not None:
+            lock.release()
         shutdown(ctx)
 
 
@@ -370,6 +377,12 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
          ) -> DownstreamResult:
     out_dir = cfg.run_dir()
     ckpts = CheckpointManager(out_dir / "checkpoints", keep_last=1)
+    if ctx.is_main:
+        for folder in (out_dir, out_dir / "checkpoints"):
+            remove_stale_temps(folder)  # writes killed mid-way; the run lock makes this process the only writer
+    if resume and not ckpts.list():
+        raise ConfigError(f"{out_dir}: --resume, but the folder holds no checkpoint to resume from; "
+                          "drop --resume to start a new run there")
     if ckpts.list() and not resume:
         if not overwrite:
             raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it, --overwrite to start "
@@ -419,13 +432,14 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
                      find_unused_parameters=featurizer.layer is not None and not featurizer.frozen)
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        atomic_write_bytes(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode())
     barrier(ctx)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "best_epoch": 0, "bad_epochs": 0,
                              "history": []}
-    latest = ckpts.latest() if resume else None
-    if latest is not None:
-        ck = CheckpointManager.load(latest)
+    found = ckpts.load_latest() if resume else None
+    latest = found[0] if found is not None else None
+    if found is not None:
+        ck = found[1]
         model.load_trainable(ck["model"], str(latest))
         optimizer.load_state_dict(ck["optimizer"])
         for k in state:
