@@ -8,7 +8,8 @@ import os
 import sys
 import traceback
 
-from .errors import AudiorepError
+from .errors import AudiorepError, strip_worker_traceback
+from .fileio import storage_error
 
 # each name is a module audiorep.commands.<name> with register(subparsers) setting args.func
 COMMANDS = ("extract", "convert", "data", "pretrain", "downstream")
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     Exit 1: anything unexpected, as ``audiorep COMMAND: internal error: Type: cause``; ``--debug`` or
     ``AUDIOREP_DEBUG=1`` adds the traceback. Exit 130: interrupted.
     """
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     debug = args.debug or os.environ.get("AUDIOREP_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
@@ -49,21 +50,50 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"audiorep {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # a full disk or a read-only folder met outside audiorep's own writers (a log line, a plot)
+        err = storage_error(exc.filename or "a file", exc)
+        if err is exc:
+            return _internal_error(args.command, exc, debug)
+        if debug:
+            traceback.print_exc()
+        print(f"audiorep {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"audiorep {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence between a user and a traceback
-        if debug:
-            traceback.print_exc()
-        hint = "" if debug else " (run with --debug or AUDIOREP_DEBUG=1 for the traceback)"
-        print(f"audiorep {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}",
-              file=sys.stderr)
-        return 1
+        return _internal_error(args.command, exc, debug)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may also come after options (``a=1 --out D b=2``).
+
+    argparse fills a ``nargs="*"`` positional from one run of arguments only; the ``key=value`` words it
+    leaves over are added to the command's overrides instead of being refused.
+    """
+    args, extra = parser.parse_known_args(argv)
+    overrides = getattr(args, "overrides", None)
+    if extra and isinstance(overrides, list) and all("=" in a and not a.startswith("-") for a in extra):
+        overrides.extend(extra)
+        extra = []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _internal_error(command: str, exc: BaseException, debug: bool) -> int:
+    """One line for an error that is a bug of audiorep's, not the user's; exit status 1."""
+    if debug:
+        traceback.print_exception(exc)
+    hint = "" if debug else " (run with --debug or AUDIOREP_DEBUG=1 for the traceback)"
+    print(f"audiorep {command}: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}", file=sys.stderr)
+    return 1
 
 
 def _one_line(exc: BaseException) -> str:
-    """The exception's message folded onto one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The exception's message folded onto one line (a DataLoader worker's traceback dropped)."""
+    return " ".join(strip_worker_traceback(str(exc)).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":
