@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .reference import attention_reference
 
 BACKENDS = ("auto", "sdpa", "reference", "triton")
@@ -123,8 +124,10 @@ def resolve_backend(q: torch.Tensor, backend: str = "auto", lengths: torch.Tenso
     """The backend a call will actually use (benchmarks print this)."""
     if backend == "auto":
         backend = _default_backend()
+        if backend not in BACKENDS:
+            raise ConfigError(f"AUDIOREP_ATTENTION={backend!r}: must be one of {', '.join(BACKENDS)}")
     if backend not in BACKENDS:
-        raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
+        raise ConfigError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         if not q.is_cuda:
             return "sdpa"
