@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import AudioError, ConfigError
 from .validate import check_bool, check_choice, check_float, check_int
 
 
@@ -186,7 +186,14 @@ class FeatureExtractor(nn.Module):
         if c.target_db is not None:
             # Same level for every utterance, from valid samples only (padding would lower the RMS).
             ms = wavs.square().sum(1) / lengths.clamp_min(1)  # (B,)
-            scale = (10.0 ** (c.target_db / 20.0)) / (ms.sqrt() + 1e-10)  # (B,)
+            rms = ms.sqrt()  # (B,)
+            if not bool(torch.isfinite(ms).all()):
+                # A finite sample beyond ~1e19 overflows the float32 square: the scale would be 0 and the
+                # utterance would come out as silence. Take the RMS of the waveform over its peak instead.
+                peak = wavs.abs().amax(1)  # (B,)
+                rel = (wavs / peak.clamp_min(1e-30)[:, None]).square().sum(1) / lengths.clamp_min(1)  # (B,)
+                rms = torch.where(torch.isfinite(ms), rms, peak * rel.sqrt())  # (B,)
+            scale = (10.0 ** (c.target_db / 20.0)) / (rms + 1e-10)  # (B,)
             wavs = wavs * scale[:, None]  # (B, S)
         padded = reflect_pad(wavs, lengths, pad, full)  # (B, S + n_fft)
         spec = torch.stft(
@@ -211,6 +218,11 @@ class FeatureExtractor(nn.Module):
             feats = feats * fmask
         if c.cmvn:
             feats = cmvn(feats, fmask, frame_lens, c.cmvn_eps)
+        if c.target_db is None and not bool(torch.isfinite(feats).all()):
+            # without level normalisation, samples far outside [-1, 1] overflow the power spectrum
+            bad = (~torch.isfinite(feats)).flatten(1).any(1).nonzero().flatten().tolist()  # utterance indices
+            raise AudioError(f"utterance(s) {bad}: features overflow (samples far outside [-1, 1]); scale the "
+                             "audio to [-1, 1] or use a feature config with target_db")
         return feats, frame_lens
 
 
