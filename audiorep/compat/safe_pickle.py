@@ -92,6 +92,13 @@ def _bytearray(*args: Any) -> bytearray:
     return bytearray(*args)
 
 
+def _bytes(*args: Any) -> bytes:
+    """``bytes()`` (how protocol 2 pickles an empty bytes object) or ``bytes`` of a payload; never of a size."""
+    if args and (not isinstance(args[0], (bytes, str)) or len(args) > 2):
+        raise pickle.UnpicklingError("refusing bytes(...) other than empty or of a bytes or latin-1 string payload")
+    return bytes(*args)
+
+
 # (module, name) -> the bounded stand-in the unpickler hands out instead of the real callable
 _REPLACED: dict[tuple[str, str], Any] = {
     ("_codecs", "encode"): _codecs_encode,
@@ -100,6 +107,7 @@ _REPLACED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("builtins", "bytearray"): _bytearray,
+    ("builtins", "bytes"): _bytes,
 }
 
 
