@@ -119,7 +119,10 @@ def test_a_truncated_ogg_is_named_truncated(tmp_path, keep):
 def test_a_folder_given_as_audio_is_called_a_folder(tmp_path, capsys):
     with pytest.raises(AudioError, match="a folder, not an audio file"):
         audiorep.read_audio(tmp_path)
-    folder = audiorep.load("aalbert-base", pretrained=False).save_pretrained(tmp_path / "m")
+    from audiorep.models import MockingjayConfig, MockingjayModel
+
+    small = MockingjayConfig(hidden_size=16, num_heads=2, intermediate_size=32, num_layers=1)
+    folder = MockingjayModel(small).save_pretrained(tmp_path / "m")
     assert main(["extract", str(folder), str(tmp_path), "--out", str(tmp_path / "o.safetensors")]) == 2
     assert "a folder, not an audio file" in _one_line(capsys)
 
