@@ -78,3 +78,12 @@ def test_existing_outputs_are_replaced_only_when_ours_and_asked(setup, tmp_path,
     assert main(["extract", str(folder), str(wav), "--out", str(out), "--layer", "0"]) == 2
     assert "already exists; pass --overwrite" in _err(capsys)
     assert main(["extract", str(folder), str(wav), "--out", str(out), "--layer", "0", "--overwrite"]) == 0
+
+
+def test_data_prepare_does_not_replace_manifests_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "manifests"
+    out.mkdir()
+    (out / "train-clean-100.jsonl").write_text("# edited by hand\n")
+    assert main(["data", "prepare", "librispeech", str(tmp_path / "nowhere"), str(out)]) == 2
+    assert f"{out}: already holds train-clean-100.jsonl; pass --overwrite" in _err(capsys)
+    assert (out / "train-clean-100.jsonl").read_text() == "# edited by hand\n"
