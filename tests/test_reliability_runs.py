@@ -53,7 +53,11 @@ def _one_line_error(capsys) -> str:
 
 
 def _hold_lock_in_another_process(folder: Path) -> subprocess.Popen:
-    code = ("import sys; from audiorep.locking import lock_run_folder; l = lock_run_folder(sys.argv[1]); "
+    """Another process holding the run lock the way audiorep.locking takes it (flock + pid), without the
+    seconds an ``import audiorep`` (torch) costs."""
+    code = ("import fcntl, os, sys; os.makedirs(sys.argv[1], exist_ok=True); "
+            f"fd = os.open(os.path.join(sys.argv[1], {RUN_LOCK_NAME!r}), os.O_RDWR | os.O_CREAT, 0o666); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.write(fd, b'%d\\n' % os.getpid()); "
             "print('locked', flush=True); sys.stdin.read()")
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
@@ -82,15 +86,15 @@ def test_a_second_run_into_a_busy_folder_fails_at_once(manifest, tmp_path, capsy
 
 
 def test_resume_falls_back_to_the_previous_intact_checkpoint(manifest, tmp_path, caplog):
-    common = ["train.max_steps=4", "train.ckpt_every=1", "train.keep_last=3"]
-    full = pretrain(_cfg(manifest, tmp_path / "full", *common))
-    pretrain(_cfg(manifest, tmp_path / "part", *common), step_budget=3)
-    newest = tmp_path / "part" / "checkpoints" / "step-00000003.pt"
+    common = ["train.max_steps=4", "train.ckpt_every=1", "train.keep_last=3"]  # unfinished: no export
+    full = pretrain(_cfg(manifest, tmp_path / "full", *common), step_budget=3)
+    pretrain(_cfg(manifest, tmp_path / "part", *common), step_budget=2)
+    newest = tmp_path / "part" / "checkpoints" / "step-00000002.pt"
     newest.write_bytes(newest.read_bytes()[:1000])  # a copy cut short
-    rest = pretrain(_cfg(manifest, tmp_path / "part", *common), resume=True)
-    assert [l.step for l in rest.logs] == [3, 4]  # resumed after step 2
-    assert [l.loss for l in rest.logs] == [l.loss for l in full.logs][2:]
-    assert "step-00000003.pt: cannot read training checkpoint" in caplog.text
+    rest = pretrain(_cfg(manifest, tmp_path / "part", *common), resume=True, step_budget=1)
+    assert [l.step for l in rest.logs] == [2]  # resumed after step 1
+    assert [l.loss for l in rest.logs] == [l.loss for l in full.logs][1:2]
+    assert "step-00000002.pt: cannot read training checkpoint" in caplog.text
 
 
 def test_resume_into_a_folder_without_checkpoints_is_refused(manifest, tmp_path, capsys):
