@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         # a full disk or a read-only folder met outside audiorep's own writers (a log line, a plot)
-        err = storage_error(exc.filename or "a file", exc)
+        err = storage_error(exc.filename or "a file", exc, doing=None)
         if err is exc:
             return _internal_error(args.command, exc, debug)
         if debug:
@@ -69,13 +69,13 @@ def main(argv: list[str] | None = None) -> int:
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse ``argv``; ``key=value`` overrides may also come after options (``a=1 --out D b=2``).
 
-    argparse fills a ``nargs="*"`` positional from one run of arguments only; the ``key=value`` words it
-    leaves over are added to the command's overrides instead of being refused.
+    argparse fills a ``nargs="*"`` positional from one run of arguments only; for a command that sets
+    ``overrides_anywhere`` the ``key=value`` words it leaves over join ``args.overrides`` instead of being
+    refused.
     """
     args, extra = parser.parse_known_args(argv)
-    overrides = getattr(args, "overrides", None)
-    if extra and isinstance(overrides, list) and all("=" in a and not a.startswith("-") for a in extra):
-        overrides.extend(extra)
+    if extra and getattr(args, "overrides_anywhere", False) and all("=" in a and not a.startswith("-") for a in extra):
+        args.overrides.extend(extra)
         extra = []
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -21,14 +21,15 @@ _TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|part)$")
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
 
-def storage_error(path: str | os.PathLike, exc: OSError) -> StorageError | OSError:
-    """A :class:`StorageError` naming ``path`` for a full disk, quota, read-only or permission failure;
-    other OSErrors are returned unchanged (they are bugs, not the user's disk)."""
+def storage_error(path: str | os.PathLike, exc: OSError, doing: str | None = "write") -> StorageError | OSError:
+    """A :class:`StorageError` naming ``path`` (and what failed: ``cannot write``) for a full disk, quota,
+    read-only or permission failure; other OSErrors are returned unchanged (they are bugs, not the disk)."""
     if exc.errno not in _STORAGE_ERRNOS:
         return exc
     hint = "; free some space and run again (--resume continues a run)" if exc.errno in (
         errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
-    return StorageError(f"{path}: cannot write ({exc.strerror or exc}){hint}")
+    reason = exc.strerror or str(exc)
+    return StorageError(f"{path}: cannot {doing} ({reason}){hint}" if doing else f"{path}: {reason}{hint}")
 
 
 def current_umask() -> int:

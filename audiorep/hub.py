@@ -130,7 +130,10 @@ def published_sha256(headers: Any) -> str | None:
 
 
 def _looks_like_html(head: bytes, content_type: str) -> bool:
+    """An error, login or quota page where a checkpoint (zip or pickle: never "<") was expected."""
     start = head.lstrip()[:15].lower()
+    if not start.startswith(b"<"):
+        return False
     return "text/html" in content_type.lower() or start.startswith((b"<!doctype html", b"<html", b"<head"))
 
 
@@ -185,7 +188,8 @@ def _transfer(url: str, out: Any, dest: Path, timeout: float, tqdm: Any, progres
     """Stream ``url`` into ``out`` within ``timeout`` s; (sha256 hex, host-published sha256 or None, Content-Type)."""
     digest = hashlib.sha256()
     redirects: list[Any] = []
-    received = 0
+    received, total = 0, None
+    too_long = f"the download took longer than {timeout:g} s (AUDIOREP_DOWNLOAD_TIMEOUT sets the limit)"
     with _Watchdog(timeout) as dog:
         try:
             req = urllib.request.Request(url, headers={"User-Agent": "audiorep"})
@@ -205,13 +209,12 @@ def _transfer(url: str, out: Any, dest: Path, timeout: float, tqdm: Any, progres
                         bar.update(len(chunk))
                         if dog.fired:
                             break
-        except OSError:
-            if dog.fired:
-                raise TimeoutError(f"the download took longer than {timeout:g} s "
-                                   "(AUDIOREP_DOWNLOAD_TIMEOUT sets the limit)") from None
+        except OSError as exc:
+            if dog.fired and not isinstance(exc, StorageError):
+                raise TimeoutError(too_long) from None
             raise
-        if dog.fired:
-            raise TimeoutError(f"the download took longer than {timeout:g} s (AUDIOREP_DOWNLOAD_TIMEOUT sets the limit)")
+        if dog.fired and (total is None or received < total):  # the shut socket read as an early end
+            raise TimeoutError(too_long)
     if total is not None and received != total:
         raise DownloadError(f"{url}: the download stopped after {received} of {total} bytes "
                             "(connection cut?); nothing was kept")

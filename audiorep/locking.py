@@ -38,8 +38,8 @@ class FileLock:
         """
         if self._fd is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides the mode
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot create the lock file ({exc.strerror})") from exc

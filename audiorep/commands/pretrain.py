@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
     p.add_argument("--overwrite", action="store_true", help="delete old checkpoints in the run folder and start over")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, dotted keys")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, overrides_anywhere=True)  # also after options: a=1 --out D b=2 (cli.parse_args)
 
 
 def run(args: argparse.Namespace) -> int:
