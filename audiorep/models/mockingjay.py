@@ -77,7 +77,8 @@ class MockingjayConfig:
         """Encoder parameters, roughly (the weight matrices): what building the model will allocate."""
         H, I = self.hidden_size, self.intermediate_size
         layers = 1 if self.share_layers else self.num_layers
-        return layers * (4 * H * H + 2 * H * I) + self.input_dim * (self.embedding_size or H) + (self.embedding_size or 0) * H
+        E = self.embedding_size
+        return layers * (4 * H * H + 2 * H * I) + self.input_dim * (E or H) + (E or 0) * H
 
     @property
     def target_dim(self) -> int:
