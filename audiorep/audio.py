@@ -7,6 +7,7 @@ from typing import Sequence, Union
 
 import functools
 import math
+import struct
 
 import numpy as np
 import torch
@@ -23,17 +24,26 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     resampled to that rate with :func:`resample`.
 
     Returns ``(waveform (S,), sample_rate)``. Raises :class:`AudioError` naming the file when it is
-    missing, unreadable, corrupt, empty or holds non-finite samples.
+    missing, not a file, unreadable, corrupt, truncated (a WAV holding fewer frames than its header
+    declares, an Ogg stream without its end), empty or holds non-finite samples.
     """
     import soundfile as sf
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: a folder, not an audio file")
+    if not os.path.exists(path):
         raise AudioError(f"{path}: no such audio file")
+    if not os.path.isfile(path):
+        raise AudioError(f"{path}: not a regular file")
     try:
-        data, sr = sf.read(path, dtype="float32", always_2d=True)  # (S, C)
+        with sf.SoundFile(path) as f:
+            fmt = f.format
+            data = f.read(dtype="float32", always_2d=True)  # (S, C)
+            sr = f.samplerate
     except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError/TypeError by format
         raise AudioError(f"{path}: cannot read audio ({type(exc).__name__}: {exc})") from exc
+    _check_complete(path, fmt, data.shape[0])
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the file holds no samples")
     wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (S,)
@@ -45,6 +55,61 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
         wav = resample(wav, sr, sample_rate)
         sr = sample_rate
     return wav, int(sr)
+
+
+def _check_complete(path: str, fmt: str, frames_read: int) -> None:
+    """AudioError for a file cut short: libsndfile reads what is there and says nothing.
+
+    WAV: the data chunk's declared size against the frames read. Ogg: the last page must end the
+    file and carry the end-of-stream flag.
+    """
+    if fmt == "WAV":
+        declared = _wav_declared_frames(path)
+        if declared is not None and frames_read < declared:
+            raise AudioError(f"{path}: truncated: its WAV header declares {declared} frames but the file holds "
+                             f"{frames_read} (an interrupted copy or download?)")
+    elif fmt == "OGG" and not _ogg_has_end(path):
+        raise AudioError(f"{path}: truncated Ogg stream: it stops before its end-of-stream page after "
+                         f"{frames_read} frames (an interrupted copy or download?)")
+
+
+def _wav_declared_frames(path: str) -> int | None:
+    """Frames the data chunk of a RIFF/WAVE header declares; None when unknown (streamed files write 0 or ~4 GB)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        for _ in range(64):  # a few chunks precede the data in any real file
+            hdr = f.read(8)
+            if len(hdr) < 8:
+                return None
+            cid, size = hdr[:4], struct.unpack("<I", hdr[4:])[0]
+            if cid == b"data":
+                if not block_align or size == 0 or size >= 0x7FFFFFFF:
+                    return None
+                return size // block_align
+            body = f.read(min(size, 64)) if cid == b"fmt " else b""
+            if cid == b"fmt " and len(body) >= 14:
+                block_align = struct.unpack("<H", body[12:14])[0]
+            f.seek(size + (size & 1) - len(body), os.SEEK_CUR)  # chunks are padded to even sizes
+    return None
+
+
+def _ogg_has_end(path: str) -> bool:
+    """True when the file ends exactly at an Ogg page flagged end-of-stream."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 65_536 - 282))  # an Ogg page is at most 27 + 255 + 255 * 255 bytes
+        tail = f.read()
+    i = len(tail)
+    while (i := tail.rfind(b"OggS", 0, i)) >= 0:
+        if len(tail) - i >= 27 and tail[i + 4] == 0:
+            n_seg = tail[i + 26]
+            lacing = tail[i + 27 : i + 27 + n_seg]
+            if len(lacing) == n_seg and i + 27 + n_seg + sum(lacing) == len(tail):
+                return bool(tail[i + 5] & 0x04)  # header_type bit 2: end of stream
+    return False
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:

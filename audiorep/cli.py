@@ -10,7 +10,8 @@ import re
 import sys
 import traceback
 
-from .errors import AudiorepError
+from .errors import AudiorepError, strip_worker_traceback
+from .fileio import storage_error
 
 # each name is a module audiorep.commands.<name> with register(subparsers) setting args.func
 COMMANDS = ("extract", "convert", "data", "pretrain", "downstream", "sentiment", "teasel")
@@ -98,21 +99,34 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"audiorep {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # a full disk or a read-only folder met outside audiorep's own writers (a log line, a plot)
+        err = storage_error(exc.filename or "a file", exc, doing=None)
+        if err is exc:
+            return _internal_error(args.command, exc, debug)
+        if debug:
+            traceback.print_exc()
+        print(f"audiorep {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"audiorep {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence between a user and a traceback
-        if debug:
-            traceback.print_exc()
-        hint = "" if debug else " (run with --debug or AUDIOREP_DEBUG=1 for the traceback)"
-        print(f"audiorep {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}",
-              file=sys.stderr)
-        return 1
+        return _internal_error(args.command, exc, debug)
+
+
+def _internal_error(command: str, exc: BaseException, debug: bool) -> int:
+    """One line for an error that is a bug of audiorep's, not the user's; exit status 1."""
+    if debug:
+        traceback.print_exception(exc)
+    hint = "" if debug else " (run with --debug or AUDIOREP_DEBUG=1 for the traceback)"
+    print(f"audiorep {command}: internal error: {type(exc).__name__}: {_one_line(exc)}{hint}", file=sys.stderr)
+    return 1
 
 
 def _one_line(exc: BaseException) -> str:
-    """The exception's message folded onto one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The exception's message folded onto one line (a DataLoader worker's traceback dropped)."""
+    return " ".join(strip_worker_traceback(str(exc)).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

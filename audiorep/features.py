@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import AudioError, ConfigError
+from .validate import check_bool, check_choice, check_float, check_int
 
 
 @dataclass
@@ -37,10 +38,21 @@ class FeatureConfig:
     cmvn_eps: float = 1e-10  # added to the (unbiased) std, as s3prl does
 
     def __post_init__(self) -> None:
-        if self.kind not in ("mel", "linear"):
-            raise ConfigError(f"FeatureConfig.kind must be 'mel' or 'linear', got {self.kind!r}")
-        if self.sample_rate <= 0 or self.n_mels <= 0 or self.n_freq < 2:
-            raise ConfigError(f"FeatureConfig: sample_rate, n_mels must be positive and n_freq >= 2 ({self})")
+        # types and bounds checked where config.json / YAML / s3prl configs are parsed (see audiorep.validate)
+        own = "FeatureConfig"
+        check_choice(own, "kind", self.kind, ("mel", "linear"))
+        check_int(own, "sample_rate", self.sample_rate, 1, 1_000_000)
+        check_int(own, "n_mels", self.n_mels, 1, 4_096)
+        check_int(own, "n_freq", self.n_freq, 2, 32_769)  # n_fft up to 65536
+        check_float(own, "win_ms", self.win_ms, 0.0, 10_000.0, low_open=True)
+        check_float(own, "hop_ms", self.hop_ms, 0.0, 10_000.0, low_open=True)
+        check_float(own, "f_min", self.f_min, 0.0)
+        check_float(own, "f_max", self.f_max, 0.0, optional=True)
+        check_float(own, "target_db", self.target_db, -200.0, 200.0, optional=True)
+        check_bool(own, "log", self.log)
+        check_float(own, "log_eps", self.log_eps, 0.0, 1.0, low_open=True)
+        check_bool(own, "cmvn", self.cmvn)
+        check_float(own, "cmvn_eps", self.cmvn_eps, 0.0, 1.0)
         if self.hop_length <= 0 or self.win_length <= 0 or self.win_length > self.n_fft:
             raise ConfigError(
                 f"FeatureConfig: need 0 < win_length ({self.win_length}) <= n_fft ({self.n_fft}) and hop > 0"
@@ -175,7 +187,14 @@ class FeatureExtractor(nn.Module):
         if c.target_db is not None:
             # Same level for every utterance, from valid samples only (padding would lower the RMS).
             ms = wavs.square().sum(1) / lengths.clamp_min(1)  # (B,)
-            scale = (10.0 ** (c.target_db / 20.0)) / (ms.sqrt() + 1e-10)  # (B,)
+            rms = ms.sqrt()  # (B,)
+            if not bool(torch.isfinite(ms).all()):
+                # A finite sample beyond ~1e19 overflows the float32 square: the scale would be 0 and the
+                # utterance would come out as silence. Take the RMS of the waveform over its peak instead.
+                peak = wavs.abs().amax(1)  # (B,)
+                rel = (wavs / peak.clamp_min(1e-30)[:, None]).square().sum(1) / lengths.clamp_min(1)  # (B,)
+                rms = torch.where(torch.isfinite(ms), rms, peak * rel.sqrt())  # (B,)
+            scale = (10.0 ** (c.target_db / 20.0)) / (rms + 1e-10)  # (B,)
             wavs = wavs * scale[:, None]  # (B, S)
         padded = reflect_pad(wavs, lengths, pad, full)  # (B, S + n_fft)
         spec = torch.stft(
@@ -200,6 +219,11 @@ class FeatureExtractor(nn.Module):
             feats = feats * fmask
         if c.cmvn:
             feats = cmvn(feats, fmask, frame_lens, c.cmvn_eps)
+        if c.target_db is None and not bool(torch.isfinite(feats).all()):
+            # without level normalisation, samples far outside [-1, 1] overflow the power spectrum
+            bad = (~torch.isfinite(feats)).flatten(1).any(1).nonzero().flatten().tolist()  # utterance indices
+            raise AudioError(f"utterance(s) {bad}: features overflow (samples far outside [-1, 1]); scale the "
+                             "audio to [-1, 1] or use a feature config with target_db")
         return feats, frame_lens
 
 

@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
 
+from .errors import StorageError
+
 _umask_lock = threading.Lock()
+# What make_temp_file names a temp file: "." + target name + "." + mkstemp's 8 random characters + suffix.
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.(tmp|part)$")
+# errnos that mean "the disk or the file system refuses", not a bug: reported as one line naming the file.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def storage_error(path: str | os.PathLike, exc: OSError, doing: str | None = "write") -> StorageError | OSError:
+    """A :class:`StorageError` naming ``path`` (and what failed: ``cannot write``) for a full disk, quota,
+    read-only or permission failure; other OSErrors are returned unchanged (they are bugs, not the disk)."""
+    if exc.errno not in _STORAGE_ERRNOS:
+        return exc
+    hint = "; free some space and run again (--resume continues a run)" if exc.errno in (
+        errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    reason = exc.strerror or str(exc)
+    return StorageError(f"{path}: cannot {doing} ({reason}){hint}" if doing else f"{path}: {reason}{hint}")
 
 
 def current_umask() -> int:
@@ -42,17 +61,22 @@ def make_temp_dir(folder: str | os.PathLike, prefix: str) -> Path:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and an ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = make_temp_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
-            os.unlink(tmp)
+            os.unlink(tmp)  # a full disk must not also keep the half-written copy
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise storage_error(path, exc) from exc
         raise
 
 
@@ -63,18 +87,44 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``target``; on success it replaces ``target`` whole.
+    """Yield an empty staging folder beside ``target``; on success it becomes ``target`` in one rename.
 
-    On an exception the staging folder is removed and ``target`` is left as it was.
+    ``target`` must not exist or be an empty folder: this never deletes what a folder holds (a
+    ``FileExistsError`` instead). On an exception the staging folder is removed and ``target`` is left
+    as it was.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = make_temp_dir(target.parent, prefix=f".{target.name}.")
+    target = Path(target).absolute()  # "." has no name to put a staging folder beside
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = make_temp_dir(target.parent, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise storage_error(target, exc) from exc
     try:
         yield staging
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        try:
+            os.rename(staging, target)  # replaces an empty folder, fails on a non-empty one
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise FileExistsError(exc.errno, f"{target} appeared meanwhile and is not empty", str(target)) from exc
+            raise storage_error(target, exc) from exc
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files that killed writes left in ``folder`` (not below it); returns what went.
+
+    Only names made by :func:`make_temp_file` (``.NAME.XXXXXXXX.tmp`` / ``.part``) are touched. Call it
+    only while holding the lock that makes this process the folder's one writer (a run folder's lock),
+    or another process's write in progress would lose its temp file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        if _TEMP_NAME.match(entry.name) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

@@ -9,7 +9,7 @@ import torch
 
 from .errors import CheckpointError, ConfigError
 from .models import ARCHITECTURES
-from .models.base import PretrainedModel, load_state_strict, read_config, read_weights
+from .models.base import WEIGHTS_NAME, PretrainedModel, load_state_strict, read_config, read_weights
 from .registry import get_spec, list_models
 
 
@@ -57,5 +57,5 @@ def load_folder(directory: str | os.PathLike) -> PretrainedModel:
     except ConfigError as exc:
         raise CheckpointError(f"{directory}/config.json: {exc}") from exc
     extras = tuple(f"{p}." for p in meta.get("extra_modules", []))
-    load_state_strict(model, read_weights(directory), str(directory), ignore_prefixes=extras)
+    load_state_strict(model, read_weights(directory), str(Path(directory) / WEIGHTS_NAME), ignore_prefixes=extras)
     return model

@@ -36,9 +36,9 @@ def test_extract_all_layers_and_one_layer(tmp_path, tiny_folder, capsys):
     with torch.inference_mode():
         ref = m([wav]).hidden_states
     assert (feats[paths[1]][2] - ref[2][0]).abs().max() < 1e-5
-    assert main(["extract", str(folder), paths[0], "--out", str(out), "--layer", "-1"]) == 0
+    assert main(["extract", str(folder), paths[0], "--out", str(out), "--layer", "-1", "--overwrite"]) == 0
     assert load_file(out)[paths[0]].shape == (101, 32)
-    assert main(["extract", str(folder), paths[0], "--out", str(out), "--layer", "7"]) == 2
+    assert main(["extract", str(folder), paths[0], "--out", str(out), "--layer", "7", "--overwrite"]) == 2
     assert "--layer 7" in capsys.readouterr().err
 
 

@@ -11,13 +11,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Read an s3prl states-*.ckpt (without executing pickled code) and write "
                                    "config.json + model.safetensors, loadable with audiorep.load(DIR).")
     p.add_argument("ckpt", type=Path, help="s3prl checkpoint file")
-    p.add_argument("out", type=Path, help="output folder (replaced if it exists)")
+    p.add_argument("out", type=Path,
+                   help="output folder: new or empty (an audiorep model folder is replaced only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the config.json and model.safetensors of an existing audiorep model folder")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..hub import convert_to_folder
 
-    out = convert_to_folder(args.ckpt, args.out)
+    out = convert_to_folder(args.ckpt, args.out, overwrite=args.overwrite)
     print(out)
     return 0

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--labels", type=Path, default=None, help="mosi: labels CSV (video_id, clip_id, text, label, mode)")
     prep.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                       help="stop at the first missing/unreadable file (default) or skip it and list it at the end")
+    prep.add_argument("--overwrite", action="store_true", help="replace manifests already in OUT")
     prep.set_defaults(func=run_prepare)
 
 
@@ -55,13 +56,19 @@ def run_prepare(args: argparse.Namespace) -> int:
     from ..data.readers import read_librispeech, read_mosi, read_voxceleb1
     from ..errors import ConfigError
 
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"{args.out}: exists and is not a folder")
+    if args.kind == "mosi" and args.labels is None:
+        raise ConfigError("data prepare mosi: --labels LABEL_CSV is required")
+    existing = sorted(p.name for p in args.out.glob("*.jsonl")) if args.out.is_dir() else []
+    if existing and not args.overwrite:  # checked before the corpus scan; an edited manifest must not vanish
+        raise ConfigError(f"{args.out}: already holds {', '.join(existing)}; pass --overwrite to replace the "
+                          "manifests it writes, or choose another OUT")
     if args.kind == "librispeech":
         res = read_librispeech(args.root, on_error=args.on_error)
     elif args.kind == "voxceleb1":
         res = read_voxceleb1(args.root, args.split_file, on_error=args.on_error)
     else:
-        if args.labels is None:
-            raise ConfigError("data prepare mosi: --labels LABEL_CSV is required")
         res = read_mosi(args.root, args.labels, on_error=args.on_error)
     args.out.mkdir(parents=True, exist_ok=True)
     for split, utts in res.splits.items():

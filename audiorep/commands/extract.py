@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(frames x hidden) into a safetensors file keyed by the file path.")
     p.add_argument("model", help="registered name, model folder or s3prl checkpoint")
     p.add_argument("audio", nargs="+", type=Path, help="audio files (any rate; resampled to the model's)")
-    p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .safetensors file (an existing one is replaced only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out file that audiorep extract wrote")
     p.add_argument("--layer", type=int, default=None,
                    help="hidden state index (0 = input embedding, -1 = last); default: all layers stacked")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
@@ -25,9 +27,19 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .. import load, read_audio
-    from ..errors import ConfigError
+    from ..errors import AudioError, ConfigError
     from ..fileio import atomic_write_bytes
+    from ._checks import check_device, check_output_file
 
+    # every argument is checked before the model loads and the first file is read
+    check_device(args.device)
+    _check_out(args.out, args.overwrite)
+    check_output_file(args.out)
+    for path in args.audio:
+        if path.is_dir():
+            raise AudioError(f"{path}: a folder, not an audio file")
+        if not path.is_file():
+            raise AudioError(f"{path}: no such audio file")
     model = load(args.model, pretrained=not args.no_pretrained, device=args.device)
     n_states = model.num_layers + 1
     if args.layer is not None and not -n_states <= args.layer < n_states:
@@ -42,6 +54,30 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save
 
-    atomic_write_bytes(args.out, save(out, metadata={"model": str(args.model), "layer": str(args.layer)}))
+    meta = {"format": EXTRACT_FORMAT, "model": str(args.model), "layer": str(args.layer)}
+    atomic_write_bytes(args.out, save(out, metadata=meta))
     print(args.out)
     return 0
+
+
+EXTRACT_FORMAT = "audiorep-extract"
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """An existing --out is replaced only with --overwrite, and only if audiorep extract wrote it."""
+    from ..errors import ConfigError
+
+    if not out.is_file():
+        return
+    if not overwrite:
+        raise ConfigError(f"--out {out}: already exists; pass --overwrite to replace it, or choose another file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(out), "pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
+        meta = {}
+    if meta.get("format") != EXTRACT_FORMAT and not {"model", "layer"} <= set(meta):
+        raise ConfigError(f"--out {out}: not a file audiorep extract wrote; refusing to replace it even with "
+                          "--overwrite")

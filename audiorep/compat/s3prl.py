@@ -16,6 +16,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..features import FeatureConfig
+from ..models.base import check_finite_weights
 from ..models.mockingjay import MockingjayConfig, MockingjayModel, SpecPredictionHead
 from .safe_pickle import safe_torch_load
 
@@ -32,6 +33,33 @@ _HEAD_MAP = {"dense": "dense", "norm": "LayerNorm", "out": "output"}
 
 def is_s3prl_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and "Transformer" in obj and ("Upstream_Config" in obj or "Config" in obj)
+
+
+def tensor_section(states: dict[str, Any], key: str, source: str) -> dict[str, torch.Tensor] | None:
+    """``states[key]`` as a dict of name -> tensor (None when absent); CheckpointError naming what is off."""
+    obj = states.get(key)
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{source}: '{key}' must be a dict of tensors, got {type(obj).__name__}")
+    for name, value in obj.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: '{key}' holds {type(value).__name__} {_short(value)} at {name!r} "
+                                  "where a tensor belongs")
+    check_finite_weights(obj, f"{source}: '{key}'")
+    return obj
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _section(parent: dict[str, Any], key: str, where: str, source: str) -> dict[str, Any]:
+    value = parent.get(key, {})
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{source}: {where}{key} must be a mapping, got {type(value).__name__} {_short(value)}")
+    return value
 
 
 def upstream_config(states: dict[str, Any], source: str) -> dict[str, Any]:
@@ -59,7 +87,7 @@ def _rename_legacy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def convert_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], head_state: dict[str, torch.Tensor] | None,
                    source: str) -> tuple[MockingjayConfig, FeatureConfig]:
     """s3prl's transformer + audio sections -> (MockingjayConfig, FeatureConfig), refusing what we can't reproduce."""
-    t = cfg["transformer"]
+    t = _section(cfg, "transformer", "upstream config ", source)
     audio = cfg.get("audio")
     if not isinstance(audio, dict):
         raise CheckpointError(f"{source}: no 'audio' section: this checkpoint expects pre-extracted features, "
@@ -70,7 +98,7 @@ def convert_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], head_sta
         raise CheckpointError(f"{source}: hidden_act {t.get('hidden_act')!r} unsupported (Mockingjay uses gelu)")
     if bool(t.get("pre_layer_norm", False)):
         raise CheckpointError(f"{source}: pre-LayerNorm transformers are not supported (published models are post-LN)")
-    inp = audio.get("input", {})
+    inp = _section(audio, "input", "audio.", source)
     if int(inp.get("delta", 0)) != 0:
         raise CheckpointError(f"{source}: delta features are not supported by audiorep's front end")
     kind = inp.get("feat_type", "mel")
@@ -90,11 +118,16 @@ def convert_config(cfg: dict[str, Any], state: dict[str, torch.Tensor], head_sta
     w = state.get("input_representations.spec_transform.weight")
     if w is None:
         raise CheckpointError(f"{source}: 'Transformer' has no input_representations.spec_transform.weight")
+    if w.dim() != 2:
+        raise CheckpointError(f"{source}: 'Transformer' input_representations.spec_transform.weight must be a "
+                              f"(hidden, input) matrix, got shape {tuple(w.shape)}")
     input_dim = int(w.shape[1])
     if input_dim != feats.dim:
         raise CheckpointError(f"{source}: encoder input size {input_dim} does not match its audio config "
                               f"({feats.kind}, {feats.dim} dims)")
     out_w = (head_state or {}).get("output.weight")
+    if out_w is not None and out_w.dim() != 2:
+        raise CheckpointError(f"{source}: 'SpecHead' output.weight must be a matrix, got shape {tuple(out_w.shape)}")
     model = MockingjayConfig(
         input_dim=input_dim,
         hidden_size=int(t["hidden_size"]),
@@ -121,13 +154,18 @@ def convert_state(state: dict[str, torch.Tensor], config: MockingjayConfig, sour
         "input_norm.bias": state["input_representations.LayerNorm.bias"],
     }
     n_distinct = 1 if config.share_layers else config.num_layers
+    H = config.hidden_size
     try:
         for i in range(n_distinct):
             src = f"encoder.layer.{i}."
             for p in ("weight", "bias"):
-                out[f"layers.{i}.attn.qkv.{p}"] = torch.cat(
-                    [state[f"{src}attention.self.{n}.{p}"] for n in ("query", "key", "value")], dim=0
-                )
+                parts = [state[f"{src}attention.self.{n}.{p}"] for n in ("query", "key", "value")]
+                want = (H, H) if p == "weight" else (H,)
+                for n, t in zip(("query", "key", "value"), parts):
+                    if tuple(t.shape) != want:  # torch.cat would fail (or fuse nonsense) without naming it
+                        raise CheckpointError(f"{source}: 'Transformer' {src}attention.self.{n}.{p} has shape "
+                                              f"{tuple(t.shape)}, expected {want} for hidden_size {H}")
+                out[f"layers.{i}.attn.qkv.{p}"] = torch.cat(parts, dim=0)
                 for ours, theirs in _LAYER_MAP.items():
                     out[f"layers.{i}.{ours}.{p}"] = state[f"{src}{theirs}.{p}"]
     except KeyError as exc:
@@ -144,8 +182,13 @@ def convert_state(state: dict[str, torch.Tensor], config: MockingjayConfig, sour
     return {k: v.float() for k, v in out.items()}
 
 
-def convert_head(head_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert_head(head_state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """s3prl ``SpecHead`` state dict -> SpecPredictionHead state dict."""
     head_state = _rename_legacy(head_state)
+    missing = [f"{theirs}.{p}" for theirs in _HEAD_MAP.values() for p in ("weight", "bias")
+               if f"{theirs}.{p}" not in head_state]
+    if missing:
+        raise CheckpointError(f"{source}: 'SpecHead' lacks {', '.join(missing)}")
     return {f"{ours}.{p}": head_state[f"{theirs}.{p}"].float()
             for ours, theirs in _HEAD_MAP.items() for p in ("weight", "bias")}
 
@@ -161,13 +204,16 @@ def load_s3prl_checkpoint(path: str | os.PathLike, with_head: bool = False
         keys = sorted(states)[:8] if isinstance(states, dict) else type(states).__name__
         raise CheckpointError(f"{path}: not an s3prl Mockingjay/TERA/AALBERT checkpoint (top-level keys: {keys})")
     cfg = upstream_config(states, path)
-    state = _rename_legacy(dict(states["Transformer"]))
-    head_state = _rename_legacy(dict(states["SpecHead"])) if isinstance(states.get("SpecHead"), dict) else None
+    state = _rename_legacy(tensor_section(states, "Transformer", path) or {})
+    head_state = tensor_section(states, "SpecHead", path)
+    head_state = _rename_legacy(head_state) if head_state is not None else None
     try:
         mcfg, fcfg = convert_config(cfg, state, head_state, path)
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
+    except CheckpointError:
+        raise
+    except ConfigError as exc:  # a field out of range or of the wrong type (audiorep.validate)
+        raise CheckpointError(f"{path}: upstream config: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: malformed upstream config ({type(exc).__name__}: {exc})") from exc
     model = MockingjayModel(mcfg, fcfg)
     load_state_strict(model, convert_state(state, mcfg, path), path)
@@ -176,7 +222,7 @@ def load_s3prl_checkpoint(path: str | os.PathLike, with_head: bool = False
     head = None
     if head_state is not None:
         head = SpecPredictionHead(mcfg)
-        load_state_strict(head, convert_head(head_state), f"{path} (SpecHead)")
+        load_state_strict(head, convert_head(head_state, path), f"{path} (SpecHead)")
     return model, head
 
 

@@ -6,6 +6,7 @@ module is passed to ``torch.load`` as its ``pickle_module`` so every class looku
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 from typing import Any
 
@@ -19,7 +20,6 @@ _ALLOWED: set[tuple[str, str]] = {
     ("builtins", "frozenset"),
     ("builtins", "slice"),
     ("builtins", "complex"),
-    ("builtins", "bytearray"),
     ("argparse", "Namespace"),
     ("torch", "Size"),
     ("torch", "device"),
@@ -32,12 +32,8 @@ _ALLOWED: set[tuple[str, str]] = {
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
-    ("codecs", "encode"),  # how protocol-2 pickles of numpy arrays carry their raw bytes
 }
 _TORCH_DTYPES = {
     "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
@@ -46,6 +42,73 @@ _TORCH_DTYPES = {
 # Old s3prl checkpoints pickled their optimiser/scheduler objects from a top-level `optimizers` module.
 # We never need those sections, so such objects become inert placeholders instead of imported code.
 _OPAQUE_MODULES = ("optimizers", "s3prl.optimizers")
+
+
+# Protocol-2 pickles (torch.save's default) cannot hold bytes directly: they store each bytes object as
+# ``_codecs.encode(<str>, "latin1")``. The real ``encode`` takes any codec and any object, so nested calls
+# through e.g. hex or base64 grow a 1 KB pickle exponentially; this stand-in does only what numpy's
+# pickles need: latin-1 of a string the file itself holds, which has the string's length.
+_LATIN1 = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "l1"}
+_MAX_ENCODED_CHARS = 1 << 34  # 16 GiB: a bound on principle; a str in the file is at most the file's size
+
+
+def _codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    if not isinstance(obj, str) or not isinstance(encoding, str) or encoding.lower() not in _LATIN1:
+        raise pickle.UnpicklingError(f"refusing codecs.encode({type(obj).__name__}, {encoding!r}): only latin-1 "
+                                     "strings are plain data")
+    if errors != "strict" or len(obj) > _MAX_ENCODED_CHARS:
+        raise pickle.UnpicklingError("refusing codecs.encode outside the plain latin-1 form numpy pickles use")
+    return obj.encode("latin-1")
+
+
+class _NdarrayClass:
+    """What the pickle sees as ``numpy.ndarray``: only a token for :func:`_reconstruct`.
+
+    Calling the real class with a shape from the file (``ndarray((10**12,))``) would allocate it.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise pickle.UnpicklingError("refusing numpy.ndarray(...): arrays are rebuilt only the way numpy pickles them")
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+    """numpy's own ``_reconstruct`` as its pickles call it: an empty ndarray that ``__setstate__`` fills."""
+    import numpy as np
+
+    if subtype is not _NdarrayClass or tuple(shape) != (0,):
+        raise pickle.UnpicklingError("refusing numpy _reconstruct other than numpy's own (ndarray, (0,), ...)")
+    try:
+        from numpy._core.multiarray import _reconstruct as real  # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct as real
+
+    return real(np.ndarray, (0,), dtype)
+
+
+def _bytearray(*args: Any) -> bytearray:
+    """``bytearray`` of a bytes/str payload (how protocol 2-4 pickle one), not of a size from the file."""
+    if not args or not isinstance(args[0], (bytes, str)) or len(args) > 2:
+        raise pickle.UnpicklingError("refusing bytearray(...) other than of a bytes or latin-1 string payload")
+    return bytearray(*args)
+
+
+def _bytes(*args: Any) -> bytes:
+    """``bytes()`` (how protocol 2 pickles an empty bytes object) or ``bytes`` of a payload; never of a size."""
+    if args and (not isinstance(args[0], (bytes, str)) or len(args) > 2):
+        raise pickle.UnpicklingError("refusing bytes(...) other than empty or of a bytes or latin-1 string payload")
+    return bytes(*args)
+
+
+# (module, name) -> the bounded stand-in the unpickler hands out instead of the real callable
+_REPLACED: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): _codecs_encode,
+    ("codecs", "encode"): _codecs_encode,
+    ("numpy", "ndarray"): _NdarrayClass,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("builtins", "bytearray"): _bytearray,
+    ("builtins", "bytes"): _bytes,
+}
 
 
 class OpaqueObject:
@@ -72,6 +135,11 @@ class Unpickler(pickle.Unpickler):
     error: type[Exception] = CheckpointError  # raised for a refused global
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names (protocol <= 2 pickles say __builtin__.set): what pickle itself would map them to
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        if (module, name) in _REPLACED:
+            return _REPLACED[(module, name)]
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         if module == "torch" and (name in _TORCH_DTYPES or name.endswith("Storage")):

@@ -38,7 +38,11 @@ class Corpus:
     def manifest(self, split: str) -> list[Utterance]:
         """The Utterances of one split; ConfigError listing the splits when it does not exist."""
         if split not in self.manifests:
-            raise ConfigError(f"corpus {self.name!r} has no split {split!r}; it has {self.splits}")
+            hint = ""
+            if Path(self.name).suffix == ".jsonl":
+                hint = (f" (one manifest file is one split, named after the file; for train/dev/test pass the "
+                        f"folder holding {split}.jsonl and its sibling manifests)")
+            raise ConfigError(f"corpus {self.name!r} has no split {split!r}; it has {self.splits}{hint}")
         return read_manifest(self.manifests[split])
 
     def utterances(self) -> list[Utterance]:

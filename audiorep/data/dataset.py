@@ -118,6 +118,13 @@ class AudioDataset(Dataset):
 
     def _load(self, index: int, utt: Utterance) -> dict[str, Any]:
         wav, sr = read_audio(utt.path)  # (S,)
+        # The manifest's rate and length size the batches before any file is opened: a manifest that
+        # contradicts its file would bucket and crop by wrong lengths without a word.
+        if sr != utt.sample_rate:
+            raise AudioError(f"{utt.path}: the manifest says {utt.sample_rate} Hz, the file is sampled at {sr} Hz; "
+                             "correct the manifest's sample_rate")
+        if utt.num_samples != wav.numel():
+            raise AudioError(f"{utt.path}: manifest says {utt.num_samples} samples, the file has {wav.numel()}")
         if sr != self.sample_rate:
             if not self.resample:
                 raise AudioError(
@@ -125,8 +132,6 @@ class AudioDataset(Dataset):
                     "(resample the corpus, or pass resample=True)"
                 )
             wav = resample(wav, sr, self.sample_rate)  # (S',)
-        elif utt.num_samples != wav.numel() and utt.sample_rate == sr:
-            raise AudioError(f"{utt.path}: manifest says {utt.num_samples} samples, the file has {wav.numel()}")
         labels = None
         if self.frame_labels is not None:
             labels = self.frame_labels.get(utt.id)

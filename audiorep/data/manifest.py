@@ -6,7 +6,13 @@ A manifest line looks like::
      "speaker": "spk01", "text": "the garden looks lovely", "labels": {"sentiment": 1.6}}
 
 Paths are stored relative to the manifest's folder when the audio lives below it (so a corpus folder can be
-moved or shipped inside the package) and are absolute after reading. Frame-level labels (phones) are not
+moved or shipped inside the package) and are absolute after reading. A manifest whose paths point outside
+its folder (absolute, or climbing out with ``..``) must say so in a line before its rows::
+
+    # audiorep: allow_outside_paths
+
+(:func:`write_manifest` writes it when needed), so a manifest that came with a download cannot make a
+run read arbitrary files of the machine without anyone having asked for it. Frame-level labels (phones) are not
 inlined: they live in a ``converted_aligned_phones.txt``-style file (see :mod:`audiorep.data.labels`).
 """
 
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,6 +31,8 @@ from ..errors import ConfigError
 from ..fileio import atomic_write_text
 
 _REQUIRED = ("id", "path", "num_samples", "sample_rate", "speaker")
+ALLOW_OUTSIDE_LINE = "# audiorep: allow_outside_paths"
+_ALLOW_OUTSIDE = re.compile(r"^#\s*audiorep:\s*allow_outside_paths\s*$")
 
 
 @dataclass
@@ -46,7 +56,23 @@ class Utterance:
         return dataclasses.asdict(self)
 
 
-def _parse_row(obj: Any, where: str, base: Path) -> Utterance:
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _check_finite_labels(value: Any, where: str, key: str) -> None:
+    """Task labels are numbers, strings, lists or objects; a non-finite number is never a label."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: label {key!r} is {value}, not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite_labels(v, where, f"{key}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite_labels(v, where, f"{key}[{i}]")
+
+
+def _parse_row(obj: Any, where: str, base: Path, allow_outside: bool = True) -> Utterance:
     """Validate one decoded JSON row and build its Utterance; ConfigError naming ``where`` otherwise."""
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(obj).__name__}")
@@ -69,12 +95,18 @@ def _parse_row(obj: Any, where: str, base: Path) -> Utterance:
     labels = obj.get("labels", {})
     if not isinstance(labels, dict):
         raise ConfigError(f"{where}: field 'labels' must be an object, got {type(labels).__name__}")
+    _check_finite_labels(labels, where, "labels")
     path = Path(obj["path"])
     if not path.is_absolute():
         path = base / path
+    path = Path(os.path.normpath(str(path)))
+    if not allow_outside and os.path.commonpath([base, path]) != str(base):
+        how = "is absolute" if Path(obj["path"]).is_absolute() else "climbs out of it"
+        raise ConfigError(f"{where}: path {obj['path']!r} points outside the manifest's folder {base} ({how}); "
+                          f"if that is intended, put the line '{ALLOW_OUTSIDE_LINE}' before the rows")
     return Utterance(
         id=obj["id"],
-        path=os.path.normpath(str(path)),
+        path=str(path),
         num_samples=obj["num_samples"],
         sample_rate=obj["sample_rate"],
         speaker=obj["speaker"],
@@ -83,11 +115,13 @@ def _parse_row(obj: Any, where: str, base: Path) -> Utterance:
     )
 
 
-def read_manifest(path: str | os.PathLike) -> list[Utterance]:
-    """Read a JSON-lines manifest into Utterances with absolute paths.
+def read_manifest(path: str | os.PathLike, allow_outside: bool = False) -> list[Utterance]:
+    """Read a UTF-8 JSON-lines manifest into Utterances with absolute paths.
 
     Blank lines and lines starting with ``#`` are ignored. Raises :class:`ConfigError` naming the file and
-    line for malformed JSON, missing/ill-typed fields and duplicate ids. The audio itself is not opened.
+    line for text that is not UTF-8, malformed JSON (NaN and Infinity included), missing/ill-typed
+    fields, non-finite labels, duplicate ids, and paths outside the manifest's folder unless the file
+    allows them (see the module doc) or ``allow_outside`` is set. The audio itself is not opened.
     """
     path = Path(path)
     if not path.is_file():
@@ -95,17 +129,25 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     base = path.resolve().parent
     utts: list[Utterance] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             try:
-                obj = json.loads(line)
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                                  "save the manifest as UTF-8") from None
+            if not line or line.startswith("#"):
+                if not utts and _ALLOW_OUTSIDE.match(line):
+                    allow_outside = True
+                continue
+            try:
+                obj = json.loads(line, parse_constant=_reject_constant)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            utt = _parse_row(obj, where, base)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: not valid JSON ({exc})") from exc
+            utt = _parse_row(obj, where, base, allow_outside)
             if utt.id in seen:
                 raise ConfigError(f"{where}: duplicate utterance id {utt.id!r} (first on line {seen[utt.id]})")
             seen[utt.id] = lineno
@@ -117,13 +159,15 @@ def write_manifest(utts: Iterable[Utterance], path: str | os.PathLike) -> Path:
     """Write Utterances as a JSON-lines manifest, atomically (temp file + ``os.replace``).
 
     Paths under the manifest's folder are stored relative to it so the folder stays relocatable; others stay
-    absolute. Returns the path written. Raises ConfigError for duplicate ids.
+    absolute, and the file then starts with the ``allow_outside_paths`` line. Returns the path written.
+    Raises ConfigError for duplicate ids and non-finite labels.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     base = path.resolve().parent
     lines = []
     seen: set[str] = set()
+    outside = False
     for utt in utts:
         if utt.id in seen:
             raise ConfigError(f"{path}: duplicate utterance id {utt.id!r}")
@@ -135,6 +179,14 @@ def write_manifest(utts: Iterable[Utterance], path: str | os.PathLike) -> Path:
                 row["path"] = p.resolve().relative_to(base).as_posix()
             except ValueError:
                 row["path"] = str(p)
-        lines.append(json.dumps(row, ensure_ascii=False, sort_keys=False))
+                outside = True
+        elif ".." in p.parts:
+            outside = True
+        try:
+            lines.append(json.dumps(row, ensure_ascii=False, sort_keys=False, allow_nan=False))
+        except ValueError:
+            raise ConfigError(f"{path}: utterance {utt.id!r} has a NaN or infinite label") from None
+    if outside:  # the writer chose these paths: say so, or read_manifest would refuse them
+        lines.insert(0, ALLOW_OUTSIDE_LINE)
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
     return path

@@ -56,16 +56,43 @@ def _measured_lengths(x: np.ndarray) -> np.ndarray:
     return last.astype(np.int64)
 
 
-def _as_float(x: Any, what: str, ndim: int) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.dtype == object:
-        raise ConfigError(f"{what}: expected a numeric array, got an object array")
-    if arr.ndim != ndim:
+_KINDS = {"U": "a string", "S": "a bytes", "O": "an object (ragged?)", "c": "a complex", "M": "a datetime"}
+
+
+def _numeric(x: Any, what: str, ndim: int | None) -> np.ndarray:
+    """``x`` as a numeric (bool/int/float) array of ``ndim`` dimensions (any: None), none of them empty;
+    ConfigError otherwise. A pickle can hold anything where an array belongs."""
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:  # numpy >= 1.24 refuses ragged nested lists
+        raise ConfigError(f"{what}: not a regular array (rows of different lengths?)") from exc
+    if arr.dtype.kind not in "biuf":
+        raise ConfigError(f"{what}: expected a numeric array, got {_KINDS.get(arr.dtype.kind, 'a ' + arr.dtype.name)} "
+                          "array")
+    if ndim is not None and arr.ndim != ndim:
         raise ConfigError(f"{what}: expected {ndim} dimensions, got shape {arr.shape}")
-    arr = arr.astype(np.float32, copy=False)
+    if 0 in arr.shape:
+        raise ConfigError(f"{what}: empty (shape {arr.shape})")
+    return arr
+
+
+def _as_float(x: Any, what: str, ndim: int) -> np.ndarray:
+    arr = _numeric(x, what, ndim).astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise ConfigError(f"{what}: holds NaN or infinite values")
     return arr
+
+
+def _strings(d: dict[str, Any], key: str, n: int, where: str) -> list[str] | None:
+    """``d[key]`` as n strings (ids, transcripts), or None when absent."""
+    if key not in d:
+        return None
+    value = d[key]
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or not hasattr(value, "__iter__"):
+        raise ConfigError(f"{where}['{key}']: expected a list of {n} entries, got {type(value).__name__}")
+    if getattr(value, "ndim", 1) != 1 or len(value) != n:
+        raise ConfigError(f"{where}['{key}']: {len(value)} entries for {n} samples")
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in value]
 
 
 def _parse_split(d: Any, where: str) -> MMSASplit:
@@ -84,8 +111,8 @@ def _parse_split(d: Any, where: str) -> MMSASplit:
             raise ConfigError(f"{where}['{name}']: {arr.shape[0]} samples but regression_labels has {N}")
     text_bert = None
     if "text_bert" in d:
-        text_bert = np.asarray(d["text_bert"])
-        if text_bert.ndim != 3 or text_bert.shape[0] != N or text_bert.shape[1] != 3:
+        text_bert = _numeric(d["text_bert"], f"{where}['text_bert']", 3)
+        if text_bert.shape[0] != N or text_bert.shape[1] != 3:
             raise ConfigError(f"{where}['text_bert']: expected shape (N={N}, 3, L), got {text_bert.shape}")
         text_bert = text_bert.astype(np.int64)
         text_lengths = text_bert[:, 1, :].sum(axis=1).clip(min=1)  # (N,) attention-mask sum
@@ -95,14 +122,12 @@ def _parse_split(d: Any, where: str) -> MMSASplit:
     audio_lengths, vision_lengths = _measured_lengths(audio), _measured_lengths(vision)
     for name, measured in (("audio_lengths", audio_lengths), ("vision_lengths", vision_lengths)):
         if name in d:
-            stored = np.asarray(d[name]).reshape(-1)
+            stored = _numeric(d[name], f"{where}['{name}']", None).reshape(-1)
             if stored.shape[0] != N:
                 raise ConfigError(f"{where}['{name}']: {stored.shape[0]} entries for {N} samples")
             mismatches[name] = int((stored.astype(np.int64) != measured).sum())
-    ids = [str(x) for x in d["id"]] if "id" in d else [f"{i}" for i in range(N)]
-    raw = [str(x) for x in d["raw_text"]] if "raw_text" in d else [""] * N
-    if len(ids) != N or len(raw) != N:
-        raise ConfigError(f"{where}: 'id'/'raw_text' have {len(ids)}/{len(raw)} entries for {N} samples")
+    ids = _strings(d, "id", N, where) or [f"{i}" for i in range(N)]
+    raw = _strings(d, "raw_text", N, where) or [""] * N
     return MMSASplit(ids, raw, text, text_bert, audio, vision, audio_lengths, vision_lengths,
                      text_lengths.astype(np.int64), labels, mismatches)
 

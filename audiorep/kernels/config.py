@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
+from ..errors import ConfigError
+
 ATTENTION_BACKENDS = ("auto", "sdpa", "reference", "triton")
 LAYER_NORM_BACKENDS = ("auto", "torch", "triton")
 
@@ -38,14 +40,19 @@ class KernelConfig:
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_BACKENDS:
-            raise ValueError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
+            raise ConfigError(f"attention backend must be one of {', '.join(ATTENTION_BACKENDS)}, "
+                              f"got {self.attention!r}")
         if self.layer_norm not in LAYER_NORM_BACKENDS:
-            raise ValueError(f"add_layer_norm backend must be one of {LAYER_NORM_BACKENDS}, got {self.layer_norm!r}")
+            raise ConfigError(f"layer-norm backend must be one of {', '.join(LAYER_NORM_BACKENDS)}, "
+                              f"got {self.layer_norm!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "KernelConfig":
         """The switches as the environment sets them (``os.environ`` unless given)."""
         env = os.environ if environ is None else environ
+        for var, allowed in (("AUDIOREP_ATTENTION", ATTENTION_BACKENDS), ("AUDIOREP_FUSED_OPS", LAYER_NORM_BACKENDS)):
+            if env.get(var) and env[var] not in allowed:
+                raise ConfigError(f"{var}={env[var]!r}: must be one of {', '.join(allowed)}")
         return cls(
             attention=env.get("AUDIOREP_ATTENTION", "auto") or "auto",
             layer_norm=env.get("AUDIOREP_FUSED_OPS", "auto") or "auto",

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .config import ATTENTION_BACKENDS as BACKENDS, kernel_config
 from .reference import attention_reference
 
@@ -124,7 +125,7 @@ def resolve_backend(q: torch.Tensor, backend: str = "auto", lengths: torch.Tenso
     if backend == "auto":
         backend = cfg.attention
     if backend not in BACKENDS:
-        raise ValueError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
+        raise ConfigError(f"attention backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
         if not q.is_cuda:
             return "sdpa"

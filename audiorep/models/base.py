@@ -111,8 +111,11 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != "audiorep" or "model" not in meta or "features" not in meta:
         raise CheckpointError(f"{path}: not an audiorep config (needs format, architecture, model, features)")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer audiorep (format {meta['format_version']}); upgrade")
+    version = meta.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer audiorep (format {version}); upgrade")
     return meta
 
 
@@ -145,4 +148,18 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
            for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
     if bad:
         raise CheckpointError(f"{source}: weight shapes do not match the config: {bad[:4]}")
+    check_finite_weights(state, source)
     model.load_state_dict(state, strict=True)
+
+
+def check_finite_weights(state: dict[str, Any], source: str) -> None:
+    """CheckpointError naming ``source`` and the first tensor holding NaN or inf.
+
+    Such weights load without complaint and turn every hidden state into NaN: a diverged run or a
+    corrupt file must be refused where it is read, not discovered in the features.
+    """
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            n_bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{source}: tensor {name!r} holds {n_bad} NaN or infinite value(s); the file is "
+                                  "corrupt or was saved from a diverged run")

@@ -17,10 +17,18 @@ from torch import nn
 from ..audio import WaveformBatch
 from ..errors import ConfigError
 from ..features import FeatureConfig, FeatureExtractor, _from_dict
-from ..kernels import choose, key_padding_mask
+from ..kernels import BACKENDS, choose, key_padding_mask
 from ..kernels.fused import cpu_inference
 from ..layers import SinusoidalPositions, TransformerLayer
+from ..validate import check_bool, check_choice, check_float, check_int
 from .base import EncoderOutput, PretrainedModel
+
+
+# Upper bounds far above any published or sensible model (Mockingjay-large: 12 layers of 768), low enough
+# that a corrupt or hostile config cannot make a load allocate or loop without end.
+_SIZE_LIMITS = {"input_dim": 65_536, "hidden_size": 65_536, "num_layers": 1_024, "num_heads": 1_024,
+                "intermediate_size": 262_144, "embedding_size": 65_536, "output_dim": 65_536}
+MAX_PARAMETERS = 4_000_000_000  # 16 GB of fp32 weights
 
 
 @dataclass
@@ -42,16 +50,35 @@ class MockingjayConfig:
     attention_backend: str = "auto"  # see audiorep.kernels.attention; recorded when the model is built
 
     def __post_init__(self) -> None:
-        for name in ("input_dim", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"MockingjayConfig.{name} must be positive, got {getattr(self, name)}")
+        # Types and upper bounds are checked here, where every config.json, YAML file and s3prl checkpoint
+        # is parsed: a string size would fail deep in a forward pass, and num_layers=1e9 with shared
+        # layers builds one layer and then loops for ever.
+        own = "MockingjayConfig"
+        for name, high in _SIZE_LIMITS.items():
+            check_int(own, name, getattr(self, name), 1, high, optional=name in ("embedding_size", "output_dim"))
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"MockingjayConfig: hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}"
             )
         for name in ("dropout", "attn_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"MockingjayConfig.{name} must lie in [0, 1), got {getattr(self, name)}")
+            check_float(own, name, getattr(self, name), 0.0, 1.0, high_open=True)
+        check_float(own, "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0, low_open=True)
+        check_float(own, "initializer_range", self.initializer_range, 0.0, 10.0)
+        check_bool(own, "share_layers", self.share_layers)
+        check_choice(own, "attention_backend", self.attention_backend, BACKENDS)
+        if self.parameter_estimate > MAX_PARAMETERS:
+            raise ConfigError(f"MockingjayConfig: about {self.parameter_estimate / 1e9:.1f}e9 parameters "
+                              f"(hidden_size {self.hidden_size}, intermediate_size {self.intermediate_size}, "
+                              f"{1 if self.share_layers else self.num_layers} distinct layer(s)); the limit is "
+                              f"{MAX_PARAMETERS / 1e9:g}e9")
+
+    @property
+    def parameter_estimate(self) -> int:
+        """Encoder parameters, roughly (the weight matrices): what building the model will allocate."""
+        H, I = self.hidden_size, self.intermediate_size
+        layers = 1 if self.share_layers else self.num_layers
+        E = self.embedding_size
+        return layers * (4 * H * H + 2 * H * I) + self.input_dim * (E or H) + (E or 0) * H
 
     @property
     def target_dim(self) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..fileio import atomic_write_text, remove_stale_temps
+from ..locking import lock_run_folder
 from ..models.mockingjay import MockingjayModel
 from ..train.checkpoint import CheckpointManager, seed_everything
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
@@ -68,6 +70,8 @@ def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: Di
         if ctx is not None:
             barrier(ctx)
         utts = D.read_manifest(cache)
+    elif path.is_file() and path.suffix == ".jsonl":
+        utts = D.read_manifest(path)  # the manifest named is the training data, whatever the file is called
     else:
         utts = D.get_corpus(src).manifest(cfg.data.split)
     min_samples = int(cfg.data.min_seconds * cfg.features.sample_rate)
@@ -122,7 +126,6 @@ def held_out_check(model: MaskedAcousticModel, cfg: PretrainConfig, run_dir: Pat
     """The reconstruction report on ``data.eval_split`` of a corpus (None for LibriSpeech roots, manifests
     or a missing split), written to ``eval.json`` and logged."""
     from .. import data as D
-    from ..fileio import atomic_write_text
     from .evaluate import reconstruction_report
 
     split = cfg.data.eval_split
@@ -170,10 +173,18 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
     ``batches`` replaces the configured data (tests, custom pipelines).
     """
     ctx = init_distributed(cfg.train.device)
+    lock = None
     try:
         run_dir = Path(cfg.run_dir)
         ckpts = CheckpointManager(run_dir / "checkpoints")
         if ctx.is_main:
+            # Before looking at what the folder holds: two runs started together both see it empty.
+            lock = lock_run_folder(run_dir)
+            for folder in (run_dir, run_dir / "checkpoints", run_dir / "final", run_dir / "s3prl"):
+                remove_stale_temps(folder)  # writes killed mid-way; this process is now the only writer
+            if resume and not ckpts.list():
+                raise ConfigError(f"{run_dir}: --resume, but the folder holds no checkpoint to resume from; "
+                                  "drop --resume to start a new run there")
             if ckpts.list() and not resume:
                 if not overwrite:
                     raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue that run, "
@@ -183,7 +194,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
                     (run_dir / name).unlink(missing_ok=True)
             run_dir.mkdir(parents=True, exist_ok=True)
             text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-            (run_dir / "config.yaml").write_text(text)
+            atomic_write_text(run_dir / "config.yaml", text)
         barrier(ctx)
         seed_everything(cfg.train.seed)  # identical init on every rank (DDP also broadcasts rank 0's)
         model = build_model(cfg)
@@ -204,6 +215,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         first, last = loss_summary(run_dir) if ctx.is_main else (None, None)
         return PretrainResult(run_dir, final, s3, trainer.step, logs, first, last)
     finally:
+        if lock is not None:
+            lock.release()
         shutdown(ctx)
 
 

@@ -36,7 +36,8 @@ from ..data.corpus import get_corpus
 from ..data.dataset import AudioDataset, LengthBucketBatchSampler, collate_waveforms
 from ..data.manifest import Utterance
 from ..errors import CheckpointError, ConfigError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, remove_stale_temps
+from ..locking import lock_run_folder
 from ..train.checkpoint import CheckpointManager, seed_everything
 from ..config import load, to_dict
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
@@ -356,9 +357,15 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
     whose frame rate or sample rate does not match the data. Under torchrun every rank calls this.
     """
     ctx = init_distributed(cfg.device)
+    lock = None
     try:
+        if ctx.is_main:
+            # held for the whole run: a second run into the same folder would interleave its files with ours
+            lock = lock_run_folder(cfg.run_dir())
         return _run(cfg, ctx, resume, overwrite, upstream)
     finally:
+        if lock is not None:
+            lock.release()
         shutdown(ctx)
 
 
@@ -366,6 +373,12 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
          ) -> DownstreamResult:
     out_dir = cfg.run_dir()
     ckpts = CheckpointManager(out_dir / "checkpoints", keep_last=1)
+    if ctx.is_main:
+        for folder in (out_dir, out_dir / "checkpoints"):
+            remove_stale_temps(folder)  # writes killed mid-way; the run lock makes this process the only writer
+    if resume and not ckpts.list():
+        raise ConfigError(f"{out_dir}: --resume, but the folder holds no checkpoint to resume from; "
+                          "drop --resume to start a new run there")
     if ckpts.list() and not resume:
         if not overwrite:
             raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it, --overwrite to start "
@@ -407,7 +420,7 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
     # 4. training (fresh or resumed): epochs, dev every epoch, early stopping on the task's primary metric
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        atomic_write_bytes(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode())
     barrier(ctx)
     train = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, select_metric=task.primary, keep_last=1,
                         seed=cfg.seed, precision=cfg.precision, device=cfg.device, progress=cfg.progress)

@@ -8,6 +8,7 @@ and renamed, so a run killed mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import re
@@ -21,6 +22,7 @@ from ..errors import CheckpointError
 from ..fileio import atomic_write_bytes
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -93,6 +95,26 @@ class CheckpointManager:
             for _, old in self.list()[: -self.keep_last]:
                 old.unlink(missing_ok=True)
         return path
+
+    def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+        """(path, state) of the newest checkpoint that reads; None when the folder holds none.
+
+        A newer file that does not read (cut short by a crash, a full disk, a bad copy) is skipped with a
+        warning and the one before it is used: resuming a few steps earlier beats not resuming at all.
+        CheckpointError when no checkpoint reads.
+        """
+        items = self.list()
+        if not items:
+            return None
+        failures: list[CheckpointError] = []
+        for _, path in reversed(items):
+            try:
+                return path, self.load(path, map_location)
+            except CheckpointError as exc:
+                log.warning("%s; trying the checkpoint before it", exc)
+                failures.append(exc)
+        raise CheckpointError(f"{self.directory}: none of its {len(items)} checkpoint(s) is readable; "
+                              f"the newest: {failures[0]}")
 
     @staticmethod
     def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -194,8 +194,10 @@ class Trainer:
         barrier(self.ctx)
         return path
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        state = CheckpointManager.load(path, map_location="cpu")
+    def load_checkpoint(self, path: str | os.PathLike, state: dict[str, Any] | None = None) -> None:
+        """Restore the run from ``path`` (or from its already read ``state``)."""
+        if state is None:
+            state = CheckpointManager.load(path, map_location="cpu")
         self.load_model_state(state["model"], str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -213,11 +215,14 @@ class Trainer:
             torch.manual_seed(self.train.seed + 7919 * self.step + self.ctx.rank)
 
     def resume(self, path: str | os.PathLike | None = None) -> bool:
-        """Load ``path`` or the newest checkpoint in the run folder; False when there is none."""
-        path = path or (self.ckpts.latest() if self.ckpts is not None else None)
-        if path is None:
+        """Load ``path`` or the newest readable checkpoint in the run folder; False when there is none."""
+        if path is not None:
+            self.load_checkpoint(path)
+            return True
+        found = self.ckpts.load_latest() if self.ckpts is not None else None
+        if found is None:
             return False
-        self.load_checkpoint(path)
+        self.load_checkpoint(*found)
         return True
 
     # ---- the best dev weights ----
