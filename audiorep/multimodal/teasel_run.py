@@ -126,7 +126,9 @@ def front_end_key(cfg: TeaselRunConfig) -> str:
     else:
         ident.update(upstream=cfg.upstream, pretrained=cfg.upstream_pretrained, layer=cfg.upstream_layer,
                      seed=FRONT_END_SEED)
-        p = Path(cfg.upstream) / "model.safetensors"
+        from ..models.foreign import split_source
+
+        p = Path(split_source(cfg.upstream)[1]) / "model.safetensors"  # "hf:DIR" keys on DIR's weights too
         if p.is_file():
             ident["mtime"] = p.stat().st_mtime
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
