@@ -15,8 +15,10 @@ What the wrapper adds on top of the raw model, and why:
   wav2vec2-base, HuBERT-base, WavLM-base(+)) see padding inside that norm, so a padded batch changes every
   frame of the shorter utterances; their feature extractors also return no attention mask. Such models are
   run one group of equal-length utterances at a time, without padding: the output for an utterance is then the
-  same whatever it is batched with. Layer-norm models (large / lv60 / data2vec-audio) are padding-invariant
-  and run as one padded batch with an attention mask. ``padding_invariant`` says which rule applies.
+  same whatever it is batched with. Layer-norm models (wav2vec2-large / lv60, HuBERT- and WavLM-large) are padding-invariant
+  and run as one padded batch with an attention mask. data2vec-audio has a layer-norm CNN but a stack of
+  positional convolutions that carries padding into valid frames even with the mask (measured: an error of
+  order 1), so it runs in equal-length groups too. ``padding_invariant`` says which rule applies.
 - **Hidden states**: ``hidden_states[0]`` is the transformer's input (after the positional convolution),
   ``hidden_states[i]`` the output of layer ``i``; for pre-LN models the last entry is ``last_hidden_state``
   (after the encoder's final LayerNorm), as transformers 4.x and torchaudio's ``forward`` give it.
@@ -47,6 +49,9 @@ TORCHAUDIO_PREFIX = "torchaudio:"
 # transformers model types with the wav2vec2-style CNN + transformer layout this wrapper drives
 HF_SPEECH_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-conformer", "unispeech",
                    "unispeech-sat")
+# of those, the ones whose only cross-frame layers before attention are the CNN and one positional conv: with a
+# layer-norm CNN and an attention mask their output does not depend on padding (checked in the tests)
+_HF_MASKABLE = ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
 # torchaudio's wav2vec2 CNN when a bundle does not spell it out: (channels, kernel, stride) per layer
 _TORCHAUDIO_DEFAULT_CONV = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 
@@ -170,7 +175,8 @@ class HFSpeechUpstream(ForeignUpstream):
             use_attention_mask = not group_norm
         super().__init__(source, sample_rate, cfg.conv_kernel, cfg.conv_stride, cfg.hidden_size,
                          cfg.num_hidden_layers, do_normalize, 1e-7,  # 1e-7: the feature extractor's epsilon
-                         padding_invariant=use_attention_mask and not group_norm)
+                         padding_invariant=use_attention_mask and not group_norm
+                         and cfg.model_type in _HF_MASKABLE)
         self.model = model
         self.use_attention_mask = bool(use_attention_mask)
 
