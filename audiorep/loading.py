@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,18 +13,29 @@ from .models import ARCHITECTURES
 from .models.base import WEIGHTS_NAME, PretrainedModel, load_state_strict, read_config, read_weights
 from .registry import get_spec, list_models
 
+if TYPE_CHECKING:
+    from .models.foreign import ForeignUpstream
+
 
 def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str | torch.device | None = None,
-         progress: bool = True) -> PretrainedModel:
+         progress: bool = True) -> PretrainedModel | ForeignUpstream:
     """Load an upstream encoder in eval mode.
 
     - a registered name (``audiorep.list_models()``): pretrained weights from the cache, downloaded and
       converted on first use; ``pretrained=False`` builds the architecture with random weights;
     - a folder written by ``model.save_pretrained``;
-    - an s3prl ``states-*.ckpt`` file (read without executing pickled code).
+    - an s3prl ``states-*.ckpt`` file (read without executing pickled code);
+    - ``"hf:<repo id or folder>"``: a transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio);
+      ``"torchaudio:<bundle>"``: a ``torchaudio.pipelines`` bundle (e.g. ``WAV2VEC2_BASE``). Both are wrapped
+      behind the same output contract (:mod:`audiorep.models.foreign`); ``pretrained=False`` builds them from
+      their config with random weights.
     """
     path = Path(os.fspath(name_or_path)).expanduser()
-    if path.is_dir():
+    if isinstance(name_or_path, str) and name_or_path.startswith(("hf:", "torchaudio:")):
+        from .models.foreign import load_foreign
+
+        model = load_foreign(name_or_path, pretrained=pretrained)
+    elif path.is_dir():
         model = load_folder(path)
     elif path.is_file():
         from .compat.s3prl import load_s3prl_checkpoint
@@ -39,7 +51,8 @@ def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str |
             model = ARCHITECTURES[spec.architecture](spec.config(), spec.features())
     else:
         raise ConfigError(
-            f"{name_or_path}: neither a registered model ({', '.join(list_models())}) nor an existing file or folder"
+            f"{name_or_path}: neither a registered model ({', '.join(list_models())}) nor an existing file or folder "
+            "(transformers and torchaudio encoders: hf:<repo id or folder>, torchaudio:<bundle name>)"
         )
     if device is not None:
         model = model.to(device)

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "a FusionConfig (recipes/configs/fusion/)", "patience=8 dropout=0.2")
     p.add_argument("--task", choices=("phone", "speaker", "sentiment"), default=None)
     p.add_argument("--upstream", default=None,
-                   help="registered name, model folder, s3prl checkpoint, or 'logmel' (features, no encoder)")
+                   help="registered name, model folder, s3prl checkpoint, hf:<repo id or folder> (transformers), "
+                        "torchaudio:<bundle>, or 'logmel' (features, no encoder)")
     p.add_argument("--mode", choices=MODES, default=None,
                    help="weighted-sum (frozen, learned softmax over hidden states), finetune, last, layer")
     p.add_argument("--layer", type=int, default=None,

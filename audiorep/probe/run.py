@@ -57,7 +57,7 @@ class DownstreamConfig:
     """One downstream run (YAML + ``key=value`` overrides, like pretraining configs)."""
 
     task: str = "phone"  # phone | speaker | sentiment
-    upstream: str = "logmel"  # registered name, model folder, s3prl checkpoint, or "logmel" (the floor)
+    upstream: str = "logmel"  # registered name, model folder, s3prl checkpoint, hf:/torchaudio: encoder, or "logmel"
     mode: str = "weighted-sum"  # weighted-sum | finetune | last | layer
     layer: int | None = None  # hidden state for mode=layer; in finetune: None = weighted sum, N = that state
     layer_norm: bool = False  # per-hidden-state layer norm before the weighted sum (s3prl's option, off there too)
@@ -181,6 +181,8 @@ def check_upstream(task: Task, featurizer: Featurizer, splits: dict[str, list[Ut
                           "resample the corpus (audiorep data prepare) or use a matching upstream")
     if not task.frame_level:
         return
+    if getattr(up, "frame_hop", None) is not None:  # hf:/torchaudio: encoders: 20 ms frames, labels follow
+        task.match_frame_hop(int(up.frame_hop), int(up.sample_rate))
     fc = getattr(up, "feature_config", None)
     if fc is not None and fc.hop_length * 100 != fc.sample_rate:
         raise ConfigError(f"task {task.name!r} has 10 ms frame labels but the upstream's frame shift is "

@@ -150,6 +150,9 @@ class Task:
     def target(self, utt: Utterance, n_frames: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def match_frame_hop(self, frame_hop: int, sample_rate: int) -> None:
+        """Adapt frame targets to an upstream with ``frame_hop`` samples per frame (no-op unless overridden)."""
+
     def collate_targets(self, targets: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.stack(list(targets))
 
@@ -167,6 +170,15 @@ class PhoneTask(Task):
     primary: str = "frame_acc"
     frame_level: bool = True
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    label_stride: int = 1  # 10 ms labels per upstream frame (2 for wav2vec2's 20 ms frames)
+
+    def match_frame_hop(self, frame_hop: int, sample_rate: int) -> None:
+        """An upstream with coarser frames (a multiple of 10 ms) gets one label per frame; anything else is refused."""
+        stride, rest = divmod(frame_hop * 100, sample_rate)
+        if rest or stride < 1:
+            raise ConfigError(f"task 'phone' has 10 ms frame labels but the upstream's frame shift is "
+                              f"{frame_hop * 1000 / sample_rate:g} ms, not a multiple of 10 ms")
+        self.label_stride = stride
 
     def setup(self, corpus, splits, train_split) -> None:
         super().setup(corpus, splits, train_split)
@@ -191,7 +203,11 @@ class PhoneTask(Task):
                     )
 
     def target(self, utt, n_frames):
-        return align_frame_labels(self.labels[utt.id], n_frames, utt.id, self.label_tolerance)  # (T,)
+        labels = self.labels[utt.id]  # (T_10ms,)
+        k = self.label_stride
+        if k > 1:  # the 10 ms label nearest each coarse frame's centre (wav2vec2: frame t covers labels 2t..2t+2)
+            labels = labels[k // 2 :: k]
+        return align_frame_labels(labels, n_frames, utt.id, self.label_tolerance)  # (T,)
 
     def collate_targets(self, targets):
         return torch.nn.utils.rnn.pad_sequence(list(targets), batch_first=True, padding_value=IGNORE_INDEX)  # (B, T)

@@ -172,3 +172,26 @@ def test_other_checkpoints_are_refused_clearly(tmp_path):
     torch.save(states, tmp_path / "preln.ckpt")
     with pytest.raises(audiorep.CheckpointError, match="pre-LayerNorm"):
         audiorep.load(tmp_path / "preln.ckpt")
+
+
+def test_cli_convert_to_s3prl_loads_in_s3prl(tmp_path, capsys):
+    from audiorep.cli import main
+    from audiorep.models import MockingjayModel, mockingjay_config
+
+    m = MockingjayModel(mockingjay_config(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)).eval()
+    folder = m.save_pretrained(tmp_path / "my-model")
+    out = tmp_path / "export" / "out.ckpt"
+    assert main(["convert", str(folder), "--to", "s3prl", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    wav = [torch.randn(6400) * 0.1]
+    with torch.inference_mode():
+        ours = m(wav).hidden_states
+    theirs = s3prl_alone(out, wav)[0]  # s3prl's own UpstreamExpert reads the file
+    assert len(theirs) == len(ours) == 3
+    assert max((a[0] - b[0]).abs().max().item() for a, b in zip(ours, theirs)) < 1e-4
+    # the default direction still reads an s3prl checkpoint into a folder
+    assert main(["convert", str(out), str(tmp_path / "back")]) == 0
+    with torch.inference_mode():
+        assert (audiorep.load(tmp_path / "back")(wav).last_hidden_state - ours[-1]).abs().max() < 1e-5
+    assert main(["convert", str(folder), "--to", "s3prl", str(tmp_path)]) == 2  # a folder is not a .ckpt
+    assert "writes one checkpoint file" in capsys.readouterr().err
