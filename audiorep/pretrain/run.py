@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,14 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_text, remove_stale_temps
+from ..fileio import atomic_write_text
 from ..locking import lock_run_folder
 from ..models.mockingjay import MockingjayModel
 from ..train.checkpoint import CheckpointManager, seed_everything
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
 from ..train.loader import ResumableBatches
 from ..train.metrics import plot_loss_curve, read_metrics
+from ..train.run_folder import prepare_run_folder
 from ..train.trainer import StepLog, Trainer
 from .config import PretrainConfig
 from .model import MaskedAcousticModel, PretrainTask
@@ -180,18 +180,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         if ctx.is_main:
             # Before looking at what the folder holds: two runs started together both see it empty.
             lock = lock_run_folder(run_dir)
-            for folder in (run_dir, run_dir / "checkpoints", run_dir / "final", run_dir / "s3prl"):
-                remove_stale_temps(folder)  # writes killed mid-way; this process is now the only writer
-            if resume and not ckpts.list():
-                raise ConfigError(f"{run_dir}: --resume, but the folder holds no checkpoint to resume from; "
-                                  "drop --resume to start a new run there")
-            if ckpts.list() and not resume:
-                if not overwrite:
-                    raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue that run, "
-                                      "--overwrite to start over, or another --out")
-                shutil.rmtree(run_dir / "checkpoints")
-                for name in ("metrics.csv", "loss.png"):
-                    (run_dir / name).unlink(missing_ok=True)
+        barrier(ctx)
+        prepare_run_folder(run_dir, ckpts, ctx, resume=resume, overwrite=overwrite,
+                           outputs=("metrics.csv", "loss.png"), temp_folders=("final", "s3prl"))
+        if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
             atomic_write_text(run_dir / "config.yaml", text)

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,12 +35,13 @@ from ..data.corpus import get_corpus
 from ..data.dataset import AudioDataset, LengthBucketBatchSampler, collate_waveforms
 from ..data.manifest import Utterance
 from ..errors import CheckpointError, ConfigError
-from ..fileio import atomic_write_bytes, remove_stale_temps
+from ..fileio import atomic_write_bytes
 from ..locking import lock_run_folder
 from ..train.checkpoint import CheckpointManager, seed_everything
 from ..config import load, to_dict
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
 from ..train.optim import OptimConfig, build_optimizer, param_groups
+from ..train.run_folder import prepare_run_folder
 from ..train.trainer import TrainConfig, Trainer, autocast_context
 from .cache import cache_file, feature_cache_key, load_features, save_features, utterance_ident
 from .featurizer import MODES, Featurizer, load_upstream
@@ -375,21 +375,8 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
          ) -> DownstreamResult:
     out_dir = cfg.run_dir()
     ckpts = CheckpointManager(out_dir / "checkpoints", keep_last=1)
-    if ctx.is_main:
-        for folder in (out_dir, out_dir / "checkpoints"):
-            remove_stale_temps(folder)  # writes killed mid-way; the run lock makes this process the only writer
-    if resume and not ckpts.list():
-        raise ConfigError(f"{out_dir}: --resume, but the folder holds no checkpoint to resume from; "
-                          "drop --resume to start a new run there")
-    if ckpts.list() and not resume:
-        if not overwrite:
-            raise ConfigError(f"{out_dir} already holds a run; pass --resume to continue it, --overwrite to start "
-                              "over, or another --out")
-        barrier(ctx)  # every rank has seen the old run before rank 0 deletes it
-        if ctx.is_main:
-            shutil.rmtree(out_dir / "checkpoints")
-            for name in ("best.pt", "metrics.csv", "results.json"):
-                (out_dir / name).unlink(missing_ok=True)
+    prepare_run_folder(out_dir, ckpts, ctx, resume=resume, overwrite=overwrite,
+                       outputs=("best.pt", "metrics.csv", "results.json"))
     device = ctx.device
 
     # 1. data and labels, checked before anything heavy
