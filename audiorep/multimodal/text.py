@@ -5,7 +5,7 @@
   training transcripts and caches (shared with the TEASEL runs, so both compare on the same text model).
 - Decoder (DeepMLF): a local GPT-2-style folder (``AutoModelForCausalLM``), or ``"small-gpt2"``: a byte-level BPE
   tokenizer + small GPT-2 trained by :func:`audiorep.multimodal.lm.train_small_lm` with next-token loss on the training transcripts, cached under
-  ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` (hash of transcripts and settings), written atomically.
+  ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` (hash of transcripts, settings and the cache format), written atomically.
 """
 
 from __future__ import annotations
