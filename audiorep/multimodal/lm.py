@@ -25,7 +25,7 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_directory
 from .teasel_config import SmallLMConfig
-from .text import SmallGPT2Config
+from .text import SmallGPT2Config, load_local
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,9 @@ SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0.
 
 def load_lm(path: str | os.PathLike):
     """A local RoBERTa folder -> ``(tokenizer, RobertaForMaskedLM)``, offline."""
-    from transformers import AutoTokenizer, RobertaForMaskedLM
+    from transformers import RobertaForMaskedLM
 
-    path = Path(os.fspath(path)).expanduser()
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: not a RoBERTa model folder (no config.json)")
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path))
-        model = RobertaForMaskedLM.from_pretrained(str(path))
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load a RoBERTa tokenizer + masked LM: {exc}") from exc
+    tok, model = load_local(path, RobertaForMaskedLM, "RoBERTa masked LM")
     if tok.mask_token_id is None or tok.pad_token_id is None:
         raise CheckpointError(f"{path}: tokenizer lacks <mask>/<pad> tokens")
     return tok, model

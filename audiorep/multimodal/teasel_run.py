@@ -277,8 +277,12 @@ def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+def _write_results(path: Path, results: dict[str, Any], cfg: TeaselRunConfig, feat_s: float,
+                   t_start: float) -> dict[str, Any]:
+    """``results`` + the feature / total seconds and the config, written to ``path`` as JSON (atomically)."""
+    results.update(feature_seconds=round(feat_s, 1), seconds=round(time.time() - t_start, 1), config=cfg.to_dict())
+    atomic_write_bytes(path, (json.dumps(results, indent=2) + "\n").encode())
+    return results
 
 
 def _prepare(cfg: TeaselRunConfig, splits: Sequence[str], need_label: bool):
@@ -413,11 +417,8 @@ def run_pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
         "dev_mlm_loss_before": before, "dev_mlm_loss_after": after,
         "train_loss_first10": history[:10], "train_loss_last10": history[-10:],
         "checkpoints": checkpoints, "laa_checkpoint": str(final),
-        "feature_seconds": round(feat_s, 1), "seconds": round(time.time() - t_start, 1),
-        "config": cfg.to_dict(),
     }
-    _write_json(out_dir / "pretrain_results.json", results)
-    return results
+    return _write_results(out_dir / "pretrain_results.json", results, cfg, feat_s, t_start)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -526,11 +527,8 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
         "laa_parameters": count_parameters(model.laa), "lm_parameters": count_parameters(model.roberta),
         "trainable_parameters": count_parameters(model, trainable_only=True),
-        "feature_seconds": round(feat_s, 1), "seconds": round(time.time() - t_start, 1),
-        "config": cfg.to_dict(),
     }
-    _write_json(out_dir / "finetune_results.json", results)
-    return results
+    return _write_results(out_dir / "finetune_results.json", results, cfg, feat_s, t_start)
 
 
 # the frozen front end's own weights: never trained, so never saved with the run's weights
