@@ -25,7 +25,7 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_directory
 from .teasel_config import SmallLMConfig
-from .text import SmallGPT2Config
+from .text import SmallGPT2Config, load_local
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +34,9 @@ SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0.
 
 def load_lm(path: str | os.PathLike):
     """A local RoBERTa folder -> ``(tokenizer, RobertaForMaskedLM)``, offline."""
-    from transformers import AutoTokenizer, RobertaForMaskedLM
+    from transformers import RobertaForMaskedLM
 
-    path = Path(os.fspath(path)).expanduser()
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: not a RoBERTa model folder (no config.json)")
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path))
-        model = RobertaForMaskedLM.from_pretrained(str(path))
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load a RoBERTa tokenizer + masked LM: {exc}") from exc
+    tok, model = load_local(path, RobertaForMaskedLM, "RoBERTa masked LM")
     if tok.mask_token_id is None or tok.pad_token_id is None:
         raise CheckpointError(f"{path}: tokenizer lacks <mask>/<pad> tokens")
     return tok, model
@@ -68,8 +61,18 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: str | os.Pat
     return tok
 
 
+# What a cached small GPT-2 folder holds, beyond its settings; part of the folder's name, so a folder written
+# in an older format is never reused. 2: the tokenizer is built with vocab=/merges= (format 1, under
+# transformers 5, had an empty vocabulary: every transcript one token, a garbage decoder).
+GPT2_CACHE_FORMAT = 2
+
+
 def _cache_key(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config) -> str:
-    h = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True).encode())
+    """Hash of the transcripts, the settings and (GPT-2) :data:`GPT2_CACHE_FORMAT`: the cached folder's name."""
+    settings = dataclasses.asdict(cfg)
+    if isinstance(cfg, SmallGPT2Config):
+        settings["cache_format"] = GPT2_CACHE_FORMAT
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for t in texts:
         h.update(t.encode() + b"\n")
     return h.hexdigest()[:12]
@@ -202,7 +205,8 @@ def _gpt2(tok, cfg: SmallGPT2Config):
 
 def cached_small_lm(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config, device: str = "cpu") -> Path:
     """The folder of the small LM for these transcripts and settings, trained first when missing
-    (``$AUDIOREP_HOME/teasel/lm-<hash>`` for RoBERTa, ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` for GPT-2)."""
+    (``$AUDIOREP_HOME/teasel/lm-<hash>`` for RoBERTa, ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` for GPT-2, whose
+    hash also covers :data:`GPT2_CACHE_FORMAT`)."""
     from ..hub import cache_dir
 
     where = "fusion/gpt2" if isinstance(cfg, SmallGPT2Config) else "teasel/lm"

@@ -2,7 +2,8 @@
 
 Both front ends are frozen, so their outputs are computed once per utterance and kept in memory; an epoch then
 costs only the LAA and RoBERTa. Entry points: :func:`run_pretrain` and :func:`run_finetune` (config in,
-results dict out, files under ``config.out_dir``).
+results dict out, files under ``config.out_dir``). Both train on :class:`audiorep.train.Trainer`, with
+:class:`LAAPretrainTask` and :class:`FinetuneTask`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from ..errors import ConfigError
 from ..models.wav2vec2 import Wav2Vec2CNNFrontEnd
 from ..fileio import atomic_write_bytes
 from ..train.checkpoint import seed_everything
+from ..train.distributed import DistContext
+from ..train.optim import OptimConfig, build_optimizer, param_groups
+from ..train.trainer import TrainConfig, Trainer
 from .teasel import (
     LAAConfig,
     TeaselModel,
@@ -222,34 +226,63 @@ def build_model(cfg: TeaselRunConfig, mlm_model, front_end: nn.Module | None, st
     return model
 
 
-def set_modes(model: TeaselModel) -> None:
-    """Train mode for modules with something trainable; eval (no dropout) for fully frozen ones."""
-    model.train()
-    for m in (model.roberta, model.lm_head, model.head, model.front_end):
-        if m is not None and not any(p.requires_grad for p in m.parameters()):
-            m.eval()
+class Trainee(nn.Module):
+    """The TEASEL model as the Trainer sees it: ``train()`` leaves fully frozen parts (a frozen LM, the front end)
+    in eval mode, so no dropout runs where nothing learns; best-weight snapshots leave out the frozen front end's
+    own weights."""
+
+    def __init__(self, model: TeaselModel):
+        super().__init__()
+        self.model = model
+
+    def train(self, mode: bool = True) -> "Trainee":
+        super().train(mode)
+        if mode:
+            for m in (self.model.roberta, self.model.lm_head, self.model.head, self.model.front_end):
+                if m is not None and not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
+        return self
+
+    def forward(self, **batch: torch.Tensor):
+        return self.model(**batch)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return _kept_state(self.model)
+
+    def load_trainable(self, state: dict[str, torch.Tensor], source: str) -> None:
+        _load_kept_state(self.model, state, source)
 
 
-def make_optimizer(model: TeaselModel, lr: float, head_lr: float, weight_decay: float):
-    """AdamW; no decay on biases and norms; the LM at ``lr``, LAA/head at ``head_lr``."""
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        rate = lr if name.startswith(("roberta.", "lm_head.")) else head_lr
-        decay = 0.0 if p.dim() < 2 or "norm" in name.lower() else weight_decay
-        groups.setdefault((rate, decay), []).append(p)
-    if not groups:
-        raise ConfigError("nothing to train: every parameter is frozen by the configured parts")
-    return torch.optim.AdamW([{"params": ps, "lr": r, "weight_decay": d} for (r, d), ps in groups.items()])
+def optimizer_groups(model: TeaselModel, cfg: TeaselRunConfig) -> list[dict]:
+    """The LM (RoBERTa and its MLM head) at ``lr``; the rest (LAA, regression head, front-end layer weights) at
+    ``head_lr``; no weight decay on biases and norms."""
+    lm = nn.ModuleList([m for m in (model.roberta, model.lm_head) if m is not None])
+    rest = nn.ModuleList([m for name, m in model.named_children() if name not in ("roberta", "lm_head")])
+    return (param_groups(lm, cfg.weight_decay, lr=cfg.lr)
+            + param_groups(rest, cfg.weight_decay, lr=cfg.head_lr or cfg.lr))
+
+
+def build_trainer(model: TeaselModel, task: Any, cfg: TeaselRunConfig, **train: Any) -> Trainer:
+    """The shared Trainer over ``task``: AdamW on :func:`optimizer_groups`, Hugging Face's cosine schedule with
+    linear warm-up, clipping at ``grad_clip``, fp32; ``train``: the budget and selection (TrainConfig fields)."""
+    optim = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, schedule="cosine",
+                        grad_clip=cfg.grad_clip)
+    device = torch.device(cfg.device)
+    run = TrainConfig(seed=cfg.seed, precision="fp32", device=cfg.device, **train)
+    return Trainer(Trainee(model), task, None, run, optim, None, DistContext(device=device),
+                   config_dict=cfg.to_dict(), optimizer=build_optimizer(None, optim, optimizer_groups(model, cfg)))
 
 
 def _to(batch: dict[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+def _write_results(path: Path, results: dict[str, Any], cfg: TeaselRunConfig, feat_s: float,
+                   t_start: float) -> dict[str, Any]:
+    """``results`` + the feature / total seconds and the config, written to ``path`` as JSON (atomically)."""
+    results.update(feature_seconds=round(feat_s, 1), seconds=round(time.time() - t_start, 1), config=cfg.to_dict())
+    atomic_write_bytes(path, (json.dumps(results, indent=2) + "\n").encode())
+    return results
 
 
 def _prepare(cfg: TeaselRunConfig, splits: Sequence[str], need_label: bool):
@@ -304,11 +337,49 @@ def dev_mlm_loss(model: TeaselModel, examples: Sequence[Example], tok, cfg: Teas
     return total / max(n, 1)
 
 
+class LAAPretrainTask:
+    """LAA pretraining as a :class:`~audiorep.train.Trainer` task: a seeded shuffle of the (speech, transcript)
+    pairs per pass, BERT masking drawn from the task's own generator batch by batch; the MLM loss (a token mean
+    per batch). ``evaluate``: the dev MLM loss with and without the speech prefix (fixed masking)."""
+
+    name = "TEASEL LAA pretraining"  # progress bar and logs
+    log_metrics = ["loss", "text_only_loss"]
+
+    def __init__(self, model: TeaselModel, train: Sequence[Example], dev: Sequence[Example], tok,
+                 cfg: TeaselRunConfig):
+        self.model, self.train, self.dev, self.tok, self.cfg = model, train, dev, tok, cfg
+        self.rng = random.Random(cfg.seed)  # batch order
+        self.generator = torch.Generator().manual_seed(cfg.seed)  # which tokens are masked
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.cfg.batch_size)
+
+    def train_batches(self, epoch: int, rank: int, world: int):
+        tok = self.tok
+        for b in batches(self.train, self.cfg.batch_size, tok.pad_token_id, True, self.rng):
+            b["input_ids"], b["mlm_labels"] = mask_tokens(b["input_ids"], b["attention_mask"], tok.all_special_ids,
+                                                          tok.mask_token_id, len(tok), self.cfg.mlm_prob,
+                                                          self.generator)
+            yield b
+
+    def prepare(self, b: dict[str, torch.Tensor], step: int, device: torch.device):
+        keys = ("input_ids", "attention_mask", "raw", "frame_lens", "mlm_labels")
+        return {k: b[k].to(device) for k in keys}, 1.0, int(b["frame_lens"].sum())  # a batch mean: count 1
+
+    def forward(self, runner: nn.Module, b: dict[str, torch.Tensor]):
+        out = runner(**b)
+        return out.loss, out.loss.detach()
+
+    def evaluate(self) -> dict[str, float]:
+        return {"loss": dev_mlm_loss(self.model, self.dev, self.tok, self.cfg, True),
+                "text_only_loss": dev_mlm_loss(self.model, self.dev, self.tok, self.cfg, False)}
+
+
 def run_pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
     """LAA pretraining by masked LM on (speech, transcript) pairs; RoBERTa and the front end stay frozen.
 
-    Writes ``laa-step<N>.safetensors`` every ``save_every`` steps, ``laa.safetensors`` at the end and
-    ``pretrain_results.json``. Returns the results dict.
+    ``max_steps`` steps, else ``epochs`` passes. Writes ``laa-step<N>.safetensors`` every ``save_every`` steps,
+    ``laa.safetensors`` at the end and ``pretrain_results.json``. Returns the results dict.
     """
     if not cfg.use_audio:
         raise ConfigError("LAA pretraining needs audio (use_audio must be true)")
@@ -318,42 +389,27 @@ def run_pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
     tok, mlm_model, lm_dir, front_end, fe_label, data, feat_s = _prepare(
         cfg, [cfg.train_split, cfg.dev_split], need_label=False)
     model = build_model(cfg, mlm_model, front_end, "pretrain").to(cfg.device)
-    train = data[cfg.train_split]
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    opt = make_optimizer(model, cfg.lr, cfg.head_lr or cfg.lr, cfg.weight_decay)
-    from transformers import get_cosine_schedule_with_warmup
+    task = LAAPretrainTask(model, data[cfg.train_split], data[cfg.dev_split], tok, cfg)
+    total = cfg.max_steps or cfg.epochs * task.steps_per_epoch()
+    trainer = build_trainer(model, task, cfg, max_steps=total)
+    dev = task.evaluate()
+    before = {"with_prefix": dev["loss"], "text_only": dev["text_only_loss"]}
+    history: list[float] = []
+    checkpoints: list[str] = []
 
-    sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-    params = [p for p in model.parameters() if p.requires_grad]
-    dev = data[cfg.dev_split]
-    before = {"with_prefix": dev_mlm_loss(model, dev, tok, cfg, True), "text_only": dev_mlm_loss(model, dev, tok, cfg, False)}
-    rng = random.Random(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    step, history, checkpoints = 0, [], []
-    while step < total:
-        set_modes(model)
-        for b in batches(train, cfg.batch_size, tok.pad_token_id, True, rng):
-            ids, labels = mask_tokens(b["input_ids"], b["attention_mask"], tok.all_special_ids, tok.mask_token_id,
-                                      len(tok), cfg.mlm_prob, g)
-            b = _to(b, cfg.device)
-            out = model(ids.to(cfg.device), b["attention_mask"], b["raw"], b["frame_lens"], mlm_labels=labels)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            history.append(round(out.loss.item(), 4))
-            if step % 25 == 0:
-                log.info("step %d/%d: mlm loss %.4f", step, total, float(np.mean(history[-25:])))
-            if step % cfg.save_every == 0 or step == total:
-                ck = save_laa(model, out_dir / f"laa-step{step}.safetensors", {"step": step})
-                checkpoints.append(str(ck))
-            if step >= total:
-                break
+    def after_step(entry) -> None:
+        history.append(round(entry.loss, 4))
+        if entry.step % 25 == 0:
+            log.info("%s step %d/%d: mlm loss %.4f", task.name, entry.step, total, float(np.mean(history[-25:])))
+        if entry.step % cfg.save_every == 0 or entry.step == total:
+            checkpoints.append(str(save_laa(model, out_dir / f"laa-step{entry.step}.safetensors",
+                                            {"step": entry.step})))
+
+    trainer.fit(on_log=after_step)
+    step = trainer.step
     final = save_laa(model, out_dir / "laa.safetensors", {"step": step, "lm": str(lm_dir), "front_end": fe_label})
-    after = {"with_prefix": dev_mlm_loss(model, dev, tok, cfg, True), "text_only": dev_mlm_loss(model, dev, tok, cfg, False)}
+    dev = task.evaluate()
+    after = {"with_prefix": dev["loss"], "text_only": dev["text_only_loss"]}
     results = {
         "stage": "pretrain", "steps": step, "front_end": fe_label, "lm": str(lm_dir),
         "laa_parameters": count_parameters(model.laa),
@@ -361,11 +417,8 @@ def run_pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
         "dev_mlm_loss_before": before, "dev_mlm_loss_after": after,
         "train_loss_first10": history[:10], "train_loss_last10": history[-10:],
         "checkpoints": checkpoints, "laa_checkpoint": str(final),
-        "feature_seconds": round(feat_s, 1), "seconds": round(time.time() - t_start, 1),
-        "config": cfg.to_dict(),
     }
-    _write_json(out_dir / "pretrain_results.json", results)
-    return results
+    return _write_results(out_dir / "pretrain_results.json", results, cfg, feat_s, t_start)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -384,8 +437,51 @@ def predict(model: TeaselModel, examples: Sequence[Example], pad_id: int, cfg: T
     return torch.cat(preds).numpy()
 
 
+class FinetuneTask:
+    """Sentiment fine-tuning as a :class:`~audiorep.train.Trainer` task: a seeded shuffle of the training
+    examples per epoch, MSE on ``<s>`` (a batch mean); ``evaluate``: MMSA metrics on dev, one ``dev_history``
+    row per epoch (with the epoch's mean training MSE)."""
+
+    name = "TEASEL fine-tuning"  # progress bar and logs
+    log_metrics = ["MAE", "Corr"]
+
+    def __init__(self, model: TeaselModel, train: Sequence[Example], dev: Sequence[Example], pad_id: int,
+                 cfg: TeaselRunConfig):
+        self.model, self.train, self.dev, self.pad_id, self.cfg = model, train, dev, pad_id, cfg
+        self.rng = random.Random(cfg.seed)  # batch order
+        self.dev_labels = np.array([e.label for e in dev])
+        self.losses: list[float] = []  # this epoch's training MSEs
+        self.history: list[dict[str, Any]] = []  # one row per dev evaluation
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.cfg.batch_size)
+
+    def train_batches(self, epoch: int, rank: int, world: int):
+        return batches(self.train, self.cfg.batch_size, self.pad_id, True, self.rng)
+
+    def prepare(self, b: dict[str, torch.Tensor], step: int, device: torch.device):
+        frames = b["frame_lens"].sum() if "frame_lens" in b else b["attention_mask"].sum()  # speech, else tokens
+        return _to(b, device), 1.0, frames  # the MSE is a batch mean: one count per batch
+
+    def forward(self, runner: nn.Module, b: dict[str, torch.Tensor]):
+        out = runner(**b)
+        return out.loss, out.loss.detach()
+
+    def after_step(self, outputs: list[torch.Tensor], batches: list[dict], epoch: int) -> None:
+        self.losses.extend(x.item() for x in outputs)
+
+    def evaluate(self) -> dict[str, float]:
+        m = regression_metrics(predict(self.model, self.dev, self.pad_id, self.cfg), self.dev_labels, self.cfg.metrics)
+        self.history.append({"epoch": len(self.history) + 1, "train_mse": float(np.mean(self.losses)),
+                             **{k: round(v, 4) for k, v in m.items()}})
+        self.losses = []
+        log.info("%s epoch %d: %s", self.name, len(self.history), self.history[-1])
+        return m
+
+
 def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
-    """Sentiment regression (MSE on <s>) with MMSA metrics on dev each epoch; best-dev checkpoint; test once.
+    """Sentiment regression (MSE on <s>) with MMSA metrics on dev each epoch; the best dev ``select_metric``
+    weights are scored on test once, and again with each test utterance's speech swapped for another's.
 
     ``use_audio=False`` gives the text-only RoBERTa baseline through the same code. Writes ``best.safetensors``
     and ``finetune_results.json`` under ``out_dir``; returns the results dict.
@@ -406,36 +502,16 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
         for split in (train, dev, test):
             attach_trunk_states(model, split, cfg)
         feat_s += time.time() - t0
-    total = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
-    opt = make_optimizer(model, cfg.lr, cfg.head_lr or cfg.lr, cfg.weight_decay)
-    from transformers import get_cosine_schedule_with_warmup
-
-    sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-    params = [p for p in model.parameters() if p.requires_grad]
-    rng = random.Random(cfg.seed)
-    dev_labels = np.array([e.label for e in dev])
-    best, best_epoch, history = None, -1, []
-    best_path = out_dir / "best.safetensors"
-    for epoch in range(1, cfg.epochs + 1):
-        set_modes(model)
-        losses = []
-        for b in batches(train, cfg.batch_size, tok.pad_token_id, True, rng):
-            b = _to(b, cfg.device)
-            out = model(b["input_ids"], b["attention_mask"], b.get("raw"), b.get("frame_lens"), targets=b["targets"],
-                        states=b.get("states"))
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(out.loss.item())
-        m = regression_metrics(predict(model, dev, tok.pad_token_id, cfg), dev_labels, cfg.metrics)
-        history.append({"epoch": epoch, "train_mse": float(np.mean(losses)), **{k: round(v, 4) for k, v in m.items()}})
-        log.info("epoch %d: %s", epoch, history[-1])
-        if is_better(cfg.select_metric, m[cfg.select_metric], best):
-            best, best_epoch = m[cfg.select_metric], epoch
-            _save_state(model, best_path, {"epoch": epoch, cfg.select_metric: best})
-    _load_state(model, best_path)
+    task = FinetuneTask(model, train, dev, tok.pad_token_id, cfg)
+    trainer = build_trainer(model, task, cfg, epochs=cfg.epochs, select_metric=cfg.select_metric)
+    trainer.fit()
+    best_epoch, best = -1, None
+    if trainer.best_state is not None:
+        trainer.load_best()
+        best_epoch, best = trainer.selection.best_epoch, trainer.selection.best
+    else:  # every dev score was NaN (e.g. constant predictions under Corr): the last weights are scored
+        log.warning("%s: no dev %s was a number; testing the last epoch's weights", task.name, cfg.select_metric)
+    _save_state(model, out_dir / "best.safetensors", {"epoch": best_epoch, cfg.select_metric: best})
     test_labels = np.array([e.label for e in test])
     test_m = regression_metrics(predict(model, test, tok.pad_token_id, cfg), test_labels, cfg.metrics)
     shuffled_m = None
@@ -445,32 +521,35 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
     results = {
         "stage": "finetune", "use_audio": cfg.use_audio, "front_end": fe_label, "lm": str(lm_dir),
         "laa_checkpoint": cfg.laa_checkpoint if cfg.use_audio else None, "laa_checkpoint_meta": laa_meta,
-        "best_epoch": best_epoch, "select_metric": cfg.select_metric, "dev_history": history,
+        "best_epoch": best_epoch, "select_metric": cfg.select_metric, "dev_history": task.history,
         "test": {k: round(v, 4) for k, v in test_m.items()},
         "test_audio_swapped": {k: round(v, 4) for k, v in shuffled_m.items()} if shuffled_m else None,
         "sizes": {"train": len(train), "dev": len(dev), "test": len(test)},
         "laa_parameters": count_parameters(model.laa), "lm_parameters": count_parameters(model.roberta),
         "trainable_parameters": count_parameters(model, trainable_only=True),
-        "feature_seconds": round(feat_s, 1), "seconds": round(time.time() - t_start, 1),
-        "config": cfg.to_dict(),
     }
-    _write_json(out_dir / "finetune_results.json", results)
-    return results
+    return _write_results(out_dir / "finetune_results.json", results, cfg, feat_s, t_start)
+
+
+# the frozen front end's own weights: never trained, so never saved with the run's weights
+FROZEN_FRONT_END = ("front_end.upstream.", "front_end.feature_")
+
+
+def _kept_state(model: TeaselModel) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(FROZEN_FRONT_END)}
+
+
+def _load_kept_state(model: TeaselModel, state: dict[str, torch.Tensor], source: str) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith(FROZEN_FRONT_END)]
+    if bad or unexpected:
+        raise ConfigError(f"{source}: checkpoint does not fit the model (missing {bad[:4]}, unexpected {unexpected[:4]})")
 
 
 def _save_state(model: TeaselModel, path: Path, meta: dict[str, Any]) -> None:
     """Everything except the frozen front end's own weights, atomically (safetensors)."""
     from safetensors.torch import save
 
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-             if not k.startswith(("front_end.upstream.", "front_end.feature_"))}
+    state = {k: v.detach().contiguous().cpu() for k, v in _kept_state(model).items()}
     atomic_write_bytes(path, save(state, metadata={"format": "audiorep-teasel", "meta": json.dumps(meta)}))
 
-
-def _load_state(model: TeaselModel, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
-    bad = [k for k in missing if not k.startswith(("front_end.upstream.", "front_end.feature_"))]
-    if bad or unexpected:
-        raise ConfigError(f"{path}: checkpoint does not fit the model (missing {bad[:4]}, unexpected {unexpected[:4]})")

@@ -5,7 +5,7 @@
   training transcripts and caches (shared with the TEASEL runs, so both compare on the same text model).
 - Decoder (DeepMLF): a local GPT-2-style folder (``AutoModelForCausalLM``), or ``"small-gpt2"``: a byte-level BPE
   tokenizer + small GPT-2 trained by :func:`audiorep.multimodal.lm.train_small_lm` with next-token loss on the training transcripts, cached under
-  ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` (hash of transcripts and settings), written atomically.
+  ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` (hash of transcripts, settings and the cache format), written atomically.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ class SmallGPT2Config:
     seed: int = 0
 
 
-def _load_local(path: str | os.PathLike, model_class, what: str):
-    """A local transformers folder -> ``(tokenizer, model_class model)``, offline; CheckpointError naming it."""
+def load_local(path: str | os.PathLike, model_class, what: str):
+    """A local transformers folder -> ``(tokenizer, model_class model)``, offline; CheckpointError naming it
+    (the fusion heads' encoder / decoder and TEASEL's RoBERTa all load through here)."""
     from transformers import AutoTokenizer
 
     path = Path(os.fspath(path)).expanduser()
@@ -53,7 +54,7 @@ def load_encoder(path: str | os.PathLike):
     """A local encoder folder -> ``(tokenizer, AutoModel)``, offline."""
     from transformers import AutoModel
 
-    return _load_local(path, AutoModel, "encoder")
+    return load_local(path, AutoModel, "encoder")
 
 
 def encoder_for(name: str, train_texts: Sequence[str], device: str = "cpu"):
@@ -75,7 +76,7 @@ def load_decoder(path: str | os.PathLike):
     """A local GPT-2-style folder -> ``(tokenizer, causal LM)``, offline."""
     from transformers import AutoModelForCausalLM
 
-    return _load_local(path, AutoModelForCausalLM, "causal LM")
+    return load_local(path, AutoModelForCausalLM, "causal LM")
 
 
 def decoder_for(name: str, train_texts: Sequence[str], cfg: SmallGPT2Config | None = None):

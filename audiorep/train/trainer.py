@@ -9,8 +9,9 @@ same loss and gradient as a 1-process run over the same utterances. A task whose
 a batch mean uses a count of 1 per batch.
 
 Two ways to feed batches: an endless :class:`ResumableBatches` stream (pretraining; resumes mid-epoch), or a
-task with ``train_batches(epoch, rank, world)`` (probes, fusion heads; one finite pass per epoch, resumes at
-epoch boundaries, where it also evaluates and checkpoints).
+task with ``train_batches(epoch, rank, world)`` (probes, fusion heads, TEASEL; one finite pass per epoch). Such a
+task trains for ``epochs`` (resumes at epoch boundaries, where it also evaluates and checkpoints) or, with
+``epochs`` unset, for ``max_steps`` steps over as many passes as that takes (TEASEL's LAA pretraining).
 """
 
 from __future__ import annotations
@@ -122,8 +123,6 @@ class Trainer:
         self.task, self.batches, self.train, self.optim_cfg, self.ctx = task, batches, train, optim, ctx
         if batches is None and not hasattr(task, "train_batches"):
             raise ConfigError(f"task {task.name!r}: give a batch stream or a task with train_batches(epoch)")
-        if batches is None and train.epochs is None:
-            raise ConfigError(f"task {task.name!r}: an epoch-based task needs train.epochs")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.config_dict = config_dict or {}
         self.optimizer = optimizer or build_optimizer(self.model, optim)
@@ -363,6 +362,7 @@ class Trainer:
             while not self._done() and self.step < end:
                 it = self._batch_source()
                 stop = False
+                pass_start = self.step
                 while self.step < end:
                     micro = [b for _, b in zip(range(cfg.grad_accum), it)]
                     if len(micro) < cfg.grad_accum:  # the epoch is over (a partial accumulation is dropped)
@@ -398,6 +398,11 @@ class Trainer:
                     if stop:
                         break
                 if cfg.epochs is None:
+                    if self.batches is None and not stop and self.step < end:  # a step budget over task passes
+                        if self.step == pass_start:
+                            raise ConfigError(f"task {self.task.name!r}: a pass over the training data gave no "
+                                              f"full step ({cfg.grad_accum} batches)")
+                        self.epoch += 1
                     continue  # an endless stream only leaves the inner loop at the budget or a stop
                 if stop or self.step >= end:
                     break

@@ -301,3 +301,31 @@ def test_swap_audio_gives_every_example_another_utterances_speech():
     assert all(int(e.raw[0, 0]) == i for i, e in enumerate(ex))  # the originals are untouched
     with pytest.raises(ConfigError, match="at least 2"):
         swap_audio(ex[:1])
+
+
+def test_optimizer_groups_and_frozen_parts_stay_in_eval_mode():
+    """The LM at lr, everything else at head_lr; no decay on biases and norms; train() leaves a frozen LM and
+    front end in eval mode (no dropout where nothing learns)."""
+    from audiorep.multimodal.teasel_config import load_run_config
+    from audiorep.multimodal.teasel_run import Trainee, optimizer_groups
+
+    mlm = tiny_lm()
+    model = TeaselModel(mlm.roberta, tiny_w2v(), LAAConfig(), regression=True)
+    model.set_trainable(["lm", "aggregation", "prefix_norm", "head"])
+    cfg = load_run_config(None, ["lr=1e-4", "head_lr=1e-3", "weight_decay=0.05"])
+    groups = [g for g in optimizer_groups(model, cfg) if g["params"]]
+    names = {id(p): n for n, p in model.named_parameters()}
+    for g in groups:
+        for p in g["params"]:
+            name = names[id(p)]
+            assert g["lr"] == (1e-4 if name.startswith("roberta.") else 1e-3), name
+            no_decay = p.dim() < 2 or "norm" in name.lower()  # biases, LayerNorms (the prefix norm is (2, H))
+            assert g["weight_decay"] == (0.0 if no_decay else 0.05), name
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(trainable)  # each once, nothing frozen
+    runner = Trainee(model).train()
+    assert model.roberta.training and model.head.training and model.laa.training
+    assert not model.front_end.training  # frozen: eval mode
+    model.set_trainable(["aggregation"])
+    runner.train()
+    assert not model.roberta.training and not model.head.training

@@ -69,6 +69,11 @@ def test_pretrain_then_finetune_end_to_end(corpus, tmp_path):
     assert all(math.isfinite(x) for x in pre["train_loss_first10"])
     # the small LM was trained once and cached under AUDIOREP_HOME
     assert "teasel/lm-" in pre["lm"]
+    # a step budget that ends inside the second pass: max_steps wins over epochs
+    short = run_pretrain(load_run_config(None, common + [f"out_dir={tmp_path}/pre4", "save_every=3", "max_steps=4"]))
+    assert short["steps"] == 4 and [c.rsplit("/", 1)[1] for c in short["checkpoints"]] == [
+        "laa-step3.safetensors", "laa-step4.safetensors"]
+    assert short["train_loss_first10"][0] == pre["train_loss_first10"][0]  # same first batch (the lrs then differ)
     fine = run_finetune(load_run_config(None, common + [f"out_dir={tmp_path}/ft",
                                                         f"laa_checkpoint={pre['laa_checkpoint']}"]))
     assert fine["lm"] == pre["lm"] and fine["laa_checkpoint_meta"]["step"] == 6
@@ -137,3 +142,4 @@ def test_missing_transcript_is_named(tmp_path):
     with pytest.raises(ConfigError, match="train-1"):
         load_examples(cfg, "train", Tok())
     assert torch.is_tensor(torch.zeros(1))
+

@@ -125,3 +125,42 @@ def test_metrics_csv_resume_truncates_and_plot(tmp_path):
     pytest.importorskip("matplotlib")
     png = plot_loss_curve(tmp_path / "metrics.csv", tmp_path / "loss.png")
     assert png is not None and Path(png).read_bytes()[:4] == b"\x89PNG"
+
+
+class _PassTask:
+    """Three batches per pass over a fixed list; the trainer must cycle passes to spend a step budget."""
+
+    name = "toy passes"
+
+    def __init__(self, n_batches: int = 3):
+        self.n_batches, self.seen = n_batches, []
+
+    def train_batches(self, epoch, rank, world):
+        for i in range(self.n_batches):
+            self.seen.append((epoch, i))
+            yield {"x": torch.full((2, 1), float(i))}
+
+    def prepare(self, batch, step, device):
+        return batch, 1.0, 2
+
+    def forward(self, runner, batch):
+        return runner(batch["x"]).pow(2).mean(), None
+
+
+def test_step_budget_over_task_passes():
+    """A task with train_batches and no epoch budget trains exactly max_steps steps, pass after pass, and the
+    schedule spans those steps; a pass with no full step is an error, not an endless loop."""
+    from audiorep.train import DistContext, TrainConfig, Trainer
+
+    task = _PassTask()
+    trainer = Trainer(nn.Linear(1, 1), task, None, TrainConfig(max_steps=7, progress=False), OptimConfig(lr=0.1),
+                      None, DistContext())
+    logs = trainer.fit()
+    assert [e.step for e in logs] == list(range(1, 8)) and trainer.total_steps == 7
+    assert task.seen == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]  # no batch drawn past the budget
+    assert trainer.epoch == 2
+    empty = _PassTask(n_batches=0)
+    trainer = Trainer(nn.Linear(1, 1), empty, None, TrainConfig(max_steps=3, progress=False), OptimConfig(lr=0.1),
+                      None, DistContext())
+    with pytest.raises(ConfigError, match="no full step"):
+        trainer.fit()
