@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .metrics import is_better, regression_metrics, swapped_audio
+from .metrics import regression_metrics, swapped_audio
 from ..errors import ConfigError
 from ..models.wav2vec2 import Wav2Vec2CNNFrontEnd
 from ..fileio import atomic_write_bytes
