@@ -12,7 +12,7 @@ Backends timed (all on the same q, k, v: strided slices of one fused QKV tensor,
                       memory-efficient attention);
 * ``sdpa_flash_padded`` -- SDPA forced to the flash kernel with **no mask**, computing over the padding:
                       not a correct result for ragged batches, but the speed FlashAttention-2 gives on the
-                      padded tensor -- the bar the issue sets;
+                      padded tensor -- the bar a fused kernel must reach;
 * ``flash_varlen`` -- ``torch.nn.attention.varlen.varlen_attn`` on packed valid tokens (packing not timed);
                       the strongest baseline when it exists;
 * ``reference``    -- fp32 PyTorch with a materialised (T, T) score matrix.
