@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import audiorep
+from audiorep.cli import main
 from audiorep.compat.s3prl import export_s3prl_checkpoint
 from audiorep.errors import ConfigError, DownloadError, PublishError, WeightsUnavailableError
 from audiorep.hub import model_dir
@@ -250,3 +251,16 @@ def test_push_failures_are_one_line(monkeypatch, fake_api, tiny_model):
         tiny_model().push_to_hub("me/tiny")
     with pytest.raises(ConfigError):
         tiny_model().push_to_hub("not a repo")
+
+
+def test_push_command(tmp_path, fake_api, tiny_model, capsys):
+    folder = tiny_model().save_pretrained(tmp_path / "m")
+    assert main(["push", str(folder), "me/cli", "--revision", "dev", "--message", "from the CLI"]) == 0
+    assert capsys.readouterr().out.strip() == f"https://hub.test/me/cli/commit/{COMMIT}"
+    upload = dict(fake_api.calls)["upload_folder"]
+    assert upload["revision"] == "dev" and upload["commit_message"] == "from the CLI"
+    assert upload["files"] == folder_files(folder)
+    # a bad repository id is refused before anything is loaded or uploaded
+    fake_api.calls.clear()
+    assert main(["push", str(folder), "bad id"]) == 2
+    assert fake_api.calls == [] and "org/name" in capsys.readouterr().err
