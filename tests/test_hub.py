@@ -172,6 +172,97 @@ def test_registered_hub_checkpoint_with_a_wrong_sha256_is_refused_and_dropped(tm
         unregister_model("test-badsum")
 
 
+def _resolve_server(files: dict[str, bytes], published: dict[str, str] | None = None):
+    """A local stand-in for the hub's resolve API (HEAD + GET /{repo}/resolve/{rev}/{path}), as huggingface_hub
+    uses it: commit, ETag and X-Linked-Etag (the sha256 the hub publishes; ``published`` overrides it)."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _head(self):
+            hits.append(f"{self.command} {self.path}")
+            data = files.get(self.path)
+            if data is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            sha = (published or {}).get(self.path) or hashlib.sha256(data).hexdigest()
+            self.send_response(200)
+            for key, value in [("X-Repo-Commit", COMMIT), ("ETag", f'"{sha}"'), ("X-Linked-Etag", f'"{sha}"'),
+                               ("X-Linked-Size", str(len(data))), ("Content-Length", str(len(data)))]:
+                self.send_header(key, value)
+            self.end_headers()
+            return data
+
+        def do_HEAD(self):
+            self._head()
+
+        def do_GET(self):
+            data = self._head()
+            if data is not None:
+                self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, hits
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Both offline switches off, also inside huggingface_hub, which read HF_HUB_OFFLINE when a test before
+    this one first imported its constants."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("AUDIOREP_OFFLINE", "0")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
+
+
+def test_registered_hub_checkpoint_downloads_through_the_endpoint(tmp_path, monkeypatch, tiny_model, online):
+    model = tiny_model().eval()
+    ckpt = tmp_path / "states-10.ckpt"
+    export_s3prl_checkpoint(model, ckpt)
+    path = "/org/ckpts/resolve/main/base/states-10.ckpt"
+    server, hits = _resolve_server({path: ckpt.read_bytes()})
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    _register_hub_hosted("test-online", model.config)
+    try:
+        assert _same_outputs(audiorep.load("test-online", progress=False), model)
+        assert hits == [f"HEAD {path}", f"GET {path}"]
+        blob = Path(os.environ["HF_HUB_CACHE"]) / "models--org--ckpts" / "blobs" / hashlib.sha256(
+            ckpt.read_bytes()).hexdigest()
+        assert blob.is_file()  # in the shared hub cache, under the sha256 the hub published
+        audiorep.load("test-online")  # the converted copy: no second request
+        assert len(hits) == 2
+    finally:
+        unregister_model("test-online")
+        server.shutdown()
+        server.server_close()
+
+
+def test_registered_hub_checkpoint_not_matching_the_published_sha256(tmp_path, monkeypatch, tiny_model, online):
+    model = tiny_model().eval()
+    ckpt = tmp_path / "states-10.ckpt"
+    export_s3prl_checkpoint(model, ckpt)
+    path = "/org/ckpts/resolve/main/base/states-10.ckpt"
+    server, hits = _resolve_server({path: ckpt.read_bytes()}, published={path: "cd" * 32})
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    _register_hub_hosted("test-online-bad", model.config)
+    try:
+        with pytest.raises(DownloadError, match="does not match the published " + "cd" * 32):
+            audiorep.load("test-online-bad", progress=False)
+        repo = Path(os.environ["HF_HUB_CACHE"]) / "models--org--ckpts"
+        assert not list((repo / "blobs").iterdir()) and not model_dir("test-online-bad").exists()
+    finally:
+        unregister_model("test-online-bad")
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize("switch", ["AUDIOREP_OFFLINE", "HF_HUB_OFFLINE"])
 def test_registered_hub_model_offline_with_nothing_cached(monkeypatch, endpoint, switch):
     monkeypatch.setenv("AUDIOREP_OFFLINE", "1" if switch == "AUDIOREP_OFFLINE" else "0")
