@@ -65,5 +65,9 @@ class StorageError(AudiorepError, OSError):
     """A file or folder that cannot be written: a full disk, a read-only file system, no permission."""
 
 
+class PublishError(AudiorepError, RuntimeError):
+    """An upload to the Hugging Face hub that did not happen: no token, no permission, no network."""
+
+
 class BusyError(AudiorepError, RuntimeError):
     """A run folder (or cache entry) that another audiorep process is using right now."""

@@ -25,13 +25,21 @@ def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str |
       converted on first use; ``pretrained=False`` builds the architecture with random weights;
     - a folder written by ``model.save_pretrained``;
     - an s3prl ``states-*.ckpt`` file (read without executing pickled code);
+    - ``"hf-hub:org/name"`` (``@revision`` optional): an audiorep repository on the Hugging Face hub (config.json +
+      model.safetensors, as :meth:`~audiorep.models.base.PretrainedModel.push_to_hub` writes it), through the
+      hub's cache; ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and ``HF_TOKEN`` apply;
     - ``"hf:<repo id or folder>"``: a transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio);
       ``"torchaudio:<bundle>"``: a ``torchaudio.pipelines`` bundle (e.g. ``WAV2VEC2_BASE``). Both are wrapped
       behind the same output contract (:mod:`audiorep.models.foreign`); ``pretrained=False`` builds them from
       their config with random weights.
     """
     path = Path(os.fspath(name_or_path)).expanduser()
-    if isinstance(name_or_path, str) and name_or_path.startswith(("hf:", "torchaudio:")):
+    if isinstance(name_or_path, str) and name_or_path.startswith("hf-hub:"):
+        from .hub import HUB_PREFIX, hub_snapshot
+
+        folder = hub_snapshot(name_or_path[len(HUB_PREFIX):], weights=pretrained, progress=progress)
+        model = load_folder(folder) if pretrained else _build(read_config(folder), folder)
+    elif isinstance(name_or_path, str) and name_or_path.startswith(("hf:", "torchaudio:")):
         from .models.foreign import load_foreign
 
         model = load_foreign(name_or_path, pretrained=pretrained)
@@ -52,7 +60,8 @@ def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str |
     else:
         raise ConfigError(
             f"{name_or_path}: neither a registered model ({', '.join(list_models())}) nor an existing file or folder "
-            "(transformers and torchaudio encoders: hf:<repo id or folder>, torchaudio:<bundle name>)"
+            "(audiorep repositories on the hub: hf-hub:org/name; transformers and torchaudio encoders: "
+            "hf:<repo id or folder>, torchaudio:<bundle name>)"
         )
     if device is not None:
         model = model.to(device)
@@ -62,13 +71,18 @@ def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str |
 def load_folder(directory: str | os.PathLike) -> PretrainedModel:
     """Load a folder holding config.json + model.safetensors (extra modules such as a pretraining head are skipped)."""
     meta = read_config(directory)
+    model = _build(meta, directory)
+    extras = tuple(f"{p}." for p in meta.get("extra_modules", []))
+    load_state_strict(model, read_weights(directory), str(Path(directory) / WEIGHTS_NAME), ignore_prefixes=extras)
+    return model
+
+
+def _build(meta: dict, directory: str | os.PathLike) -> PretrainedModel:
+    """The untrained model a saved config.json describes."""
     arch = meta.get("architecture")
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"{directory}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
     try:
-        model = ARCHITECTURES[arch].from_config_dict(meta, str(directory))
+        return ARCHITECTURES[arch].from_config_dict(meta, str(directory))
     except ConfigError as exc:
         raise CheckpointError(f"{directory}/config.json: {exc}") from exc
-    extras = tuple(f"{p}." for p in meta.get("extra_modules", []))
-    load_state_strict(model, read_weights(directory), str(Path(directory) / WEIGHTS_NAME), ignore_prefixes=extras)
-    return model

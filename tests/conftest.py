@@ -37,6 +37,9 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Never read or write the user's real weights cache, never touch the network by accident."""
     monkeypatch.setenv("AUDIOREP_HOME", str(tmp_path_factory.mktemp("audiorep_home")))
     monkeypatch.setenv("AUDIOREP_OFFLINE", "1")
+    # audiorep passes the hub's cache folder and endpoint to huggingface_hub per call: an empty cache of its own
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf_hub_cache")))
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
 
 
 @pytest.fixture(autouse=True)
