@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from _timing import interleaved, median, spread
+from _timing import gemm_roofline, interleaved, median, roofline_columns, spread
 
 DESCRIPTION = "upstream feature extraction throughput (audio s / wall s), audiorep vs s3prl, CPU"
 
@@ -149,6 +149,11 @@ def run(args) -> dict:
         ours, theirs, ckpt = build(args, Path(tmp))
         plain = _eager_model(ckpt) if args.eager else None
         sr = ours.sample_rate
+        from audiorep.kernels.flops import forward_flops, gemm_shapes
+
+        # the roofline: the best fp32 GEMM rate on this model's own shapes, measured now, on this machine
+        roof = gemm_roofline(gemm_shapes(ours.config, 2048), repeats=2 if args.quick else 3)
+        print(f"  GEMM roofline: {roof['gflops']:.1f} GFLOP/s ({roof['shape']}, fp32)", flush=True)
         for label, secs in batches(args):
             wavs = [0.1 * torch.randn(int(s * sr), generator=g) for s in secs]  # list of (S_i,)
             audio_s = sum(w.numel() for w in wavs) / sr
@@ -165,6 +170,10 @@ def run(args) -> dict:
                        "audiorep_s": median(times["audiorep"]),
                        "audiorep_audio_s_per_s": audio_s / median(times["audiorep"]),
                        "audiorep_spread": spread(times["audiorep"])}
+                flops = forward_flops(ours.config, frames).total  # valid frames, each utterance whole
+                row["gflop"] = flops / 1e9
+                row.update({f"audiorep_{k}": v for k, v in
+                            roofline_columns(flops, row["audiorep_s"], roof["gflops"]).items()})
                 if args.eager:
                     row.update({"eager_s": median(times["eager"]), "fast_path_gain": median(times["eager"])
                                 / row["audiorep_s"]})
@@ -172,6 +181,7 @@ def run(args) -> dict:
                     t_s3 = median(times["s3prl"])
                     row.update({"s3prl_s": t_s3, "s3prl_audio_s_per_s": audio_s / t_s3,
                                 "s3prl_spread": spread(times["s3prl"]), "speedup": t_s3 / row["audiorep_s"]})
+                    row.update({f"s3prl_{k}": v for k, v in roofline_columns(flops, t_s3, roof["gflops"]).items()})
                     batched = theirs(wavs)["hidden_states"]
                     row["diff_batched"] = max_diff(ref.hidden_states, batched, frames)
                     if max(frames) <= S3PRL_CHUNK:
@@ -194,6 +204,11 @@ def run(args) -> dict:
         "batched outputs (like-for-like only for equal-length batches of <= 1500 frames), diff_alone compares "
         "audiorep's batch with s3prl run on each utterance alone (left empty past 1500 frames, where s3prl chunks)",
         "spread = (max - min) / median of the repeats: the machine's noise",
+        "gflop = useful FLOPs of one call (audiorep.kernels.flops.forward_flops: GEMMs + attention over valid "
+        "frames, each utterance attending over itself whole); *_gflops_s = gflop / median time; *_roofline_pct = "
+        f"that as a share of the best fp32 GEMM rate measured in this run on the model's own shapes "
+        f"({roof['gflops']:.1f} GFLOP/s, {roof['shape']}). Both sides are credited the same useful FLOPs, so padding "
+        "and s3prl's chunking past 1500 frames (less attention work, a different result) show as rate, not work",
     ]
     if args.eager:
         notes.append("eager_s = audiorep with AUDIOREP_CPU_FUSION=0 (no fused oneDNN linears, no valid-frame "
@@ -201,7 +216,8 @@ def run(args) -> dict:
     if theirs is None:
         notes.append("s3prl not run (--no-s3prl): no ratio, no difference")
     return {"rows": rows, "notes": notes, "tables": tables,
-            "meta": {"model": args.model, "attention_backend": _backend(ours)}}
+            "meta": {"model": args.model, "attention_backend": _backend(ours),
+                     "gemm_roofline_gflops": round(roof["gflops"], 1), "gemm_roofline_shape": roof["shape"]}}
 
 
 def _eager_model(ckpt: Path):
