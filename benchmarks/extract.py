@@ -24,7 +24,7 @@ import torch
 
 from _timing import gemm_roofline, interleaved, median, roofline_columns, spread
 
-DESCRIPTION = "upstream feature extraction throughput (audio s / wall s), audiorep vs s3prl, CPU"
+DESCRIPTION = "upstream feature extraction throughput (audio s / wall s), audiorep vs s3prl (CPU; --device cuda)"
 
 S3PRL_CHUNK = 1500  # frames: s3prl's task.sequence_length, above which it chunks
 
@@ -146,16 +146,20 @@ def run(args) -> dict:
     g = torch.Generator().manual_seed(args.seed)
     rows, notes, tables = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        device = torch.device(args.device)
         ours, theirs, ckpt = build(args, Path(tmp))
-        plain = _eager_model(ckpt) if args.eager else None
+        ours = ours.to(device)
+        theirs = theirs.to(device) if theirs is not None else None
+        plain = _eager_model(ckpt).to(device) if args.eager else None
         sr = ours.sample_rate
         from audiorep.kernels.flops import forward_flops, gemm_shapes
 
         # the roofline: the best fp32 GEMM rate on this model's own shapes, measured now, on this machine
-        roof = gemm_roofline(gemm_shapes(ours.config, 2048), repeats=2 if args.quick else 3)
+        roof = gemm_roofline(gemm_shapes(ours.config, 2048), str(device), repeats=2 if args.quick else 3,
+                             max_rows=512 if args.quick else 2048)
         print(f"  GEMM roofline: {roof['gflops']:.1f} GFLOP/s ({roof['shape']}, fp32)", flush=True)
         for label, secs in batches(args):
-            wavs = [0.1 * torch.randn(int(s * sr), generator=g) for s in secs]  # list of (S_i,)
+            wavs = [0.1 * torch.randn(int(s * sr), generator=g).to(device) for s in secs]  # list of (S_i,)
             audio_s = sum(w.numel() for w in wavs) / sr
             with torch.inference_mode():
                 ref = ours(wavs)
@@ -165,7 +169,7 @@ def run(args) -> dict:
                     fns["s3prl"] = lambda: theirs(wavs)
                 if args.eager:
                     fns["eager"] = lambda: plain(wavs)
-                times = interleaved(fns, repeats=repeats, warmup=1)
+                times = interleaved(fns, repeats=repeats, warmup=1, device=str(device))
                 row = {"batch": label, "audio_s": audio_s, "max_frames": max(frames),
                        "audiorep_s": median(times["audiorep"]),
                        "audiorep_audio_s_per_s": audio_s / median(times["audiorep"]),
