@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 EXTRACT_FORMAT = "audiorep-extract"
-DEFAULT_BATCH_SECONDS = 160.0  # padded audio per batch: ~200 MB of mockingjay-base features, all layers
+DEFAULT_BATCH_SECONDS = 60.0  # padded audio per batch: ~75 MB of mockingjay-base features, all layers; on CPU
+# a 60 s batch (6,000 frames) already fills the GEMMs, so bigger batches buy memory, not speed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
