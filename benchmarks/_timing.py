@@ -102,3 +102,44 @@ def failure_text(exc: BaseException, device: "torch.device") -> str:
         torch.cuda.empty_cache()
     first = str(exc).splitlines()[0][:200] if str(exc) else ""
     return f"{type(exc).__name__}: {first}"
+
+
+def gemm_roofline(shapes: list[tuple[int, int, int]], device: str = "cpu", dtype: str = "float32",
+                  repeats: int = 3, max_rows: int = 2048, clock: str = "wall") -> dict:
+    """The best GEMM rate this machine reaches right now on a model's own shapes: the roofline a benchmark's
+    achieved GFLOP/s is a percentage of.
+
+    Each (M, K, N) from :func:`audiorep.kernels.flops.gemm_shapes` is timed as the forward product
+    (M, K) @ (K, N) and its two backward products (dX: (M, N) @ (N, K); dW: (K, M) @ (M, N)), the fastest of
+    ``repeats`` calls each (GEMM speed saturates well before ``max_rows`` rows, so M is capped there to keep
+    the measurement short). ``clock="cpu"`` measures process CPU time, to match a benchmark timed that way.
+    Returns {"gflops": best GFLOP/s, "shape": "MxKxN" it came from, "dtype": ..., "clock": ...}.
+    """
+    import torch
+
+    dt = getattr(torch, dtype)
+    tick = time.process_time if clock == "cpu" else time.perf_counter
+    best, where = 0.0, None
+    for M, K, N in shapes:
+        M = min(M, max_rows)
+        for a_shape, b_shape, label in (((M, K), (K, N), "fwd"), ((M, N), (N, K), "dX"), ((K, M), (M, N), "dW")):
+            a = torch.randn(*a_shape, device=device, dtype=dt)
+            b = torch.randn(*b_shape, device=device, dtype=dt)
+            torch.mm(a, b)  # warm-up (allocations, oneDNN/cuBLAS heuristics)
+            fastest = float("inf")
+            for _ in range(repeats):
+                sync(device)
+                t0 = tick()
+                torch.mm(a, b)
+                sync(device)
+                fastest = min(fastest, tick() - t0)
+            rate = 2 * M * K * N / max(fastest, 1e-9) / 1e9
+            if rate > best:
+                best, where = rate, f"{label} {a_shape[0]}x{a_shape[1]}x{b_shape[1]}"
+    return {"gflops": best, "shape": where, "dtype": dtype, "clock": clock}
+
+
+def roofline_columns(flops: float, seconds: float, roof_gflops: float) -> dict:
+    """The two columns every benchmark row carries: achieved GFLOP/s and its share of the measured GEMM roofline."""
+    achieved = flops / seconds / 1e9 if seconds > 0 else 0.0
+    return {"gflops_s": achieved, "roofline_pct": 100.0 * achieved / roof_gflops if roof_gflops > 0 else None}

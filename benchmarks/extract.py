@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from _timing import interleaved, median, spread
+from _timing import gemm_roofline, interleaved, median, roofline_columns, spread
 
-DESCRIPTION = "upstream feature extraction throughput (audio s / wall s), audiorep vs s3prl, CPU"
+DESCRIPTION = "upstream feature extraction throughput (audio s / wall s), audiorep vs s3prl (CPU; --device cuda)"
 
 S3PRL_CHUNK = 1500  # frames: s3prl's task.sequence_length, above which it chunks
 
@@ -146,11 +146,20 @@ def run(args) -> dict:
     g = torch.Generator().manual_seed(args.seed)
     rows, notes, tables = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
+        device = torch.device(args.device)
         ours, theirs, ckpt = build(args, Path(tmp))
-        plain = _eager_model(ckpt) if args.eager else None
+        ours = ours.to(device)
+        theirs = theirs.to(device) if theirs is not None else None
+        plain = _eager_model(ckpt).to(device) if args.eager else None
         sr = ours.sample_rate
+        from audiorep.kernels.flops import forward_flops, gemm_shapes
+
+        # the roofline: the best fp32 GEMM rate on this model's own shapes, measured now, on this machine
+        roof = gemm_roofline(gemm_shapes(ours.config, 2048), str(device), repeats=2 if args.quick else 3,
+                             max_rows=512 if args.quick else 2048)
+        print(f"  GEMM roofline: {roof['gflops']:.1f} GFLOP/s ({roof['shape']}, fp32)", flush=True)
         for label, secs in batches(args):
-            wavs = [0.1 * torch.randn(int(s * sr), generator=g) for s in secs]  # list of (S_i,)
+            wavs = [0.1 * torch.randn(int(s * sr), generator=g).to(device) for s in secs]  # list of (S_i,)
             audio_s = sum(w.numel() for w in wavs) / sr
             with torch.inference_mode():
                 ref = ours(wavs)
@@ -160,11 +169,15 @@ def run(args) -> dict:
                     fns["s3prl"] = lambda: theirs(wavs)
                 if args.eager:
                     fns["eager"] = lambda: plain(wavs)
-                times = interleaved(fns, repeats=repeats, warmup=1)
+                times = interleaved(fns, repeats=repeats, warmup=1, device=str(device))
                 row = {"batch": label, "audio_s": audio_s, "max_frames": max(frames),
                        "audiorep_s": median(times["audiorep"]),
                        "audiorep_audio_s_per_s": audio_s / median(times["audiorep"]),
                        "audiorep_spread": spread(times["audiorep"])}
+                flops = forward_flops(ours.config, frames).total  # valid frames, each utterance whole
+                row["gflop"] = flops / 1e9
+                row.update({f"audiorep_{k}": v for k, v in
+                            roofline_columns(flops, row["audiorep_s"], roof["gflops"]).items()})
                 if args.eager:
                     row.update({"eager_s": median(times["eager"]), "fast_path_gain": median(times["eager"])
                                 / row["audiorep_s"]})
@@ -172,6 +185,7 @@ def run(args) -> dict:
                     t_s3 = median(times["s3prl"])
                     row.update({"s3prl_s": t_s3, "s3prl_audio_s_per_s": audio_s / t_s3,
                                 "s3prl_spread": spread(times["s3prl"]), "speedup": t_s3 / row["audiorep_s"]})
+                    row.update({f"s3prl_{k}": v for k, v in roofline_columns(flops, t_s3, roof["gflops"]).items()})
                     batched = theirs(wavs)["hidden_states"]
                     row["diff_batched"] = max_diff(ref.hidden_states, batched, frames)
                     if max(frames) <= S3PRL_CHUNK:
@@ -194,6 +208,11 @@ def run(args) -> dict:
         "batched outputs (like-for-like only for equal-length batches of <= 1500 frames), diff_alone compares "
         "audiorep's batch with s3prl run on each utterance alone (left empty past 1500 frames, where s3prl chunks)",
         "spread = (max - min) / median of the repeats: the machine's noise",
+        "gflop = useful FLOPs of one call (audiorep.kernels.flops.forward_flops: GEMMs + attention over valid "
+        "frames, each utterance attending over itself whole); *_gflops_s = gflop / median time; *_roofline_pct = "
+        f"that as a share of the best fp32 GEMM rate measured in this run on the model's own shapes "
+        f"({roof['gflops']:.1f} GFLOP/s, {roof['shape']}). Both sides are credited the same useful FLOPs, so padding "
+        "and s3prl's chunking past 1500 frames (less attention work, a different result) show as rate, not work",
     ]
     if args.eager:
         notes.append("eager_s = audiorep with AUDIOREP_CPU_FUSION=0 (no fused oneDNN linears, no valid-frame "
@@ -201,7 +220,8 @@ def run(args) -> dict:
     if theirs is None:
         notes.append("s3prl not run (--no-s3prl): no ratio, no difference")
     return {"rows": rows, "notes": notes, "tables": tables,
-            "meta": {"model": args.model, "attention_backend": _backend(ours)}}
+            "meta": {"model": args.model, "attention_backend": _backend(ours),
+                     "gemm_roofline_gflops": round(roof["gflops"], 1), "gemm_roofline_shape": roof["shape"]}}
 
 
 def _eager_model(ckpt: Path):

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     sys.path.insert(0, str(HERE))
-    from _timing import interleaved, median, spread
+    from _timing import gemm_roofline, interleaved, median, roofline_columns, spread
 
     from audiorep import registry
     from audiorep.features import FeatureExtractor
@@ -177,6 +177,16 @@ def run(args: argparse.Namespace) -> dict:
     else:
         times = interleaved(fns, repeats=steps, warmup=1 if not args.compile else 2, device=str(device))
 
+    # The roofline: the best GEMM rate on the model's own shapes, measured now with the same clock (fp32; on
+    # CUDA also bf16, which the reduced-precision rows are measured against).
+    from audiorep.kernels.flops import gemm_shapes, train_step_flops
+
+    flops = train_step_flops(cfg, flens.tolist()).total  # useful work: valid frames, whole utterances
+    shapes = gemm_shapes(cfg, valid_frames, head=True)
+    roofs = {"float32": gemm_roofline(shapes, str(device), "float32", clock=args.clock)}
+    if device.type == "cuda":
+        roofs["bfloat16"] = gemm_roofline(shapes, str(device), "bfloat16", clock=args.clock)
+
     base = median(times["s3prl"])
     base_full = median(times["s3prl +alteration"])
     rows = []
@@ -184,10 +194,11 @@ def run(args: argparse.Namespace) -> dict:
     for name, ts in times.items():
         m = median(ts)
         ref = base_full if name.endswith("+alteration") else base
-        rows.append({"contender": name, "dtype": "fp16 autocast" if "fp16" in name else
-                     (a_dtype if name.startswith("audiorep") else "float32"),
+        dtype = "fp16 autocast" if "fp16" in name else (a_dtype if name.startswith("audiorep") else "float32")
+        roof = roofs["float32" if dtype == "float32" else "bfloat16"]
+        rows.append({"contender": name, "dtype": dtype,
                      "step_ms": m * 1e3, "frames_per_s": valid_frames / m, "spread": spread(ts),
-                     "speedup_vs_s3prl": ref / m})
+                     "speedup_vs_s3prl": ref / m, **roofline_columns(flops, m, roof["gflops"])})
     ratio = base / median(times["audiorep"])
     ratio_full = base_full / median(times["audiorep +alteration"])
     backend = resolve_backend(torch.empty(1, 1, 1, 1, device=device))
@@ -199,12 +210,19 @@ def run(args: argparse.Namespace) -> dict:
         f"audiorep / s3prl step throughput: {ratio:.2f}x (model step), {ratio_full:.2f}x (including alteration)",
         "s3prl loss uses masked_select over its own masks; audiorep a 0/1 mask multiply; AdamW(2e-4, wd 0.01) "
         "and grad clip 5 on both",
+        f"gflops_s = {flops / 1e9:.1f} GFLOP per step (audiorep.kernels.flops.train_step_flops: GEMMs + attention, "
+        "forward and backward, valid frames only, the same useful work credited to every contender) / step time; "
+        "roofline_pct = that as a share of the best GEMM rate measured in this run on the model's own shapes "
+        "with the same clock: " + "; ".join(f"{k} {r['gflops']:.1f} GFLOP/s ({r['shape']})" for k, r in roofs.items())
+        + ("; fp16 and bf16 rows are measured against the bf16 rate" if device.type == "cuda" else ""),
     ]
     return {
         "rows": rows,
-        "columns": ["contender", "dtype", "step_ms", "frames_per_s", "speedup_vs_s3prl", "spread"],
+        "columns": ["contender", "dtype", "step_ms", "frames_per_s", "speedup_vs_s3prl", "gflops_s", "roofline_pct",
+                    "spread"],
         "meta": {"device": str(device), "dtype": a_dtype, "attention_backend": backend, "model": args.model,
-                 "clock": args.clock,
+                 "clock": args.clock, "gflop_per_step": round(flops / 1e9, 2),
+                 **{f"gemm_roofline_{k}_gflops": round(r["gflops"], 1) for k, r in roofs.items()},
                  "batch": B, "frames": f"{T_min}-{T_max}", "ratio_model_step": round(ratio, 3),
                  "ratio_with_alteration": round(ratio_full, 3)},
         "notes": notes,

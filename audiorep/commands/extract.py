@@ -1,15 +1,28 @@
-"""``audiorep extract MODEL AUDIO... --out FILE``: hidden states of audio files, saved as safetensors."""
+"""``audiorep extract MODEL AUDIO... --out FILE``: hidden states of audio files, saved as safetensors.
+
+Files are sorted by duration and run in batches of similar length (little padding); each batch's
+features go to disk as soon as they are computed (:class:`audiorep.tensorfile.StreamingSafetensorsWriter`),
+so memory holds one batch, however long the input list. The output is one safetensors file keyed by the
+input paths, as given.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+EXTRACT_FORMAT = "audiorep-extract"
+DEFAULT_BATCH_SECONDS = 60.0  # padded audio per batch: ~75 MB of mockingjay-base features, all layers; on CPU
+# a 60 s batch (6,000 frames) already fills the GEMMs, so bigger batches buy memory, not speed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="extract hidden states of audio files",
                        description="Run an upstream over audio files and save one tensor per file "
-                                   "(frames x hidden) into a safetensors file keyed by the file path.")
+                                   "(frames x hidden, or layers x frames x hidden) into a safetensors file keyed "
+                                   "by the file path. Files run in batches of similar duration and each batch "
+                                   "is written as soon as it is computed: memory holds one batch.")
     p.add_argument("model", help="registered name, model folder or s3prl checkpoint")
     p.add_argument("audio", nargs="+", type=Path, help="audio files (any rate; resampled to the model's)")
     p.add_argument("--out", type=Path, required=True,
@@ -18,6 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=int, default=None,
                    help="hidden state index (0 = input embedding, -1 = last); default: all layers stacked")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    p.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS,
+                   help="padded audio seconds per batch (a longer file runs alone); bounds memory "
+                        f"(default {DEFAULT_BATCH_SECONDS:g})")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="a file that cannot be read: stop (raise, the default) or leave it out and list it at "
+                        "the end (skip)")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for testing a pipeline)")
     p.set_defaults(func=run)
 
@@ -28,39 +47,96 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import load, read_audio
     from ..errors import AudioError, ConfigError
-    from ..fileio import atomic_write_bytes
+    from ..tensorfile import StreamingSafetensorsWriter
     from ._checks import check_device, check_output_file
 
     # every argument is checked before the model loads and the first file is read
     check_device(args.device)
+    if not args.batch_seconds > 0:
+        raise ConfigError(f"--batch-seconds {args.batch_seconds}: must be positive")
     _check_out(args.out, args.overwrite)
     check_output_file(args.out)
-    for path in args.audio:
+    skipped: list[str] = []  # one line per file left out under --on-error skip
+
+    def bad(message: str) -> None:
+        if args.on_error == "raise":
+            raise AudioError(message)
+        skipped.append(message)
+
+    paths = list(dict.fromkeys(args.audio))  # a file named twice is extracted once
+    durations = {}
+    for path in paths:
         if path.is_dir():
-            raise AudioError(f"{path}: a folder, not an audio file")
-        if not path.is_file():
-            raise AudioError(f"{path}: no such audio file")
+            bad(f"{path}: a folder, not an audio file")
+        elif not path.is_file():
+            bad(f"{path}: no such audio file")
+        else:
+            durations[path] = _duration(path, bad)
+    durations = {p: d for p, d in durations.items() if d is not None}
     model = load(args.model, pretrained=not args.no_pretrained, device=args.device)
     n_states = model.num_layers + 1
     if args.layer is not None and not -n_states <= args.layer < n_states:
         raise ConfigError(f"--layer {args.layer}: the model has hidden states 0..{n_states - 1}")
-    out: dict[str, torch.Tensor] = {}
-    with torch.inference_mode():
-        for path in tqdm(args.audio, desc="extract", unit="file"):
-            wav, _ = read_audio(path, model.sample_rate)
-            hs = model([wav]).hidden_states
-            t = hs[args.layer][0] if args.layer is not None else torch.stack([h[0] for h in hs])  # (T, H) / (L+1, T, H)
-            out[str(path)] = t.float().cpu().contiguous()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save
-
     meta = {"format": EXTRACT_FORMAT, "model": str(args.model), "layer": str(args.layer)}
-    atomic_write_bytes(args.out, save(out, metadata=meta))
+    written = 0
+    with StreamingSafetensorsWriter(args.out, [str(p) for p in durations], meta) as writer, \
+            torch.inference_mode(), tqdm(total=len(durations), desc="extract", unit="file") as bar:
+        for batch in length_batches(durations, args.batch_seconds):
+            wavs, names = [], []
+            for path in batch:
+                try:
+                    wavs.append(read_audio(path, model.sample_rate)[0])  # (S,)
+                    names.append(str(path))
+                except AudioError as exc:
+                    bad(str(exc))
+            if wavs:
+                out = model(wavs)
+                for i, (name, n) in enumerate(zip(names, out.lengths.tolist())):
+                    if args.layer is not None:
+                        t = out.hidden_states[args.layer][i, :n]  # (T, H)
+                    else:
+                        t = torch.stack([h[i, :n] for h in out.hidden_states])  # (L+1, T, H)
+                    writer.add(name, t.float())
+                written += len(names)
+                del out, wavs
+            bar.update(len(batch))
+        if written == 0:
+            raise AudioError(f"no input file could be read ({len(skipped)} skipped); nothing written to {args.out}")
+        writer.metadata["skipped"] = str(len(skipped))
+        writer.close()
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(paths)} file(s) (--on-error skip):", file=sys.stderr)
+        for line in skipped:
+            print(f"  {line}", file=sys.stderr)
     print(args.out)
     return 0
 
 
-EXTRACT_FORMAT = "audiorep-extract"
+def _duration(path: Path, bad) -> float | None:
+    """Seconds of audio in ``path`` from its header (no samples read), or None after ``bad`` for an unreadable file."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # noqa: BLE001 - soundfile raises RuntimeError/LibsndfileError/TypeError by format
+        bad(f"{path}: cannot read audio ({type(exc).__name__}: {exc})")
+        return None
+    return info.frames / info.samplerate if info.samplerate > 0 and info.frames > 0 else 0.0
+
+
+def length_batches(durations: dict, batch_seconds: float) -> list[list]:
+    """Group keys of ``durations`` (seconds) longest first into batches whose padded length
+    (files x longest) stays within ``batch_seconds``; a file longer than that runs alone.
+
+    Longest first: the biggest batch comes first, so a run that does not fit in memory fails at once.
+    """
+    batches: list[list] = []
+    for key in sorted(durations, key=lambda k: -durations[k]):
+        if batches and (len(batches[-1]) + 1) * durations[batches[-1][0]] <= batch_seconds:
+            batches[-1].append(key)
+        else:
+            batches.append([key])
+    return batches
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
