@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from _timing import interleaved, median, spread
+from _timing import gemm_roofline, interleaved, median, roofline_columns, spread
 
 DESCRIPTION = "resampling 8/22.05/44.1/48 kHz -> 16 kHz: quality and speed of audiorep's filters vs torchaudio's"
 
@@ -57,13 +57,6 @@ def _quality(fn, sr: int) -> dict:
     }
 
 
-def _gemm_rate(m: int, k: int, n: int, repeats: int) -> float:
-    """Best fp32 GFLOP/s of an (m, k) @ (k, n) product: the resampler's conv1d as one GEMM."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    t = interleaved({"mm": lambda: a @ b}, repeats, warmup=2)["mm"]
-    return 2 * m * k * n / min(t) / 1e9
-
-
 def add_arguments(parser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the timed utterance")
 
@@ -94,18 +87,20 @@ def run(args) -> dict:
             taps = kernel.shape[-1]
             steps = wav.numel() // orig + 1
             flops = 2 * steps * new * taps
-            peak = _gemm_rate(new, taps, steps, 3)
+            peak = gemm_roofline([(new, taps, steps)], repeats=5)["gflops"]
             s = median(times[name])
             rows.append({
                 "from_hz": sr, "method": name, "median_s": s, "spread": spread(times[name]),
                 "x_realtime": seconds / s, "speedup_vs_torchaudio": (base / s) if base else None,
                 **_quality(fn, sr), "taps": taps,
-                "gflops": flops / s / 1e9, "gemm_roofline_gflops": peak, "pct_of_roofline": 100 * flops / s / 1e9 / peak,
+                **roofline_columns(flops, s, peak), "gemm_roofline_gflops": peak,
             })
     notes = [
         f"{seconds:g} s of white noise per call, one utterance, float32; medians of {repeats} interleaved repeats.",
         "err_*_db / alias_*_db: see the module docstring; dB re the tone, lower is better; empty where the input rate cannot hold the tone.",
-        "gemm_roofline_gflops: best fp32 rate of the same-shaped (phases x taps) @ (taps x steps) matmul in this run.",
+        "gemm_roofline_gflops: best fp32 rate of the filter's own (phases x taps) @ (taps x steps) product and its "
+        "transposes in this run; with few phases (8 and 48 kHz: 1-3 rows) that product is bandwidth-bound, so "
+        "the percentage says little there.",
     ]
     if not have_ta:
         notes.append("torchaudio does not load here: no baseline rows, speedup column empty.")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import BusyError, ConfigError
 from ..fileio import atomic_write_bytes
 from ..config import load
 from ..train.distributed import DistContext
@@ -298,6 +298,21 @@ def run(cfg: FusionConfig) -> dict[str, Any]:
 
     Returns ``{"head", "config", "runs": [per seed], "summary": {metric: (mean, std)}}``.
     """
+    from ..locking import FileLock
+
+    # One lock per head: heads (and merges of per-seed runs) may share out_dir, but two runs of one head
+    # would overwrite each other's <head>.json.
+    lock = FileLock(Path(cfg.out_dir) / f".{cfg.head}.lock")
+    if not lock.acquire(timeout=0):
+        raise BusyError(f"{cfg.out_dir}: another run of head {cfg.head!r} (pid {lock.holder()}) is writing "
+                        f"{cfg.head}.json here; wait for it to finish or choose another out_dir")
+    try:
+        return _run(cfg)
+    finally:
+        lock.release()
+
+
+def _run(cfg: FusionConfig) -> dict[str, Any]:
     from ..train.checkpoint import seed_everything
 
     featurizer = None

@@ -24,6 +24,7 @@ from torch import nn
 
 from .metrics import regression_metrics, swapped_audio
 from ..errors import ConfigError
+from ..locking import lock_run_folder
 from ..models.wav2vec2 import Wav2Vec2CNNFrontEnd
 from ..fileio import atomic_write_bytes
 from ..train.checkpoint import seed_everything
@@ -381,6 +382,11 @@ def run_pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
     ``max_steps`` steps, else ``epochs`` passes. Writes ``laa-step<N>.safetensors`` every ``save_every`` steps,
     ``laa.safetensors`` at the end and ``pretrain_results.json``. Returns the results dict.
     """
+    with lock_run_folder(cfg.out_dir):  # two runs into one folder would interleave their files
+        return _pretrain(cfg)
+
+
+def _pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
     if not cfg.use_audio:
         raise ConfigError("LAA pretraining needs audio (use_audio must be true)")
     t_start = time.time()
@@ -486,6 +492,11 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
     ``use_audio=False`` gives the text-only RoBERTa baseline through the same code. Writes ``best.safetensors``
     and ``finetune_results.json`` under ``out_dir``; returns the results dict.
     """
+    with lock_run_folder(cfg.out_dir):  # two runs into one folder would interleave their files
+        return _finetune(cfg)
+
+
+def _finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
     t_start = time.time()
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -52,11 +52,11 @@ def _one_line_error(capsys) -> str:
     return lines[0]
 
 
-def _hold_lock_in_another_process(folder: Path) -> subprocess.Popen:
+def _hold_lock_in_another_process(folder: Path, name: str = RUN_LOCK_NAME) -> subprocess.Popen:
     """Another process holding the run lock the way audiorep.locking takes it (flock + pid), without the
     seconds an ``import audiorep`` (torch) costs."""
     code = ("import fcntl, os, sys; os.makedirs(sys.argv[1], exist_ok=True); "
-            f"fd = os.open(os.path.join(sys.argv[1], {RUN_LOCK_NAME!r}), os.O_RDWR | os.O_CREAT, 0o666); "
+            f"fd = os.open(os.path.join(sys.argv[1], {name!r}), os.O_RDWR | os.O_CREAT, 0o666); "
             "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.write(fd, b'%d\\n' % os.getpid()); "
             "print('locked', flush=True); sys.stdin.read()")
     proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE,
@@ -83,6 +83,24 @@ def test_a_second_run_into_a_busy_folder_fails_at_once(manifest, tmp_path, capsy
         holder.communicate("")
     lock = lock_run_folder(out)  # the holder's exit released it
     lock.release()
+
+
+def test_teasel_and_sentiment_runs_refuse_a_busy_folder(tmp_path, capsys):
+    """TEASEL runs lock their folder; fusion runs lock their head's result file (heads may share a folder)."""
+    out = tmp_path / "run"
+    holder = _hold_lock_in_another_process(out)
+    try:
+        assert main(["teasel", "finetune", f"out_dir={out}", "epochs=1"]) == 2
+        assert f"{out}: another audiorep run (pid {holder.pid}) is using this folder" in _one_line_error(capsys)
+    finally:
+        holder.communicate("")
+    holder = _hold_lock_in_another_process(out, ".dmd.lock")
+    try:
+        assert main(["sentiment", "train", "--head", "dmd", f"out_dir={out}", "epochs=1"]) == 2
+        assert f"another run of head 'dmd' (pid {holder.pid}) is writing dmd.json" in _one_line_error(capsys)
+    finally:
+        holder.communicate("")
+    assert sorted(p.name for p in out.iterdir()) == sorted([".dmd.lock", RUN_LOCK_NAME])  # nothing else written
 
 
 def test_resume_falls_back_to_the_previous_intact_checkpoint(manifest, tmp_path, caplog):
