@@ -404,6 +404,69 @@ def test_deepmlf_fusion_changes_only_fusion_positions_of_first_block():
     assert not torch.allclose(p1, p2)
 
 
+def test_deepmlf_aux_loss_per_token():
+    from audiorep.downstream.fusion.deepmlf import aux_token_loss
+
+    # two tokens predicting +1 and -1 for a label of 0: each is 1 off (published loss 1); their mean is exact (0)
+    assert aux_token_loss(torch.tensor([[1.0, -1.0]]), torch.tensor([0.0])).item() == pytest.approx(1.0)
+    # mean over tokens and batch: |2-1|, |0-1|, |1-(-2)|, |4-(-2)| -> (1 + 1 + 3 + 6) / 4
+    assert aux_token_loss(torch.tensor([[2.0, 0.0], [1.0, 4.0]]), torch.tensor([1.0, -2.0])).item() == 2.75
+    with pytest.raises(ValueError, match="aux_token_loss: token_preds must be"):
+        aux_token_loss(torch.zeros(3), torch.zeros(3))
+
+
+def test_deepmlf_loss_weights_and_lm_targets():
+    from audiorep.downstream.fusion.deepmlf import next_token_targets
+
+    # left padding: pads predict nothing, the last real token predicts end-of-text (eos 3)
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    am = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert next_token_targets(ids, am, 3).tolist() == [[-100, -100, 6, 7, 3], [9, 10, 11, 12, 3]]
+    tok = _word_tokenizer()
+    cfg = DeepMLFConfig(audio_dim=5, num_fusion_tokens=3, fusion_layers=[1], av_dim=8, av_heads=2, av_layers=1,
+                        mm_heads=2, aux_fusion_weight=0.4, aux_text_weight=0.8, aux_av_weight=0.7, lm_weight=0.5)
+    m = DeepMLF(cfg, _tiny_gpt2(), tok).eval()
+    text = m.batch_text(["the movie was good", "bad"])
+    y = torch.tensor([1.0, -2.0])
+    seen = []
+    m.lm.lm_head.register_forward_hook(lambda mod, inp, outp: seen.append(outp.detach()))
+    out = m(text, torch.randn(2, 6, 5), torch.tensor([6, 3]), labels=y)
+    aux, L = out.extras["aux"], out.losses
+    assert aux["F"].shape == (2, 3)  # one prediction per fusion token
+    assert L["aux_fusion"].item() == pytest.approx((aux["F"] - y[:, None]).abs().mean().item(), rel=1e-6)
+    assert L["aux_text"].item() == pytest.approx((aux["T"] - y).abs().mean().item(), rel=1e-6)
+    want = L["task"] + 0.4 * L["aux_fusion"] + 0.8 * L["aux_text"] + 0.7 * L["aux_av"] + 0.5 * L["lm"]
+    assert L["total"].item() == pytest.approx(want.item(), rel=1e-6)
+    # the LM loss: mean cross-entropy over every real text position ([CLS] + words) of the token after it; the
+    # last real token's "next" is end-of-text
+    ids, am = text["input_ids"].tolist(), text["attention_mask"].tolist()
+    logp = torch.log_softmax(seen[0].float(), -1)  # (B, L, V)
+    terms = [-logp[b, p, ids[b][p + 1] if p + 1 < len(ids[b]) else tok.eos_token_id].item()
+             for b in range(2) for p in range(len(ids[b])) if am[b][p]]
+    assert len(terms) == 5 + 2 and L["lm"].item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_deepmlf_frozen_lm_dropout_follows_the_config():
+    tok = _word_tokenizer()
+    base = dict(audio_dim=5, num_fusion_tokens=2, fusion_layers=[0], av_dim=8, av_heads=2, av_layers=1, mm_heads=2)
+    on = DeepMLF(DeepMLFConfig(**base), _tiny_gpt2(), tok).train()
+    assert on.lm.training and any(isinstance(x, torch.nn.Dropout) and x.training for x in on.lm.modules())
+    assert not on.eval().lm.training
+    off = DeepMLF(DeepMLFConfig(**base, lm_dropout=False), _tiny_gpt2(), tok).train()
+    assert not off.lm.training and off.av.training
+
+
+def test_deepmlf_presets():
+    from audiorep.downstream.fusion.deepmlf import deepmlf_mosei, deepmlf_mosi
+
+    mosei, mosi = deepmlf_mosei(), deepmlf_mosi(num_fusion_tokens=20)
+    assert (mosei.num_fusion_tokens, mosei.fusion_layers, mosei.lm_weight) == (12, [3, 5, 7, 8, 9, 10, 11], 1.1)
+    assert (mosei.aux_fusion_weight, mosei.aux_text_weight, mosei.aux_av_weight) == (1.0, 1.0, 1.0)
+    assert (mosei.av_dim, mosei.av_heads, mosei.av_layers, mosei.audio_dim, mosei.vision_dim) == (30, 6, 3, 74, 35)
+    assert (mosi.aux_fusion_weight, mosi.aux_text_weight, mosi.aux_av_weight, mosi.lm_weight) == (0.4, 0.8, 0.8, 0.0)
+    assert (mosi.num_fusion_tokens, mosi.audio_dim, mosi.vision_dim) == (20, 5, 20)
+
+
 # ---------------------------------------------------------------- every head on an MMSA pickle
 
 @pytest.mark.parametrize("use_vision", [True, False])
