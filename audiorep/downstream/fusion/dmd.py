@@ -78,10 +78,10 @@ class DMDConfig:
     gd_logit_weight: float = 1.0  # weight of the L1 logit distillation in both units (w_losses[0])
     gd_repr_weight: float = 10.0  # heterogeneous representation term (w_losses[1]); the homogeneous unit has none
     # total = task + w_homo * GD_homo + w_hetero * GD_hetero + w_decouple * (recon + cycle + w_inner * (margin + orth))
-    w_homo: float = 0.05
-    w_hetero: float = 0.05
-    w_decouple: float = 0.1
-    w_inner: float = 0.1
+    w_homo: float = 0.05  # published: distillation guides, the task terms dominate
+    w_hetero: float = 0.05  # published, as w_homo
+    w_decouple: float = 0.1  # published: decoupling shapes the features without outweighing the task
+    w_inner: float = 0.1  # published: margin + orthogonality, inside the decoupling weight (0.01 in all)
 
     def __post_init__(self):
         for name in ("gd_temperature", "gd_prior_temperature"):
