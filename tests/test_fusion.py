@@ -1,4 +1,5 @@
-"""Fusion heads: ULGM by hand, DMD loss properties, DeepMLF gates/freezing, every head on an MMSA pickle."""
+"""Fusion heads: ULGM by hand, every DMD and DeepMLF loss term against hand-computed values, DeepMLF gates and
+freezing, every head on an MMSA pickle."""
 
 from __future__ import annotations
 
