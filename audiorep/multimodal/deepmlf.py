@@ -12,9 +12,15 @@ The gates ``a1``/``a2`` start at ``gate_init``: 0 as published, i.e. sigmoid = 0
 
 The audio(-visual) encoder is a small transformer over the projected audio (and vision, each with a learned
 modality embedding, concatenated in time). Head: [mean fusion tokens; last text token; mean AV] -> Linear(64)
--> BatchNorm -> ReLU -> Linear(1). Loss: task L1 + ``aux_weight`` * (L1 of linear heads on the fusion tokens,
-the text token and the AV mean) + ``lm_weight`` * next-token loss on the transcript. Only the fusion parts
-(tokens, MM blocks, AV encoder, heads) train; every LM parameter is frozen.
+-> BatchNorm -> ReLU -> Linear(1). Loss, as the published code computes it (efthymisgeo/deepmlf, MSALM trainer):
+
+    task L1 + aux_fusion_weight * mean over fusion tokens of L1(linear head on that token)
+            + aux_text_weight * L1(linear head on the last text token) + aux_av_weight * L1(linear head on mean AV)
+            + lm_weight * next-token loss on the transcript (the last real token predicts end-of-text)
+
+Only the fusion parts (tokens, MM blocks, AV encoder, heads) train; every LM parameter is frozen, but the LM's
+own dropout stays on in training as published (``lm_dropout``). The README's "What differs from the published
+code" lists the differences that remain.
 """
 
 from __future__ import annotations
@@ -33,22 +39,67 @@ from .common import CrossLayer, FusionHead, FusionOutput, l1, lengths_to_mask, m
 
 @dataclass
 class DeepMLFConfig:
-    """DeepMLF settings (MOSI: 8 fusion tokens; GPT-2 12-layer fusion layers [3,5,7,8,9,10,11])."""
+    """DeepMLF settings. Loss weights default to the published GPT-2 runs (MOSEI, SIMS); :func:`deepmlf_mosi`
+    and :func:`deepmlf_mosei` give the published settings."""
 
     audio_dim: int = 5  # input audio feature size
     vision_dim: int | None = None  # None = audio-only encoder
     num_fusion_tokens: int = 8  # learnable tokens appended after the text
     fusion_layers: list[int] = field(default_factory=lambda: [1])  # 0-based LM layers followed by an MM block
-    av_dim: int = 32  # AV encoder width (paper: 30 with 6 heads; 32/4 keeps heads integral)
+    av_dim: int = 32  # AV encoder width (published: 30 with 6 heads, 3 layers; smaller here for CPU runs)
     av_heads: int = 4
-    av_layers: int = 2  # paper: 3
+    av_layers: int = 2
     mm_heads: int = 4  # heads of the gated cross-attention (must divide the LM width)
     gate_init: float = 0.0  # a1, a2 initial value: 0 = published (gate 0.5); negative = closed-ish
     dropout: float = 0.1
     head_dim: int = 64  # width of the regression head
-    aux_weight: float = 1.0  # weight of the auxiliary unimodal L1 losses
-    lm_weight: float = 0.0  # gamma of the optional next-token LM loss on the transcript (0 = off)
-    max_tokens: int = 64  # transcripts are cut to this many tokens
+    # auxiliary L1 heads, one weight each (published l_bn / l_t / l_av: 1 / 1 / 1 MOSEI and SIMS, 0.4 / 0.8 / 0.8 MOSI)
+    aux_fusion_weight: float = 1.0  # a prediction per fusion token, L1 averaged: every token must carry the label
+    aux_text_weight: float = 1.0  # prediction from the last text token: keeps the text path predictive on its own
+    aux_av_weight: float = 1.0  # prediction from the mean AV state: keeps the AV encoder predictive on its own
+    lm_weight: float = 0.0  # gamma of the next-token loss on the transcript (published: MOSEI 1.1, SIMS 1, MOSI off)
+    lm_dropout: bool = True  # the frozen LM's dropout stays on in training, as published; False = LM in eval mode
+    max_tokens: int = 64  # transcripts are cut to this many tokens (published: 50)
+
+
+def deepmlf_mosei(**overrides) -> DeepMLFConfig:
+    """The published CMU-MOSEI run on GPT-2 base (12 layers): 12 fusion tokens after layers 3,5,7-11, AV encoder
+    d 30 / 6 heads / 3 layers over MMSA features (audio 74-d, vision 35-d), aux weights 1, LM loss 1.1."""
+    return DeepMLFConfig(**{"audio_dim": 74, "vision_dim": 35, "num_fusion_tokens": 12,
+                            "fusion_layers": [3, 5, 7, 8, 9, 10, 11], "av_dim": 30, "av_heads": 6, "av_layers": 3,
+                            "mm_heads": 12, "lm_weight": 1.1, "max_tokens": 50, **overrides})
+
+
+def deepmlf_mosi(**overrides) -> DeepMLFConfig:
+    """The published CMU-MOSI loss settings: 8 fusion tokens, aux weights 0.4 (fusion) / 0.8 (text) / 0.8 (AV),
+    no LM loss, MMSA features (audio 5-d, vision 20-d). The published MOSI run fuses into SmolLM2-1.7B
+    (layers 11,14,17,20,23 of 24), which this GPT-2-only head cannot load: the fusion layers here are the
+    MOSEI run's GPT-2 ones."""
+    return deepmlf_mosei(**{"audio_dim": 5, "vision_dim": 20, "num_fusion_tokens": 8, "aux_fusion_weight": 0.4,
+                            "aux_text_weight": 0.8, "aux_av_weight": 0.8, "lm_weight": 0.0, **overrides})
+
+
+def aux_token_loss(token_preds: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Published fusion-token auxiliary loss: the L1 of every token's own prediction, averaged over tokens and
+    batch. ``token_preds`` (B, n), ``labels`` (B,) -> scalar. (The L1 of the mean prediction would let tokens
+    err in opposite directions.)"""
+    if token_preds.dim() != 2 or token_preds.shape[0] != labels.reshape(-1).shape[0]:
+        raise ValueError(f"aux_token_loss: token_preds must be (B, n) for {labels.reshape(-1).shape[0]} labels; "
+                         f"got {tuple(token_preds.shape)}")
+    return (token_preds.float() - labels.reshape(-1, 1).float()).abs().mean()
+
+
+def next_token_targets(ids: torch.Tensor, attention_mask: torch.Tensor, eos_id: int | None) -> torch.Tensor:
+    """Next-token targets (B, L) for left-padded ``ids`` (B, L): position p predicts ids[p + 1]; the last real
+    token predicts ``eos_id`` (end of text), as in the published loss; padding positions get -100 (ignored).
+
+    The published code pads on the right and scores the last real token against the next position, which is
+    the pad = end-of-text token (id 0 when the transcript filled the window); here it is always ``eos_id``.
+    """
+    if eos_id is None:
+        raise ConfigError("DeepMLF: lm_weight > 0 needs a tokenizer with an end-of-text (eos) token")
+    nxt = torch.cat([ids[:, 1:], ids.new_full((ids.shape[0], 1), int(eos_id))], 1)  # (B, L)
+    return nxt.masked_fill(attention_mask == 0, -100)
 
 
 class MMBlock(nn.Module):
@@ -167,8 +218,11 @@ class DeepMLF(FusionHead):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def train(self, mode: bool = True) -> "DeepMLF":
+        """Train mode for the fusion parts; the frozen LM follows unless ``cfg.lm_dropout`` is False (the
+        published code trains with GPT-2's dropout on: noise the fusion parts must be robust to)."""
         super().train(mode)
-        self.lm.eval()  # frozen LM: no dropout inside it
+        if not self.cfg.lm_dropout:
+            self.lm.eval()
         return self
 
     def _make_hook(self, key: str):
@@ -199,26 +253,28 @@ class DeepMLF(FusionHead):
             hs = self.body(inputs_embeds=x, attention_mask=mask, position_ids=pos).last_hidden_state  # (B, L+n, H)
         finally:
             self._ctx = None
-        fusion = hs[:, -n:].mean(1)  # (B, H)
+        tokens = hs[:, -n:]  # (B, n, H)
+        fusion = tokens.mean(1)  # (B, H)
         last_text = hs[:, L - 1]  # (B, H): left padding puts the last real token at L-1
         av_mean = masked_mean(av, av_mask)  # (B, d_av)
         pred = self.head(torch.cat([fusion, last_text, av_mean], -1)).squeeze(-1)  # (B,)
-        aux = {"F": self.aux["F"](fusion).squeeze(-1), "T": self.aux["T"](last_text).squeeze(-1),
-               "AV": self.aux["AV"](av_mean).squeeze(-1)}
+        aux = {"F": self.aux["F"](tokens).squeeze(-1), "T": self.aux["T"](last_text).squeeze(-1),  # (B, n), (B,)
+               "AV": self.aux["AV"](av_mean).squeeze(-1)}  # (B,)
         out = FusionOutput(pred=pred, extras={"aux": aux})
         if labels is None:
             return out
         y = labels.float().to(pred.device)
-        losses = {"task": l1(pred, y), "aux": sum(l1(p, y) for p in aux.values())}
-        total = losses["task"] + cfg.aux_weight * losses["aux"]
+        losses = {"task": l1(pred, y), "aux_fusion": aux_token_loss(aux["F"], y), "aux_text": l1(aux["T"], y),
+                  "aux_av": l1(aux["AV"], y)}
+        total = (losses["task"] + cfg.aux_fusion_weight * losses["aux_fusion"]
+                 + cfg.aux_text_weight * losses["aux_text"] + cfg.aux_av_weight * losses["aux_av"])
         if cfg.lm_weight > 0:
             head = getattr(self.lm, "lm_head", None)
             if head is None:
                 raise ConfigError("DeepMLF: lm_weight > 0 needs an LM with an lm_head (e.g. GPT2LMHeadModel)")
-            logits = head(hs[:, : L - 1])  # (B, L-1, V): text positions predict the next text token
-            target = ids[:, 1:].masked_fill(am[:, 1:] == 0, -100)  # (B, L-1)
-            target = target.masked_fill(am[:, :-1] == 0, -100)  # the first real token has no real context
-            losses["lm"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
+            logits = head(hs[:, :L])  # (B, L, V): every text position predicts the token after it
+            losses["lm"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                           next_token_targets(ids, am, self.tokenizer.eos_token_id).reshape(-1),
                                            ignore_index=-100)
             total = total + cfg.lm_weight * losses["lm"]
         losses["total"] = total

@@ -1,4 +1,5 @@
-"""Fusion heads: ULGM by hand, DMD loss properties, DeepMLF gates/freezing, every head on an MMSA pickle."""
+"""Fusion heads: ULGM by hand, every DMD and DeepMLF loss term against hand-computed values, DeepMLF gates and
+freezing, every head on an MMSA pickle."""
 
 from __future__ import annotations
 
@@ -144,15 +145,145 @@ def test_dmd_orthogonality_zero_for_orthogonal():
     assert orthogonality_loss(a, a).item() == pytest.approx(1.0, abs=1e-6)
 
 
-def test_dmd_margin_loss():
-    # two samples, two modalities; identical shared vectors per sample, orthogonal across samples
+def _margin_by_loops(feats, labels, scale):
+    """The published hinge loss written out with plain loops (independent of margin_loss's tensor algebra)."""
+    R = len(labels)
+    cos = [[float(np.dot(feats[i], feats[j]) / math.sqrt((np.dot(feats[i], feats[i]) + 1e-8)
+                                                         * (np.dot(feats[j], feats[j]) + 1e-8)))
+            for j in range(R)] for i in range(R)]
+    per_anchor = []
+    for i in range(R):
+        pos = [j for j in range(R) if j != i and labels[j] == labels[i]]
+        neg = [k for k in range(R) if labels[k] != labels[i]]
+        if pos and neg:
+            terms = [max(0.0, scale * abs(labels[i] - labels[k]) - cos[i][j] + cos[i][k]) for j in pos for k in neg]
+            per_anchor.append(sum(terms) / len(terms))
+    return sum(per_anchor) / len(per_anchor) if per_anchor else 0.0
+
+
+def test_dmd_margin_loss_tied_labels_are_positives():
+    # three rows from three different samples; samples 0 and 1 share the label 1.0, so each is the other's positive
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    y = torch.tensor([1.0, 1.0, -1.0])
+    # margin to the negative = 0.15 * 2 = 0.3; cos(0,1) = 0, cos(0,2) = 1, cos(1,2) = 0
+    # anchor 0: relu(0.3 - 0 + 1) = 1.3; anchor 1: relu(0.3 - 0 + 0) = 0.3; anchor 2 has no positive -> skipped
+    assert margin_loss(rows, y, 0.15).item() == pytest.approx((1.3 + 0.3) / 2, abs=1e-6)
+    # "positive = same sample" would give no positive at all here, i.e. a loss of 0
+    # two modalities x two samples, orthogonal across samples: margin 0.9, relu(0.9 - 1 + 0) = 0
     rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
-    ids = torch.tensor([0, 1, 0, 1])
     y = torch.tensor([3.0, -3.0, 3.0, -3.0])
-    # margin 0.15*6 = 0.9; cos_same = 1, cos_diff = 0 -> relu(0.9 - 1 + 0) = 0
-    assert margin_loss(rows, ids, y, 0.15).item() == pytest.approx(0.0, abs=1e-7)
-    # all rows equal -> relu(0.9 - 1 + 1) = 0.9
-    assert margin_loss(torch.ones(4, 2), ids, y, 0.15).item() == pytest.approx(0.9, abs=1e-6)
+    assert margin_loss(rows, y, 0.15).item() == pytest.approx(0.0, abs=1e-6)
+    assert margin_loss(torch.ones(4, 2), y, 0.15).item() == pytest.approx(0.9, abs=1e-6)  # relu(0.9 - 1 + 1)
+    assert margin_loss(torch.ones(3, 2), torch.zeros(3), 0.15).item() == 0.0  # no negatives anywhere
+    with pytest.raises(ValueError, match="labels has 2 values for 3 rows"):
+        margin_loss(torch.ones(3, 2), torch.zeros(2), 0.15)
+
+
+def test_dmd_margin_loss_matches_loops_with_ties():
+    # labels on MOSI's 1/3 grid, many ties, anchors with different numbers of triplets (per-anchor mean matters)
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(12, 4, generator=g)
+    y = torch.tensor([1, 1, 1, -2, -2, 0, 0, 0, 0, 2, 1, -2], dtype=torch.float32) / 3
+    want = _margin_by_loops(feats.numpy().astype(np.float64), y.tolist(), 0.15)
+    assert margin_loss(feats, y, 0.15).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_gd_edge_prior_published_values():
+    from audiorep.multimodal.dmd import edge_prior
+
+    names = ["T", "A", "V"]
+    gd = GDUnit(names, d=4, gd_size=2, dropout=0.0)
+    edges = [(names[s], names[t]) for s, t in gd.edges]  # (teacher, student)
+    assert edges == [("A", "T"), ("V", "T"), ("T", "A"), ("V", "A"), ("T", "V"), ("A", "V")]
+    e4 = math.exp(4.0)  # a favoured edge's logit 1 / temperature 0.25
+    homo = edge_prior(edges, ["T->A", "T->V"], 0.25)  # published softmax([0,0,1,0,1,0] / 0.25)
+    assert homo.tolist() == pytest.approx([1 / (2 * e4 + 4)] * 2 + [e4 / (2 * e4 + 4), 1 / (2 * e4 + 4),
+                                                                     e4 / (2 * e4 + 4), 1 / (2 * e4 + 4)])
+    assert homo[2].item() == pytest.approx(0.48233, abs=1e-5) and homo[0].item() == pytest.approx(0.008834, abs=1e-6)
+    # published hetero softmax([0,0,1,0,1,1] / 0.25): its sixth edge is vision -> audio, our fourth
+    hetero = edge_prior(edges, ["T->A", "T->V", "V->A"], 0.25)
+    f, o = e4 / (3 * e4 + 3), 1 / (3 * e4 + 3)
+    assert hetero.tolist() == pytest.approx([o, o, f, f, f, o])
+    # without vision the prior is the softmax over the two edges left
+    assert edge_prior([("A", "T"), ("T", "A")], ["T->A", "T->V"], 0.25).tolist() == pytest.approx(
+        [1 / (1 + e4), e4 / (1 + e4)])
+    cfg = DMDConfig()
+    assert cfg.homo_prior == ["T->A", "T->V"] and cfg.hetero_prior == ["T->A", "T->V", "V->A"]
+    assert (cfg.gd_temperature, cfg.gd_prior_temperature, cfg.gd_reg, cfg.gd_logit_weight, cfg.gd_repr_weight) == (
+        8.0, 0.25, 10.0, 1.0, 10.0)
+    from audiorep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DMDConfig.homo_prior: 'TA' is not"):
+        DMDConfig(homo_prior=["TA"])
+    with pytest.raises(ConfigError, match="DMDConfig.gd_temperature must be > 0"):
+        DMDConfig(gd_temperature=0.0)
+
+
+def _hand_set_gd(gd: GDUnit) -> GDUnit:
+    """Node heads reduced to logit = x[:, 0] (hidden = 0, r = x); edge score = logit_student - logit_teacher."""
+    with torch.no_grad():
+        for p in gd.parameters():
+            p.zero_()
+        for h in gd.heads.values():
+            h["out"].weight[0, 0] = 1.0
+        gd.w_logit.weight.fill_(1.0)  # z = [logit, 0]
+        gd.w_edge.weight[0, 0], gd.w_edge.weight[0, 2] = 1.0, -1.0  # [z_student; z_teacher] -> l_s - l_t
+    return gd
+
+
+def test_gd_edge_softmax_uses_the_published_temperature():
+    gd = _hand_set_gd(GDUnit(["T", "A"], d=2, gd_size=1, dropout=0.0, prior=["T->A"]))
+    assert gd.temperature == 8.0  # the published alpha = 1/8
+    # logits T = 0, A = 4 ln 3; edges (A->T): score -4 ln 3, (T->A): +4 ln 3
+    # softmax([-4 ln 3, 4 ln 3] / 8) = [1, 3] / 4; at temperature 1 it would be [1, 6561] / 6562
+    out = gd({"T": torch.tensor([[0.0, 5.0]]), "A": torch.tensor([[4 * math.log(3), -1.0]])})
+    assert out["edge_scores"][0].tolist() == pytest.approx([-4 * math.log(3), 4 * math.log(3)], rel=1e-6)
+    assert out["edge_weights"][0].tolist() == pytest.approx([0.25, 0.75], rel=1e-6)
+    assert gd.edge_weights(torch.tensor([[0.0, 8.0]])).tolist()[0] == pytest.approx(
+        [1 / (1 + math.e), math.e / (1 + math.e)])
+    # distillation weight = edge weight + prior (prior [1, e^4] / (1 + e^4)); both edges are 4 ln 3 apart
+    e4 = math.exp(4.0)
+    prior = [1 / (1 + e4), e4 / (1 + e4)]
+    d = 4 * math.log(3)
+    assert out["logit"].item() == pytest.approx((0.25 + prior[0]) * d + (0.75 + prior[1]) * d, rel=1e-5)
+    assert out["reg"].item() == pytest.approx(10 * ((0.25 - prior[0]) ** 2 + (0.75 - prior[1]) ** 2), rel=1e-5)
+    assert out["loss"].item() == pytest.approx(out["logit"].item() + out["reg"].item(), rel=1e-6)
+
+
+def test_gd_loss_terms_by_hand():
+    # three modalities, one sample: logits T 1, A 0, V 3; uniform edge weights 1/6; the published homo prior
+    gd = GDUnit(["T", "A", "V"], d=2, gd_size=1, dropout=0.0, prior=["T->A", "T->V"], repr_weight=10.0)
+    logits = torch.tensor([[1.0, 0.0, 3.0]])
+    reprs = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # T, A, V
+    L = gd.losses(logits, reprs, torch.full((1, 6), 1 / 6))
+    e4 = math.exp(4.0)
+    pf, po = e4 / (2 * e4 + 4), 1 / (2 * e4 + 4)  # favoured edges T->A (index 2) and T->V (index 4)
+    # |student - teacher| per edge A->T, V->T, T->A, V->A, T->V, A->V = 1, 2, 1, 3, 2, 3
+    assert L["logit"].item() == pytest.approx(sum((1 / 6 + p) * dd for p, dd in zip(
+        [po, po, pf, po, pf, po], [1, 2, 1, 3, 2, 3])), rel=1e-6)
+    assert L["logit"].item() == pytest.approx(2 + 3 * pf + 9 * po, rel=1e-6)
+    assert L["reg"].item() == pytest.approx(10 * (2 * (1 / 6 - pf) ** 2 + 4 * (1 / 6 - po) ** 2), rel=1e-6)
+    # max(0, cos(student, teacher)): T.A = 0, every pair with V = 1/sqrt 2 (edges V->T, V->A, T->V, A->V)
+    assert L["repr"].item() == pytest.approx(10 / math.sqrt(2) * (4 / 6 + pf + 3 * po), rel=1e-5)
+    assert L["loss"].item() == pytest.approx(L["logit"].item() + L["repr"].item() + L["reg"].item(), rel=1e-6)
+    # teachers are targets: no gradient reaches a logit through its teacher role
+    lg = logits.clone().requires_grad_(True)
+    gd.losses(lg, reprs, torch.full((1, 6), 1 / 6))["logit"].backward()
+    # d/d logit_T = sum over edges where T is the student of w * sign(T - teacher): (A->T) +, (V->T) -
+    assert lg.grad[0, 0].item() == pytest.approx((1 / 6 + po) - (1 / 6 + po), abs=1e-7)
+    assert lg.grad[0, 1].item() == pytest.approx(-(1 / 6 + pf) - (1 / 6 + po), rel=1e-6)  # A below T and V
+
+
+def test_gd_homogeneous_reads_relu_projection():
+    gd = GDUnit(["T", "A"], d=2, gd_size=1, dropout=0.0, repr_source="hidden")
+    with torch.no_grad():
+        for h in gd.heads.values():
+            h["fc1"].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, -1.0]]))
+            h["fc1"].bias.zero_()
+    x = torch.tensor([[2.0, 3.0]])
+    out = gd({"T": x, "A": -x})
+    assert out["reprs"][0].tolist() == [[2.0, 0.0], [0.0, 3.0]]  # ReLU([2, -3]), ReLU([-2, 3])
+    assert GDUnit(["T", "A"], d=2, gd_size=1, dropout=0.0).repr_source == "residual"
 
 
 @pytest.mark.parametrize("n_mod", [2, 3])
@@ -160,6 +291,7 @@ def test_gd_edge_weights_sum_to_one(n_mod):
     names = ["T", "A", "V"][:n_mod]
     gd = GDUnit(names, d=8, gd_size=4, dropout=0.0)
     out = gd({m: torch.randn(5, 8) for m in names})
+    assert torch.allclose(gd.prior.sum(), torch.tensor(1.0))
     assert out["edge_weights"].shape == (5, n_mod * (n_mod - 1))
     assert torch.allclose(out["edge_weights"].sum(-1), torch.ones(5), atol=1e-6)
     assert out["loss"].item() >= 0
@@ -176,6 +308,65 @@ def test_dmd_reconstruction_shapes():
         assert out.extras["recon"][mod].shape == (2, 8, T - k + 1) == out.extras["proj"][mod].shape
     assert set(out.losses) >= {"recon", "cycle", "orth", "margin", "gd_homo", "gd_hetero", "total"}
     assert out.extras["homo_edge_weights"].shape == (2, 6)
+
+
+def _small_dmd(**kw):
+    cfg = DMDConfig(audio_dim=5, d=8, heads=2, cross_layers=1, memory_layers=1, shared_layers=1, kernel_text=3,
+                    kernel_audio=3, dropout=0.0, output_dropout=0.0, text_dropout=0.0, **kw)
+    torch.manual_seed(0)
+    m = DMD(cfg, TextEncoder(feature_dim=6))
+    text = {"features": torch.randn(3, 7, 6), "lengths": torch.tensor([7, 5, 4])}
+    return m, (text, torch.randn(3, 9, 5), torch.tensor([9, 6, 3]))
+
+
+def test_dmd_total_is_the_published_sum():
+    m, args = _small_dmd()
+    y = torch.tensor([1.0, -1.0, 1.0])
+    out = m(*args, labels=y)
+    L = out.losses
+    # the shared head is one more task term, and its loss is the L1 of its own prediction
+    assert L["task_shared"].item() == pytest.approx((out.extras["shared_pred"] - y).abs().mean().item(), rel=1e-6)
+    want = (L["task"] + L["task_shared"] + L["task_homo"] + L["task_hetero"] + 0.05 * L["gd_homo"]
+            + 0.05 * L["gd_hetero"] + 0.1 * (L["recon"] + L["cycle"] + 0.1 * (L["margin"] + L["orth"])))
+    assert L["total"].item() == pytest.approx(want.item(), rel=1e-6)
+    # homogeneous unit: logit + regulariser only; heterogeneous: + the representation term
+    assert (m.homo.repr_weight, m.hetero.repr_weight) == (0.0, 10.0) and L["gd_homo_repr"].item() == 0.0
+    assert L["gd_homo"].item() == pytest.approx(L["gd_homo_logit"].item() + L["gd_homo_reg"].item(), rel=1e-6)
+    assert L["gd_hetero"].item() == pytest.approx(
+        L["gd_hetero_logit"].item() + L["gd_hetero_repr"].item() + L["gd_hetero_reg"].item(), rel=1e-6)
+    assert m.homo.repr_source == "hidden" and m.hetero.repr_source == "residual"
+    # no vision: the prior over the two edges (A->T, T->A) favours text as the teacher
+    assert out.extras["homo_prior"].tolist() == pytest.approx([1 / (1 + math.exp(4)), 1 - 1 / (1 + math.exp(4))])
+    out.losses["total"].backward()
+    assert m.shared_out.weight.grad.abs().sum() > 0  # the shared head trains with the task loss
+
+
+def test_dmd_reconstruction_targets_are_not_detached():
+    # with the decoders at zero the reconstruction is 0, so recon = mean(proj^2) and cycle = mean(private^2):
+    # the gradient to the projection / private encoder can only come through the (undetached) target
+    m, args = _small_dmd()
+    with torch.no_grad():
+        for dec in m.decoder.values():
+            dec.weight.zero_()
+    L = m(*args, labels=torch.tensor([1.0, -1.0, 0.5])).losses
+    g_proj = torch.autograd.grad(L["recon"], m.proj["A"].weight, retain_graph=True)[0]
+    g_priv = torch.autograd.grad(L["cycle"], m.private["A"].weight)[0]
+    assert g_proj.abs().sum() > 0 and g_priv.abs().sum() > 0
+
+
+def test_dmd_presets():
+    from audiorep.multimodal.dmd import dmd_mosei, dmd_mosi
+
+    mosi, mosei = dmd_mosi(), dmd_mosei(dropout=0.2)
+    assert (mosi.audio_dim, mosi.vision_dim, mosi.d, mosi.heads) == (5, 20, 50, 10)
+    assert (mosi.kernel_text, mosi.kernel_audio, mosi.kernel_vision, mosi.text_dropout) == (5, 5, 5, 0.5)
+    assert (mosei.audio_dim, mosei.vision_dim, mosei.d, mosei.heads) == (74, 35, 30, 6)
+    assert (mosei.kernel_text, mosei.kernel_audio, mosei.kernel_vision, mosei.text_dropout) == (5, 1, 3, 0.3)
+    assert mosei.dropout == 0.2 and mosei.gd_temperature == mosi.gd_temperature == 8.0
+    from audiorep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"heads \(7\) must divide d \(8\)"):
+        DMD(DMDConfig(d=8, heads=7), TextEncoder(feature_dim=4))
 
 
 # ---------------------------------------------------------------- DeepMLF
@@ -214,6 +405,69 @@ def test_deepmlf_fusion_changes_only_fusion_positions_of_first_block():
     assert not torch.allclose(p1, p2)
 
 
+def test_deepmlf_aux_loss_per_token():
+    from audiorep.multimodal.deepmlf import aux_token_loss
+
+    # two tokens predicting +1 and -1 for a label of 0: each is 1 off (published loss 1); their mean is exact (0)
+    assert aux_token_loss(torch.tensor([[1.0, -1.0]]), torch.tensor([0.0])).item() == pytest.approx(1.0)
+    # mean over tokens and batch: |2-1|, |0-1|, |1-(-2)|, |4-(-2)| -> (1 + 1 + 3 + 6) / 4
+    assert aux_token_loss(torch.tensor([[2.0, 0.0], [1.0, 4.0]]), torch.tensor([1.0, -2.0])).item() == 2.75
+    with pytest.raises(ValueError, match="aux_token_loss: token_preds must be"):
+        aux_token_loss(torch.zeros(3), torch.zeros(3))
+
+
+def test_deepmlf_loss_weights_and_lm_targets():
+    from audiorep.multimodal.deepmlf import next_token_targets
+
+    # left padding: pads predict nothing, the last real token predicts end-of-text (eos 3)
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    am = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert next_token_targets(ids, am, 3).tolist() == [[-100, -100, 6, 7, 3], [9, 10, 11, 12, 3]]
+    tok = _word_tokenizer()
+    cfg = DeepMLFConfig(audio_dim=5, num_fusion_tokens=3, fusion_layers=[1], av_dim=8, av_heads=2, av_layers=1,
+                        mm_heads=2, aux_fusion_weight=0.4, aux_text_weight=0.8, aux_av_weight=0.7, lm_weight=0.5)
+    m = DeepMLF(cfg, _tiny_gpt2(), tok).eval()
+    text = m.batch_text(["the movie was good", "bad"])
+    y = torch.tensor([1.0, -2.0])
+    seen = []
+    m.lm.lm_head.register_forward_hook(lambda mod, inp, outp: seen.append(outp.detach()))
+    out = m(text, torch.randn(2, 6, 5), torch.tensor([6, 3]), labels=y)
+    aux, L = out.extras["aux"], out.losses
+    assert aux["F"].shape == (2, 3)  # one prediction per fusion token
+    assert L["aux_fusion"].item() == pytest.approx((aux["F"] - y[:, None]).abs().mean().item(), rel=1e-6)
+    assert L["aux_text"].item() == pytest.approx((aux["T"] - y).abs().mean().item(), rel=1e-6)
+    want = L["task"] + 0.4 * L["aux_fusion"] + 0.8 * L["aux_text"] + 0.7 * L["aux_av"] + 0.5 * L["lm"]
+    assert L["total"].item() == pytest.approx(want.item(), rel=1e-6)
+    # the LM loss: mean cross-entropy over every real text position ([CLS] + words) of the token after it; the
+    # last real token's "next" is end-of-text
+    ids, am = text["input_ids"].tolist(), text["attention_mask"].tolist()
+    logp = torch.log_softmax(seen[0].float(), -1)  # (B, L, V)
+    terms = [-logp[b, p, ids[b][p + 1] if p + 1 < len(ids[b]) else tok.eos_token_id].item()
+             for b in range(2) for p in range(len(ids[b])) if am[b][p]]
+    assert len(terms) == 5 + 2 and L["lm"].item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_deepmlf_frozen_lm_dropout_follows_the_config():
+    tok = _word_tokenizer()
+    base = dict(audio_dim=5, num_fusion_tokens=2, fusion_layers=[0], av_dim=8, av_heads=2, av_layers=1, mm_heads=2)
+    on = DeepMLF(DeepMLFConfig(**base), _tiny_gpt2(), tok).train()
+    assert on.lm.training and any(isinstance(x, torch.nn.Dropout) and x.training for x in on.lm.modules())
+    assert not on.eval().lm.training
+    off = DeepMLF(DeepMLFConfig(**base, lm_dropout=False), _tiny_gpt2(), tok).train()
+    assert not off.lm.training and off.av.training
+
+
+def test_deepmlf_presets():
+    from audiorep.multimodal.deepmlf import deepmlf_mosei, deepmlf_mosi
+
+    mosei, mosi = deepmlf_mosei(), deepmlf_mosi(num_fusion_tokens=20)
+    assert (mosei.num_fusion_tokens, mosei.fusion_layers, mosei.lm_weight) == (12, [3, 5, 7, 8, 9, 10, 11], 1.1)
+    assert (mosei.aux_fusion_weight, mosei.aux_text_weight, mosei.aux_av_weight) == (1.0, 1.0, 1.0)
+    assert (mosei.av_dim, mosei.av_heads, mosei.av_layers, mosei.audio_dim, mosei.vision_dim) == (30, 6, 3, 74, 35)
+    assert (mosi.aux_fusion_weight, mosi.aux_text_weight, mosi.aux_av_weight, mosi.lm_weight) == (0.4, 0.8, 0.8, 0.0)
+    assert (mosi.num_fusion_tokens, mosi.audio_dim, mosi.vision_dim) == (20, 5, 20)
+
+
 # ---------------------------------------------------------------- every head on an MMSA pickle
 
 @pytest.mark.parametrize("use_vision", [True, False])
@@ -229,7 +483,7 @@ def test_heads_on_mmsa_pickle(tmp_path, monkeypatch, head, use_vision):
                                       "av_layers": 1, "mm_heads": 2})
     else:
         enc = TextEncoder(_tiny_bert(), _word_tokenizer()) if head != "dmd" else TextEncoder(feature_dim=32)
-        args = {"d": 8, "heads": 2, "cross_layers": 1, "memory_layers": 1} if head == "dmd" else {}
+        args = {"d": 8, "heads": 2, "cross_layers": 1, "memory_layers": 1, "shared_layers": 1} if head == "dmd" else {}
         model = build_head(head, 5, vdim, text_encoder=enc, head_args=args)
     b = tr.batch([0, 1, 2, 3])
     assert (b["vision"] is not None) == use_vision
