@@ -8,6 +8,8 @@ Switches (environment variables, read on first use into one :class:`KernelConfig
   (``auto``, ``torch``, ``triton``).
 * ``AUDIOREP_CPU_FUSION=0`` -- turns off the CPU inference fast path (fused oneDNN linears and valid-frame
   packing), to A/B it or rule it out when debugging.
+* ``AUDIOREP_PACKED_TRAINING=0`` -- turns off packed training steps on CPU (encoder, prediction head and loss
+  on the valid frames only, attention per utterance); training then runs on the padded batch.
 * ``TRITON_INTERPRET=1`` -- Triton's own switch: its kernels run on CPU tensors (tests).
 
 A module calls :func:`choose` when it is built and keeps the :class:`KernelChoice`; nothing reads the
@@ -37,6 +39,7 @@ class KernelConfig:
     layer_norm: str = "auto"  # post-LN residual step: "auto" = measured winner on CUDA, torch elsewhere
     cpu_fusion: bool = True  # CPU inference fast path: oneDNN-fused linears + packing of valid frames
     triton_interpret: bool = False  # Triton kernels may take CPU tensors (its interpreter; tests only)
+    packed_training: bool = True  # CPU training steps run on valid frames only (no padding in any op)
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_BACKENDS:
@@ -58,6 +61,7 @@ class KernelConfig:
             layer_norm=env.get("AUDIOREP_FUSED_OPS", "auto") or "auto",
             cpu_fusion=env.get("AUDIOREP_CPU_FUSION", "1") != "0",
             triton_interpret=env.get("TRITON_INTERPRET") == "1",
+            packed_training=env.get("AUDIOREP_PACKED_TRAINING", "1") != "0",
         )
 
 
@@ -95,6 +99,7 @@ class KernelChoice:
     layer_norm: str  # backend handed to kernels.add_layer_norm for the post-LN residual steps
     cpu_fast_path: bool  # on CPU under no_grad in eval mode: pack valid frames, fuse linears where possible
     onednn_linear: bool  # this torch build has the fused oneDNN linear op (the fast path fuses only then)
+    packed_training: bool = False  # on CPU with autograd on: run padded batches packed (valid frames only)
 
 
 def choose(attention: str = "auto") -> KernelChoice:
@@ -112,4 +117,5 @@ def choose(attention: str = "auto") -> KernelChoice:
         layer_norm=cfg.layer_norm,
         cpu_fast_path=cfg.cpu_fusion,
         onednn_linear=cfg.cpu_fusion and HAVE_ONEDNN_LINEAR,
+        packed_training=cfg.packed_training,
     )

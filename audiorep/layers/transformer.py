@@ -38,21 +38,28 @@ class SelfAttention(nn.Module):
         return rearrange(ctx, "b h t d -> b t (h d)")  # (B, T, H); a view when SDPA wrote (B, T, nh, d)
 
     def context_packed(self, x: torch.Tensor, lens: list[int], fuse: bool = False) -> torch.Tensor:
-        """Like :meth:`context` for utterances packed back to back without padding (inference only).
+        """Like :meth:`context` for utterances packed back to back without padding.
 
         x (N, H) holds utterance i's frames at rows ``sum(lens[:i]) ..``; each attends over itself alone,
-        so no mask is needed and no work is spent on padding.
+        so no mask is needed and no work is spent on padding. On CPU one SDPA call per utterance measured
+        faster than a block-diagonal mask over all N frames (which computes N^2 scores) and than the padded,
+        key-masked batch, for training (with attention dropout) and inference alike.
         """
         qkv = fused.linear(x, self.qkv, fused=fuse)  # (N, 3H)
-        ctx = torch.empty_like(x)  # (N, H)
+        p = self.attn_dropout if self.training else 0.0
+        outs = []
         start = 0
         for n in lens:
+            if n == 0:
+                continue
             q, k, v = rearrange(qkv[start:start + n], "t (three h d) -> three 1 h t d", three=3,
                                 h=self.num_heads)  # (1, nh, n, d)
-            out = attention(q, k, v, None, dropout_p=0.0, backend=self.kernels.attention)  # (1, nh, n, d)
-            ctx[start:start + n] = rearrange(out, "1 h t d -> t (h d)")  # (n, H)
+            out = attention(q, k, v, None, dropout_p=p, backend=self.kernels.attention)  # (1, nh, n, d)
+            outs.append(rearrange(out, "1 h t d -> t (h d)"))  # (n, H)
             start += n
-        return ctx
+        if len(outs) == 1:
+            return outs[0].contiguous()  # (N, H)
+        return torch.cat(outs) if outs else x.new_zeros(x.shape)  # (N, H)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None) -> torch.Tensor:
         return self.out(self.context(x, lengths, attn_mask))  # (B, T, H)
@@ -94,15 +101,18 @@ class TransformerLayer(nn.Module):
         return self._add_norm(x, self.ffn_out(h), self.ffn_norm)  # (B, T, H)
 
     def forward_packed(self, x: torch.Tensor, lens: list[int]) -> torch.Tensor:
-        """Inference on utterances packed without padding: x (N, H), N = sum(lens) -> (N, H).
+        """The layer on utterances packed without padding: x (N, H), N = sum(lens) -> (N, H).
 
-        Frame-wise parts (projections, FFN, LayerNorm) see only valid frames; attention runs per
-        utterance. Eval mode only (no dropout); under no_grad on CPU the linear layers are fused too.
+        Frame-wise parts (projections, FFN, LayerNorm, dropout) see only valid frames; attention runs per
+        utterance. Per frame the arithmetic is the batched path's; in training, dropout draws its masks
+        over the packed frames. Under no_grad in eval mode on CPU the linear layers are fused too.
         """
-        if self.training:
-            raise RuntimeError("forward_packed is an inference path; call eval() first")
         fuse = fused.fusion_enabled(self.kernels, x, self.training)
         ctx = self.attn.context_packed(x, lens, fuse)  # (N, H)
-        x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x, fused=fuse))  # (N, H)
-        h = fused.linear(x, self.ffn_in, gelu=True, fused=fuse)  # (N, 4H)
-        return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x, fused=fuse))  # (N, H)
+        if not fuse:
+            x = self._add_norm(x, self.attn.out(ctx), self.attn_norm)  # (N, H)
+            h = F.gelu(self.ffn_in(x))  # (N, 4H)
+            return self._add_norm(x, self.ffn_out(h), self.ffn_norm)  # (N, H)
+        x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x))  # (N, H)
+        h = fused.linear(x, self.ffn_in, gelu=True)  # (N, 4H)
+        return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x))  # (N, H)

@@ -188,11 +188,11 @@ class MockingjayModel(PretrainedModel):
             lengths = torch.full((B,), T, dtype=torch.long, device=feats.device)
         keep = (torch.arange(T, device=feats.device) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
         all_valid = bool((lengths == T).all())
+        if not all_valid and self.packs(feats):
+            return self._encode_packed(feats, lengths, keep)
         attn_lens = None if all_valid else lengths
         attn_mask = None if all_valid else key_padding_mask(lengths, T)  # built once for all layers
         x = self.embed(feats)  # (B, T, H)
-        if not all_valid and self.kernels.cpu_fast_path and cpu_inference(x, self.training):
-            return self._encode_packed(x, lengths, keep)
         hidden = [x]
         for i in range(self.config.num_layers):
             layer = self.layers[0 if self.config.share_layers else i]
@@ -202,21 +202,52 @@ class MockingjayModel(PretrainedModel):
             hidden = [h * keep for h in hidden]
         return EncoderOutput(hidden_states=tuple(hidden), last_hidden_state=hidden[-1], lengths=lengths)
 
-    def _encode_packed(self, x: torch.Tensor, lengths: torch.Tensor, keep: torch.Tensor) -> EncoderOutput:
-        """CPU inference on a padded batch: run the layers on the valid frames only, packed back to back.
+    def packs(self, x: torch.Tensor) -> bool:
+        """Whether a padded batch ``x`` runs packed (valid frames only) right now.
+
+        On CPU: in inference under no_grad (the ``cpu_fusion`` switch) and in training steps, i.e. with
+        autograd on (the ``packed_training`` switch). CUDA keeps the padded batch until packing is measured there.
+        """
+        if x.device.type != "cpu":
+            return False
+        if self.kernels.cpu_fast_path and cpu_inference(x, self.training):
+            return True
+        return self.kernels.packed_training and torch.is_grad_enabled()
+
+    def embed_packed(self, feats: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """:meth:`embed` for packed frames: feats (N, D) at in-utterance positions (N,) -> (N, H)."""
+        x = self.input_proj(feats.to(self.input_proj.weight.dtype))  # (N, E or H)
+        if self.embed_proj is not None:
+            x = self.embed_proj(x)  # (N, H)
+        table = self.positions(int(positions.max()) + 1 if positions.numel() else 1)  # (T, H)
+        x = x + table.index_select(0, positions).to(x.dtype)  # (N, H)
+        return self.input_dropout(self.input_norm(x))
+
+    def encode_packed(self, feats: torch.Tensor, lens: list[int], positions: torch.Tensor) -> list[torch.Tensor]:
+        """Every hidden state of utterances packed back to back: feats (N, D), N = sum(lens) -> [(N, H)] * (L + 1).
+
+        ``positions`` (N,) is each frame's index within its utterance. Training and inference alike; every
+        op except attention is frame-wise, and attention runs per utterance, so nothing is spent on padding.
+        """
+        x = self.embed_packed(feats, positions)  # (N, H)
+        hidden = [x]
+        for i in range(self.config.num_layers):
+            layer = self.layers[0 if self.config.share_layers else i]
+            x = layer.forward_packed(x, lens)  # (N, H)
+            hidden.append(x)
+        return hidden
+
+    def _encode_packed(self, feats: torch.Tensor, lengths: torch.Tensor, keep: torch.Tensor) -> EncoderOutput:
+        """A padded batch run on its valid frames only, packed back to back, then scattered back to (B, T, H).
 
         s3prl (and the batched path) spend every GEMM on padding too; here a batch of 10 s and 5 s
         utterances costs what 15 s costs. Same arithmetic per frame as the batched path.
         """
-        B, T, H = x.shape
+        B, T, D = feats.shape
         rows = keep.reshape(B * T).nonzero().squeeze(1)  # (N,) flat indices of valid frames
-        lens = lengths.tolist()
-        packed = x.reshape(B * T, H).index_select(0, rows)  # (N, H)
-        hidden = [x * keep]
-        for i in range(self.config.num_layers):
-            layer = self.layers[0 if self.config.share_layers else i]
-            packed = layer.forward_packed(packed, lens)  # (N, H)
-            hidden.append(x.new_zeros(B * T, H).index_copy_(0, rows, packed).view(B, T, H))  # (B, T, H)
+        packed = self.encode_packed(feats.reshape(B * T, D).index_select(0, rows), lengths.tolist(), rows % T)
+        H = self.config.hidden_size
+        hidden = [h.new_zeros(B * T, H).index_copy(0, rows, h).view(B, T, H) for h in packed]  # (B, T, H) each
         return EncoderOutput(hidden_states=tuple(hidden), last_hidden_state=hidden[-1], lengths=lengths)
 
 

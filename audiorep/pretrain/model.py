@@ -67,13 +67,30 @@ class MaskedAcousticModel(nn.Module):
         if plan is None:
             plan = make_plan(flens, feats.shape[1], feats.shape[2], self.masking, keys)
         inputs = apply_plan(feats, plan)  # (B, T, D)
-        hidden = self.encoder.encode(inputs, flens).last_hidden_state  # (B, T, H)
-        pred = self.head(hidden)  # (B, T, D')
-        mask = plan.loss_mask(self.target_dim, dtype=torch.float32)  # (B, T, D')
-        total = masked_error_sum(pred, targets, mask, self.loss)
+        total, count = self.reconstruction_error(inputs, targets, flens, plan)
         if reduction == "sum":
             return total
-        return total / mask.sum().clamp_min(1.0)
+        return total / count.clamp_min(1.0)
+
+    def reconstruction_error(self, inputs: torch.Tensor, targets: torch.Tensor, flens: torch.Tensor,
+                             plan: MaskPlan) -> tuple[torch.Tensor, torch.Tensor]:
+        """(error sum over the altered elements, their count) for altered inputs (B, T, D), targets (B, T, D').
+
+        Where the encoder packs (CPU training steps with padding), the encoder, head and loss run on the
+        valid frames only; padded positions are never altered, so the sum is the padded path's.
+        """
+        mask = plan.loss_mask(self.target_dim, dtype=torch.float32)  # (B, T, D')
+        B, T, D = inputs.shape
+        if not bool((flens == T).all()) and self.encoder.packs(inputs):
+            rows = (torch.arange(T, device=inputs.device) < flens[:, None]).reshape(B * T).nonzero().squeeze(1)  # (N,)
+            hidden = self.encoder.encode_packed(inputs.reshape(B * T, D).index_select(0, rows), flens.tolist(),
+                                                rows % T)[-1]  # (N, H)
+            pred = self.head(hidden)  # (N, D')
+            targets = targets.reshape(B * T, -1).index_select(0, rows)  # (N, D')
+            mask = mask.reshape(B * T, -1).index_select(0, rows)  # (N, D')
+        else:
+            pred = self.head(self.encoder.encode(inputs, flens).last_hidden_state)  # (B, T, D')
+        return masked_error_sum(pred, targets, mask, self.loss), mask.sum()
 
 
 class PretrainTask:
