@@ -3,7 +3,9 @@
 Backends:
 
 * ``"reference"`` -- fp32 PyTorch, materialises (T, T) scores; the ground truth (``reference.py``).
-* ``"sdpa"`` -- ``torch.nn.functional.scaled_dot_product_attention`` with a key-padding mask.
+* ``"sdpa"`` -- ``torch.nn.functional.scaled_dot_product_attention`` with a key-padding mask; on CPU with
+  dropout and no mask (packed training, one utterance per call) the same math with the cheaper dropout
+  mask of ``cpu_dropout.py``.
 * ``"triton"`` -- the fused variable-length kernel (``triton_attention.py``, imported lazily).
 * ``"auto"`` -- CPU: always SDPA. CUDA: the backend that ``benchmarks/attention.py`` measured fastest for
   this GPU, dtype, head dim, length class and pass (inference or training), read from ``tuned.json``
@@ -170,4 +172,9 @@ def attention(
         return triton_attention.attention(q, k, v, lengths, dropout_p)
     if attn_mask is None and lengths is not None:
         attn_mask = key_padding_mask(lengths, q.shape[2])
+    if dropout_p > 0.0 and attn_mask is None and q.device.type == "cpu":
+        # SDPA would take its math fallback here, with a Bernoulli draw per score; same math, cheaper mask
+        from .cpu_dropout import attention_dropout
+
+        return attention_dropout(q, k, v, dropout_p)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)

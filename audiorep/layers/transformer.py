@@ -12,6 +12,7 @@ from torch import nn
 
 from ..kernels import KernelChoice, add_layer_norm, attention, choose
 from ..kernels import fused
+from ..kernels.cpu_dropout import dropout_scale_mask
 
 
 class SelfAttention(nn.Module):
@@ -100,6 +101,15 @@ class TransformerLayer(nn.Module):
         h = F.gelu(self.ffn_in(x))  # (B, T, 4H); exact erf GELU as in BERT/Mockingjay
         return self._add_norm(x, self.ffn_out(h), self.ffn_norm)  # (B, T, H)
 
+    def _add_norm_packed(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """:meth:`_add_norm` on packed frames; on CPU in training the dropout mask comes from random bits
+        (``kernels.cpu_dropout``: a third of ``F.dropout``'s time) and the LayerNorm step gets no dropout."""
+        p = self.dropout.p if self.training else 0.0
+        if p > 0.0 and y.device.type == "cpu":
+            y = y * dropout_scale_mask(tuple(y.shape), p, y.dtype, y.device)
+            p = 0.0
+        return add_layer_norm(x, y, norm.weight, norm.bias, norm.eps, p, backend=self.kernels.layer_norm)
+
     def forward_packed(self, x: torch.Tensor, lens: list[int]) -> torch.Tensor:
         """The layer on utterances packed without padding: x (N, H), N = sum(lens) -> (N, H).
 
@@ -110,9 +120,9 @@ class TransformerLayer(nn.Module):
         fuse = fused.fusion_enabled(self.kernels, x, self.training)
         ctx = self.attn.context_packed(x, lens, fuse)  # (N, H)
         if not fuse:
-            x = self._add_norm(x, self.attn.out(ctx), self.attn_norm)  # (N, H)
+            x = self._add_norm_packed(x, self.attn.out(ctx), self.attn_norm)  # (N, H)
             h = F.gelu(self.ffn_in(x))  # (N, 4H)
-            return self._add_norm(x, self.ffn_out(h), self.ffn_norm)  # (N, H)
+            return self._add_norm_packed(x, self.ffn_out(h), self.ffn_norm)  # (N, H)
         x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x))  # (N, H)
         h = fused.linear(x, self.ffn_in, gelu=True)  # (N, 4H)
         return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x))  # (N, H)

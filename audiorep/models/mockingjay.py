@@ -18,6 +18,7 @@ from ..audio import WaveformBatch
 from ..errors import ConfigError
 from ..features import FeatureConfig, FeatureExtractor, _from_dict
 from ..kernels import BACKENDS, choose, key_padding_mask
+from ..kernels.cpu_dropout import dropout_scale_mask
 from ..kernels.fused import cpu_inference
 from ..layers import SinusoidalPositions, TransformerLayer
 from ..validate import check_bool, check_choice, check_float, check_int
@@ -220,8 +221,11 @@ class MockingjayModel(PretrainedModel):
         if self.embed_proj is not None:
             x = self.embed_proj(x)  # (N, H)
         table = self.positions(int(positions.max()) + 1 if positions.numel() else 1)  # (T, H)
-        x = x + table.index_select(0, positions).to(x.dtype)  # (N, H)
-        return self.input_dropout(self.input_norm(x))
+        x = self.input_norm(x + table.index_select(0, positions).to(x.dtype))  # (N, H)
+        p = self.input_dropout.p if self.training else 0.0
+        if p > 0.0 and x.device.type == "cpu":  # the cheaper CPU mask, as in the packed layers
+            return x * dropout_scale_mask(tuple(x.shape), p, x.dtype, x.device)
+        return self.input_dropout(x)
 
     def encode_packed(self, feats: torch.Tensor, lens: list[int], positions: torch.Tensor) -> list[torch.Tensor]:
         """Every hidden state of utterances packed back to back: feats (N, D), N = sum(lens) -> [(N, H)] * (L + 1).
