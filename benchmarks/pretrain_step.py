@@ -7,8 +7,10 @@
 
 A step is forward + backward + grad clip 5 + AdamW over encoder and prediction head:
 
-- audiorep: ``MockingjayModel.encode`` + ``SpecPredictionHead`` + mask-multiply L1
-  (``audiorep.pretrain.masked_reconstruction_loss``);
+- audiorep: ``MaskedAcousticModel.reconstruction_error`` (encoder + ``SpecPredictionHead`` + mask-multiply
+  L1), as the trainer runs it: on CPU packed, i.e. every op on the valid frames only and attention per
+  utterance; the "audiorep padded" row is the same step with packing switched off
+  (``use_kernels(packed_training=False)``), every op on the padded (B, T) batch;
 - s3prl 0.4.18: ``TransformerModel`` + ``TransformerSpecPredictionHead`` + ``nn.L1Loss`` on
   ``masked_select`` (what ``pretrain/mockingjay/pretrain_expert.py`` runs).
 
@@ -80,9 +82,10 @@ def run(args: argparse.Namespace) -> dict:
 
     from audiorep import registry
     from audiorep.features import FeatureExtractor
-    from audiorep.kernels import resolve_backend
+    from audiorep.kernels import resolve_backend, use_kernels
     from audiorep.models.mockingjay import MockingjayModel, SpecPredictionHead
-    from audiorep.pretrain.loss import masked_reconstruction_loss
+    from audiorep.pretrain.model import MaskedAcousticModel
+    from audiorep.train.optim import adamw_options as _adamw_options
     from audiorep.pretrain.masking import MaskingConfig, apply_plan, make_plan, utterance_keys
 
     try:
@@ -110,32 +113,43 @@ def run(args: argparse.Namespace) -> dict:
     T = feats.shape[1]
     valid_frames = int(flens.sum())
     mcfg = MaskingConfig()
+    adamw_options = _adamw_options(device)
 
     # ---- audiorep ----
-    enc = MockingjayModel(cfg).to(device).train()
-    head = SpecPredictionHead(cfg).to(device).train()
-    a_params = list(enc.parameters()) + list(head.parameters())
-    a_opt = torch.optim.AdamW(a_params, lr=2e-4, weight_decay=0.01)
+    # "audiorep": the training step as the trainer runs it (on CPU: packed, valid frames only);
+    # "audiorep padded": the same weights with packing switched off (every op on the padded (B, T) batch).
+    def build(packed: bool):
+        with use_kernels(packed_training=packed):
+            torch.manual_seed(0)
+            enc = MockingjayModel(cfg).to(device).train()
+            head = SpecPredictionHead(cfg).to(device).train()
+        mam = MaskedAcousticModel(enc, mcfg, head=head)
+        params = list(enc.parameters()) + list(head.parameters())
+        return mam, params, torch.optim.AdamW(params, lr=2e-4, weight_decay=0.01, **adamw_options)
+
     keys = utterance_keys([f"u{i}" for i in range(B)], 0, 0, device)
     plan = make_plan(flens, T, 80, mcfg, keys)
-    a_inputs, a_mask = apply_plan(feats, plan), plan.loss_mask()
+    a_inputs = apply_plan(feats, plan)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 and device.type == "cuda"
                 else torch.autocast(device.type, enabled=False))
 
-    def a_model_step(inputs=None, mask=None, encode=enc.encode):
+    def model_step(mam, params, opt, inputs=None, p=None):
         inputs = a_inputs if inputs is None else inputs
-        mask = a_mask if mask is None else mask
+        p = plan if p is None else p
         with autocast:
-            pred = head(encode(inputs, flens).last_hidden_state)  # (B, T, 80)
-        loss = masked_reconstruction_loss(pred, feats, mask)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(a_params, 5.0)
-        a_opt.step()
-        a_opt.zero_grad(set_to_none=True)
+            total, count = mam.reconstruction_error(inputs, feats, flens, p)
+        (total / count.clamp_min(1.0)).backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    packed_side, padded_side = build(True), build(False)
+    a_model_step = lambda: model_step(*packed_side)  # noqa: E731
+    a_padded_step = lambda: model_step(*padded_side)  # noqa: E731
 
     def a_full_step():
         p = make_plan(flens, T, 80, mcfg, keys)
-        a_model_step(apply_plan(feats, p), p.loss_mask())
+        model_step(*packed_side, apply_plan(feats, p), p)
 
     # ---- s3prl ----
     s_cfg = TransformerConfig(_s3prl_config(cfg))
@@ -165,11 +179,11 @@ def run(args: argparse.Namespace) -> dict:
     def s_full_step():
         s_model_step(generate_masked_acoustic_model_data([feats.cpu()], task_cfg))
 
-    fns = {"audiorep": a_model_step, "s3prl": s_model_step,
+    fns = {"audiorep": a_model_step, "audiorep padded": a_padded_step, "s3prl": s_model_step,
            "audiorep +alteration": a_full_step, "s3prl +alteration": s_full_step}
-    if args.compile:
-        compiled = torch.compile(enc.encode)
-        fns["audiorep compiled"] = lambda: a_model_step(encode=compiled)
+    if args.compile:  # the padded batch: static shapes, no per-utterance loop for the compiler to break on
+        padded_side[0].encoder.encode = torch.compile(padded_side[0].encoder.encode)
+        fns["audiorep padded compiled"] = a_padded_step
     if device.type == "cuda":
         fns["s3prl fp16 autocast"] = lambda: s_model_step(fp16=True)
     if args.clock == "cpu":
@@ -209,7 +223,9 @@ def run(args: argparse.Namespace) -> dict:
         f"of {'process CPU time' if args.clock == 'cpu' else 'wall time'}",
         f"audiorep / s3prl step throughput: {ratio:.2f}x (model step), {ratio_full:.2f}x (including alteration)",
         "s3prl loss uses masked_select over its own masks; audiorep a 0/1 mask multiply; AdamW(2e-4, wd 0.01) "
-        "and grad clip 5 on both",
+        "and grad clip 5 on both (audiorep: the fused implementation on CPU, as build_optimizer picks it)",
+        "audiorep = the step as training runs it (on CPU packed: valid frames only, attention per utterance); "
+        "audiorep padded = same weights and step with packing off (AUDIOREP_PACKED_TRAINING=0)",
         f"gflops_s = {flops / 1e9:.1f} GFLOP per step (audiorep.kernels.flops.train_step_flops: GEMMs + attention, "
         "forward and backward, valid frames only, the same useful work credited to every contender) / step time; "
         "roofline_pct = that as a share of the best GEMM rate measured in this run on the model's own shapes "
