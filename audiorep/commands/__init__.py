@@ -32,6 +32,13 @@ def print_config(cfg: Any) -> int:
     return 0
 
 
+def start_logging(level: int | None = None, fmt: str = "%(levelname)s %(name)s: %(message)s") -> None:
+    """Library log lines on stderr for a command's run (INFO unless ``level`` says otherwise)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO if level is None else level, format=fmt)
+
+
 def flag_overrides(flags: dict[str, Any]) -> list[str]:
     """Command-line flags that set config fields -> ``key=value`` overrides (flags not given, i.e. None, skipped)."""
     return [f"{k}={v}" for k, v in flags.items() if v is not None]

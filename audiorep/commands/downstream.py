@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..multimodal.runners import SENTIMENT_HEADS
-from . import add_config_args, flag_overrides, print_config
+from . import add_config_args, flag_overrides, print_config, start_logging
 
 MODES = ("weighted-sum", "finetune", "last", "layer")
 HEAD_CHOICES = ("linear", "mlp", "mean-linear", "mean-mlp", "frame-linear") + SENTIMENT_HEADS
@@ -84,8 +84,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from ..probe.run import load_config, run_downstream
 
     settings = {
@@ -103,13 +101,13 @@ def run(args: argparse.Namespace) -> int:
         job = plan(head, settings, args.config, args.overrides)
         if args.print_config:
             return print_config(job.config)
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        start_logging()
         for line in job.summary(job.run()):
             print(line)
         return 0
     if args.print_config:
         return print_config(cfg)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    start_logging()
     res = run_downstream(cfg, resume=args.resume, overwrite=args.overwrite)
     for k, v in res.test.items():
         print(f"test_{k}: {v:.4f}" if isinstance(v, float) else f"test_{k}: {v}")
@@ -129,7 +127,7 @@ def run_probe_table(args: argparse.Namespace) -> int:
 
     from ..probe.table import default_models, parse_models, probe_table
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    start_logging(logging.WARNING)
     from ..errors import ConfigError
 
     bad = [h for h in args.heads if "=" not in h]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import add_config_args, flag_overrides, print_config
+from . import add_config_args, flag_overrides, print_config, start_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,15 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from ..pretrain.config import load_config
     from ..pretrain.run import pretrain
 
     cfg = load_config(args.config, flag_overrides({"data.train": args.data, "out_dir": args.out}) + args.overrides)
     if args.print_config:
         return print_config(cfg)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    start_logging()
     res = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
     if res.final_dir is None:  # a non-zero rank, or a run stopped early
         return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from ..multimodal.fusion_run import HEADS
-from . import add_config_args, flag_overrides, print_config
+from . import add_config_args, flag_overrides, print_config, start_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,14 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import logging
-
     from ..multimodal.fusion_run import load_fusion_config, run
 
     cfg = load_fusion_config(args.config, flag_overrides({"head": args.head, "out_dir": args.out}) + args.overrides)
     if args.print_config:
         return print_config(cfg)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    start_logging()
     res = run(cfg)
     for r in res["runs"]:
         print(f"seed {r['seed']}: " + " ".join(f"{k}={v:.4f}" for k, v in r["test"].items()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_config_args, flag_overrides, print_config
+from . import add_config_args, flag_overrides, print_config, start_logging
 
 STAGES = {
     "lm": "build/cache the default small LM (or check a local one)",
@@ -36,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import logging
 
     from ..multimodal.teasel_config import load_run_config
 
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
                           flag_overrides({"text_model": args.text_model, "out_dir": args.out}) + args.overrides)
     if args.print_config:
         return print_config(cfg)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start_logging(fmt="%(asctime)s %(name)s: %(message)s")
     if args.stage == "lm":
         from ..data import get_corpus
         from ..multimodal.lm import ensure_lm

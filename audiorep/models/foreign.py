@@ -57,10 +57,7 @@ _TORCHAUDIO_DEFAULT_CONV = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 
 
 
 def split_source(name: str | os.PathLike) -> tuple[str, str]:
-    """``"hf:DIR"`` -> ``("hf", "DIR")``, ``"torchaudio:NAME"`` -> ``("torchaudio", "NAME")``, else ``("", name)``.
-
-    Callers that key caches on an upstream's files use the second part as the path.
-    """
+    """``"hf:DIR"`` -> ``("hf", "DIR")``, ``"torchaudio:NAME"`` -> ``("torchaudio", "NAME")``, else ``("", name)``."""
     text = os.fspath(name)
     for prefix in (HF_PREFIX, TORCHAUDIO_PREFIX):
         if text.startswith(prefix):
