@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--tasks", nargs="+", default=["phone", "speaker"], choices=("phone", "speaker", "sentiment"))
     q.add_argument("--data", default="synth")
     q.add_argument("--out", default="exp/probe_table")
-    q.add_argument("--epochs", type=int, default=8, help="max epochs for frozen modes")
+    q.add_argument("--epochs", type=int, default=None,
+                   help="max epochs for frozen modes (default: the probe default, with its lr-halving and early-stopping rule)")
     q.add_argument("--finetune-epochs", type=int, default=2, help="max epochs for finetune (upstream runs each step)")
     q.add_argument("--finetune-train-utts", type=int, default=160,
                    help="finetune cells train on this many training utterances (0 = all; the upstream runs every step)")
@@ -76,6 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--lr", type=float, default=None, help="head learning rate (default: DownstreamConfig's)")
     q.add_argument("--head", dest="heads", action="append", default=[], metavar="TASK=HEAD",
                    help="probe head per task (default phone=linear speaker=mean-mlp sentiment=mean-mlp)")
+    q.add_argument("--contexts", nargs="*", type=int, default=[1, 2, 4, 8], metavar="K",
+                   help="frames each side tried for the stacked log-mel floor (best on dev per task; none: no row)")
     q.add_argument("--keep-cache", action="store_true", help="keep the on-disk hidden-state caches")
     q.add_argument("--device", default="auto")
     q.add_argument("--no-progress", action="store_true")
@@ -137,7 +140,7 @@ def run_probe_table(args: argparse.Namespace) -> int:
     grid = dict(modes=list(args.modes), tasks=list(args.tasks), data=args.data, out_dir=args.out, epochs=args.epochs,
                 finetune_epochs=args.finetune_epochs, max_utts=args.max_utts,
                 finetune_train_utts=args.finetune_train_utts or None, device=args.device,
-                progress=not args.no_progress, keep_cache=args.keep_cache,
+                progress=not args.no_progress, keep_cache=args.keep_cache, contexts=list(args.contexts),
                 heads=dict(h.split("=", 1) for h in args.heads if "=" in h),
                 overrides={"lr": args.lr} if args.lr is not None else None)
     if args.print_config:  # the grid's settings (each cell is a DownstreamConfig built from them)

@@ -62,6 +62,21 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None) -> torch.Tensor:
         return self.out(self.context(x, lengths, attn_mask))  # (B, T, H)
 
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention weights this layer gives input ``x`` (B, T, H): (B, nh, T, T), rows sum to 1.
+
+        Plain softmax(QK^T / sqrt(d)) with padded keys masked and no dropout, for diagnostics (where the
+        model looks); the kernels never materialise this matrix.
+        """
+        qkv = self.qkv(x)  # (B, T, 3H)
+        q, k, _ = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)  # (B, nh, T, d)
+        scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5  # (B, nh, T, T)
+        if lengths is not None:
+            pad = torch.arange(x.shape[1], device=x.device) >= lengths[:, None]  # (B, T) padded keys
+            scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+        return scores.float().softmax(-1)  # (B, nh, T, T)
+
 
 class TransformerLayer(nn.Module):
     """x -> LN(x + Drop(Attn(x))) -> LN(y + Drop(FFN(y))), FFN = Linear -> erf-GELU -> Linear.

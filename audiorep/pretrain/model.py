@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -94,12 +94,35 @@ class MaskedAcousticModel(nn.Module):
 
 
 class PretrainTask:
-    """Glue for :class:`audiorep.train.Trainer`: keys per utterance and step, the plan, and its counts."""
+    """Glue for :class:`audiorep.train.Trainer`: keys per utterance and step, the plan, and its counts.
+
+    With ``held_out`` (a callable returning :func:`~audiorep.pretrain.evaluate.reconstruction_report`'s
+    dict), the trainer's ``eval_every`` also scores the model on held-out utterances during training; the
+    rows go to ``heldout.csv`` beside the loss rows of ``metrics.csv``.
+    """
 
     name = "pretrain"  # progress bar and logs
+    dev_log = "heldout.csv"
+    keeps_best = False  # the final weights are the model; the held-out rows are diagnostics
+    show_metrics = ["model", "interpolation"]  # printed at each held-out check
 
-    def __init__(self, model: MaskedAcousticModel, seed: int):
+    def __init__(self, model: MaskedAcousticModel, seed: int, held_out: Callable[[], dict] | None = None):
         self.model, self.seed = model, seed
+        if held_out is not None:
+            self._held_out = held_out
+            L = model.encoder.config.num_layers
+            self.log_metrics = (["model", "zero", "interpolation"]
+                                + [f"attn_dist_L{i + 1}" for i in range(L)])
+            self.evaluate = self._evaluate
+
+    def _evaluate(self) -> dict[str, float]:
+        """Held-out L1 of the model and both references, and each layer's mean attended distance (frames)
+        from hidden query frames."""
+        rep = self._held_out()
+        row = {k: rep[k] for k in ("model", "zero", "interpolation") if k in rep}
+        for i, d in enumerate(rep["attention_distance"]["hidden_frames"]):
+            row[f"attn_dist_L{i + 1}"] = d
+        return row
 
     def keys(self, ids: Sequence[str], step: int, device: torch.device) -> torch.Tensor:
         return utterance_keys(ids, self.seed, step, device)

@@ -17,7 +17,7 @@ from ..models.mockingjay import MockingjayModel
 from ..train.checkpoint import CheckpointManager, seed_everything
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
 from ..train.loader import ResumableBatches
-from ..train.metrics import plot_loss_curve, read_metrics
+from ..train.metrics import plot_held_out, plot_loss_curve, read_metrics
 from ..train.run_folder import prepare_run_folder
 from ..train.trainer import StepLog, Trainer
 from .config import PretrainConfig
@@ -122,11 +122,10 @@ def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: Pret
     return final, s3
 
 
-def held_out_check(model: MaskedAcousticModel, cfg: PretrainConfig, run_dir: Path) -> dict | None:
-    """The reconstruction report on ``data.eval_split`` of a corpus (None for LibriSpeech roots, manifests
-    or a missing split), written to ``eval.json`` and logged."""
+def held_out_utterances(cfg: PretrainConfig):
+    """The first ``data.eval_max_utts`` utterances of ``data.eval_split`` of the training corpus, or None when
+    there is none (a LibriSpeech root, a manifest outside a corpus folder, no such split)."""
     from .. import data as D
-    from .evaluate import reconstruction_report
 
     split = cfg.data.eval_split
     path = Path(cfg.data.train)
@@ -142,13 +141,37 @@ def held_out_check(model: MaskedAcousticModel, cfg: PretrainConfig, run_dir: Pat
         log.warning("held-out check skipped: corpus %s has no split %r (has %s)", cfg.data.train, split,
                     ", ".join(corpus.splits))
         return None
-    utts = corpus.manifest(split)[: cfg.data.eval_max_utts]
-    rep = reconstruction_report(model, [u.path for u in utts], [u.id for u in utts], cfg.masking,
-                                seed=cfg.train.seed, max_seconds=cfg.data.max_seconds)
-    rep["split"] = split
+    return corpus.manifest(split)[: cfg.data.eval_max_utts]
+
+
+def held_out_reporter(model: MaskedAcousticModel, cfg: PretrainConfig):
+    """A callable giving the reconstruction report on the held-out utterances (same inputs every call), or None."""
+    from .evaluate import reconstruction_report
+
+    utts = held_out_utterances(cfg)
+    if not utts:
+        return None
+    paths, ids = [u.path for u in utts], [u.id for u in utts]
+    return lambda: reconstruction_report(model, paths, ids, cfg.masking, seed=cfg.train.seed,
+                                         max_seconds=cfg.data.max_seconds)
+
+
+def held_out_check(model: MaskedAcousticModel, cfg: PretrainConfig, run_dir: Path) -> dict | None:
+    """The reconstruction report on the held-out utterances, written to ``eval.json`` and logged; the
+    held-out curve (``heldout.csv``, when ``train.eval_every`` wrote one) is plotted to ``heldout.png``."""
+    report = held_out_reporter(model, cfg)
+    if report is None:
+        return None
+    rep = report()
+    rep["split"] = cfg.data.eval_split
     atomic_write_text(run_dir / "eval.json", json.dumps(rep, indent=2) + "\n")
-    log.info("held-out %s L1 on hidden frames: model %.4f | predict zero %.4f | interpolate neighbours %s",
-             split, rep["model"], rep["zero"], f"{rep['interpolation']:.4f}" if "interpolation" in rep else "n/a")
+    near = rep["by_distance"].get("1", {})
+    log.info("held-out %s L1 on hidden frames: model %.4f | predict zero %.4f | interpolate neighbours %s"
+             " | next to a visible frame: model %.4f vs interpolation %s", rep["split"], rep["model"], rep["zero"],
+             f"{rep['interpolation']:.4f}" if "interpolation" in rep else "n/a", near.get("model", float("nan")),
+             f"{near['interpolation']:.4f}" if "interpolation" in near else "n/a")
+    if (run_dir / "heldout.csv").is_file():
+        plot_held_out(run_dir / "heldout.csv", run_dir / "heldout.png", title=f"{cfg.name}: held-out {rep['split']}")
     return rep
 
 
@@ -192,7 +215,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         model = build_model(cfg)
         seed_everything(cfg.train.seed + ctx.rank)  # then distinct dropout streams per rank
         batches = batches or build_batches(cfg, ctx, run_dir)
-        task = PretrainTask(model, cfg.train.seed)
+        task = PretrainTask(model, cfg.train.seed,
+                            held_out_reporter(model, cfg) if cfg.train.eval_every > 0 and ctx.is_main else None)
         trainer = Trainer(model, task, batches, cfg.train, cfg.optim, run_dir, ctx, config_dict=cfg.to_dict())
         if resume and trainer.resume():
             if ctx.is_main:

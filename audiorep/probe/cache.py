@@ -36,7 +36,7 @@ def feature_cache_key(upstream: nn.Module, **ident: Any) -> str:
     (layer, mode, pooling, corpus, utterances, ...: anything else that changes what is cached)."""
     fc = getattr(upstream, "feature_config", None)
     desc = {"weights": weights_hash(upstream), "features": fc.to_dict() if hasattr(fc, "to_dict") else fc,
-            "class": type(upstream).__name__, **ident}
+            "class": type(upstream).__name__, "ident": getattr(upstream, "cache_ident", None), **ident}
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -25,16 +25,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.logmel import LogMelUpstream
+from ..models.logmel import LogMelUpstream, parse_logmel_name
 
 MODES = ("weighted-sum", "finetune", "last", "layer")
 
 
 def load_upstream(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
                   pretrained: bool = True) -> nn.Module:
-    """``"logmel"`` -> :class:`LogMelUpstream`; anything else goes to :func:`audiorep.load`."""
-    if os.fspath(name_or_path) in ("logmel", "log-mel", "fbank"):
-        model: nn.Module = LogMelUpstream()
+    """``"logmel"`` -> :class:`LogMelUpstream`, ``"logmel-ctxK"`` -> the same with K frames of context each
+    side; anything else goes to :func:`audiorep.load`."""
+    context = parse_logmel_name(os.fspath(name_or_path))
+    if context is not None:
+        model: nn.Module = LogMelUpstream(context=context)
         return model.to(device) if device is not None else model
     from ..loading import load
 

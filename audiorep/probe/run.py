@@ -72,8 +72,11 @@ class DownstreamConfig:
     max_train_utts: int | None = None  # seeded subset of the training split only (cheap finetune cells)
     label_tolerance: int = 2  # frames by which labels and upstream frames may differ (see tasks.py)
     out_dir: str | None = None  # run folder; None = exp/downstream/<task>-<upstream>-<mode>-<head>
-    epochs: int = 20  # maximum epochs
-    patience: int = 4  # stop after this many epochs without a better dev score
+    # Stopping rule: halve the lr after plateau_patience epochs without a better dev score, stop after
+    # patience of them. With a fixed lr and patience 4 a linear phone probe was still climbing at epoch 20.
+    epochs: int = 100  # maximum epochs
+    patience: int = 8  # stop after this many epochs without a better dev score
+    plateau_patience: int | None = 3  # halve the lr after this many epochs without a better dev score
     batch_size: int = 16  # utterances per step
     lr: float = 1e-2  # head + layer weights; linear probes on frozen features converge slowly at 1e-3
     upstream_lr: float = 5e-5  # upstream learning rate in finetune mode (a large one destroys the pretraining)
@@ -94,6 +97,8 @@ class DownstreamConfig:
             raise ConfigError(f"cache must be 'memory' or 'none', got {self.cache!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
             raise ConfigError("epochs, batch_size and patience must be >= 1")
+        if self.plateau_patience is not None and self.plateau_patience < 1:
+            raise ConfigError(f"plateau_patience must be >= 1 or null, got {self.plateau_patience}")
         if self.lr <= 0 or self.upstream_lr <= 0:
             raise ConfigError("lr and upstream_lr must be positive")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -411,7 +416,8 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode())
     barrier(ctx)
-    train = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, select_metric=task.primary, keep_last=1,
+    train = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, plateau_patience=cfg.plateau_patience,
+                        select_metric=task.primary, keep_last=1,
                         seed=cfg.seed, precision=cfg.precision, device=cfg.device, progress=cfg.progress)
     optim = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=0.0, schedule="constant",
                         grad_clip=cfg.grad_clip)

@@ -30,6 +30,8 @@ from .run import DownstreamConfig, run_downstream
 log = logging.getLogger(__name__)
 
 LOGMEL = "log-mel"
+STACKED = "log-mel ±k"  # the stacked-context floor; k picked per task on dev among CONTEXTS
+CONTEXTS = (1, 2, 4, 8)  # frames each side
 # recipes/pretrain_<x>.sh on the bundled corpus writes exp/<x>-small-<date>-<time>/final; the newest counts
 DEFAULT_MODELS = {"Mockingjay": "mockingjay-small", "AALBERT": "aalbert-small", "TERA": "tera-small"}
 METRIC = {"phone": "frame_acc", "speaker": "acc", "sentiment": "MAE"}
@@ -83,11 +85,15 @@ def _fmt(v: float | None, task: str) -> str:
 
 def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum", "finetune", "last"),
                 tasks: Sequence[str] = ("phone", "speaker"), data: str = "synth",
-                out_dir: str | Path = "exp/probe_table", epochs: int = 8, finetune_epochs: int = 2,
+                out_dir: str | Path = "exp/probe_table", epochs: int | None = None, finetune_epochs: int = 2,
                 max_utts: int | None = None, finetune_train_utts: int | None = 160, device: str = "auto", progress: bool = True,
                 keep_cache: bool = False, heads: Mapping[str, str] | None = None,
-                overrides: Mapping[str, Any] | None = None) -> ProbeTable:
-    """Run the grid and write the table + plots (see the module doc). The log-mel floor is always included.
+                overrides: Mapping[str, Any] | None = None, contexts: Sequence[int] = CONTEXTS) -> ProbeTable:
+    """Run the grid and write the table + plots (see the module doc). Two floors are always included: the
+    log-mel frames, and the frames stacked with k neighbours on each side (``contexts``: the k values tried;
+    the one with the best dev score per task fills the row, so an encoder must beat local context stacking,
+    not only single frames). Frozen cells train for at most ``epochs`` (None: the DownstreamConfig default,
+    with its lr-halving and early-stopping rule).
 
     Finetune cells run the upstream every step, so they train on a seeded subset of ``finetune_train_utts``
     training utterances (None = all) for ``finetune_epochs``; the frozen cells use every utterance.
@@ -97,18 +103,20 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache_dir = out / "cache"
-    upstreams = {LOGMEL: "logmel", **dict(models)}
+    stacked = {f"log-mel ±{k}": f"logmel-ctx{k}" for k in contexts}
+    upstreams = {LOGMEL: "logmel", **stacked, **dict(models)}
+    frozen_epochs = {} if epochs is None else {"epochs": epochs}
     heads = {**PROBE_HEADS, **dict(heads or {})}
     t_all = time.perf_counter()
     cells: list[dict[str, Any]] = []
     for task in tasks:
         for name, path in upstreams.items():
             # the floor has one hidden state and no parameters: every mode is the same probe, run it once
-            for mode in (["last"] if name == LOGMEL else list(modes)):
-                run_dir = out / "runs" / f"{task}-{name}-{mode}"
+            for mode in (["last"] if name == LOGMEL or name in stacked else list(modes)):
+                run_dir = out / "runs" / f"{task}-{name.replace(' ±', '-ctx')}-{mode}"
+                budget = {"epochs": finetune_epochs} if mode == "finetune" else frozen_epochs
                 settings = dict(task=task, upstream=path, mode=mode, head=heads[task], data=data,
-                                out_dir=str(run_dir),
-                                epochs=finetune_epochs if mode == "finetune" else epochs, max_utts=max_utts,
+                                out_dir=str(run_dir), **budget, max_utts=max_utts,
                                 max_train_utts=finetune_train_utts if mode == "finetune" else None,
                                 device=device, progress=progress, cache_dir=str(cache_dir),
                                 **(overrides or {}))
@@ -129,7 +137,7 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
                           f"{res.test[METRIC[task]]:.4f} ({cell['seconds']:.0f} s)", file=sys.stderr)
                 cells.append(cell)
     seconds = time.perf_counter() - t_all
-    md = render_markdown(cells, list(upstreams), list(modes), list(tasks), data, seconds, heads)
+    md = render_markdown(cells, list(upstreams), list(modes), list(tasks), data, seconds, heads, list(stacked))
     (out / "probe_table.md").write_text(md)
     atomic_write_bytes(out / "results.json", json.dumps({"cells": cells, "seconds": seconds}, indent=2).encode())
     _plots(cells, out, tasks)
@@ -147,12 +155,29 @@ def _finished(run_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any] | No
     return cell if cell.get("settings") == json.loads(json.dumps(dict(settings))) else None
 
 
+def _best_stacked(cells: list[dict[str, Any]], task: str, stacked: Sequence[str]) -> dict[str, Any] | None:
+    """The stacked-context cell of ``task`` with the best dev score (lower is better for MAE)."""
+    cands = [c for c in cells if c["task"] == task and c["upstream"] in stacked]
+    if not cands:
+        return None
+    sign = -1.0 if METRIC[task] == "MAE" else 1.0
+    return max(cands, key=lambda c: sign * float(c["best_dev"][c["metric"]]))
+
+
 def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: list[str], tasks: list[str],
-                    data: str, seconds: float, heads: Mapping[str, str] = PROBE_HEADS) -> str:
-    """Rows = upstreams, columns = task x mode; the log-mel floor fills its row (it has no layers to weigh)."""
+                    data: str, seconds: float, heads: Mapping[str, str] = PROBE_HEADS,
+                    stacked: Sequence[str] = ()) -> str:
+    """Rows = upstreams, columns = task x mode. The floors fill their rows (they have no layers to weigh);
+    the stacked-context candidates make one row, each task's k chosen on dev, and a second table lists them."""
+    floors = {LOGMEL, *stacked}
+    best = {t: _best_stacked(cells, t, stacked) for t in tasks}
+
     def get(task: str, name: str, mode: str) -> float | None:
+        if name == STACKED:
+            c = best[task]
+            return None if c is None else float(c["test"][c["metric"]])
         for c in cells:
-            if c["task"] == task and c["upstream"] == name and (c["mode"] == mode or name == LOGMEL):
+            if c["task"] == task and c["upstream"] == name and (c["mode"] == mode or name in floors):
                 return float(c["test"][c["metric"]])
         return None
 
@@ -165,10 +190,28 @@ def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: li
         "| " + " | ".join(head) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
     ]
-    for name in upstreams:
-        row = [name + (" (floor, no encoder)" if name == LOGMEL else "")]
-        row += [_fmt(get(t, name, m), t) for t in tasks for m in modes]
+    rows = [n for n in upstreams if n not in stacked]
+    if stacked:
+        rows.insert(1, STACKED)
+    for name in rows:
+        label = name
+        if name == LOGMEL:
+            label += " (floor, no encoder)"
+        elif name == STACKED:
+            chosen = ", ".join(f"{t} k={best[t]['upstream'].rsplit('±', 1)[1]}" for t in tasks if best[t])
+            label += f" (floor, k on dev: {chosen})"
+        row = [label] + [_fmt(get(t, name, m), t) for t in tasks for m in modes]
         lines.append("| " + " | ".join(row) + " |")
+    if stacked:
+        lines += ["", "Stacked-context candidates (dev / test):", "",
+                  "| frames each side | " + " | ".join(tasks) + " |", "|---:|" + "---:|" * len(tasks)]
+        for name in stacked:
+            vals = []
+            for t in tasks:
+                c = next((c for c in cells if c["task"] == t and c["upstream"] == name), None)
+                vals.append("—" if c is None else f"{_fmt(float(c['best_dev'][c['metric']]), t)} / "
+                                                  f"{_fmt(float(c['test'][c['metric']]), t)}")
+            lines.append(f"| {name.rsplit('±', 1)[1]} | " + " | ".join(vals) + " |")
     lines += ["", f"Total time: {seconds / 60:.1f} min (cells reused from an earlier run count as 0)."]
     return "\n".join(lines) + "\n"
 

@@ -14,17 +14,17 @@ log = logging.getLogger(__name__)
 
 
 class MetricsLogger:
-    """Append rows to ``metrics.csv``; mirror them to TensorBoard if ``torch.utils.tensorboard`` works.
+    """Append rows to ``metrics.csv`` (or ``filename``); mirror them to TensorBoard if ``torch.utils.tensorboard`` works.
 
     On resume the rows after the resumed step are dropped first, so the file never holds two values for one
     step (a killed run may have logged steps past its last checkpoint).
     """
 
     def __init__(self, directory: str | os.PathLike, fields: list[str], resume_step: int | None = None,
-                 tensorboard: bool = True):
+                 tensorboard: bool = True, filename: str = "metrics.csv"):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / "metrics.csv"
+        self.path = self.directory / filename
         self.fields = fields
         if resume_step is not None and self.path.is_file():
             rows = [r for r in read_metrics(self.path) if int(float(r.get("step", 0))) <= resume_step]
@@ -92,4 +92,35 @@ def plot_loss_curve(csv_path: str | os.PathLike, png_path: str | os.PathLike, ke
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    return save_figure(fig, png_path)
+
+
+def plot_held_out(csv_path: str | os.PathLike, png_path: str | os.PathLike,
+                  title: str = "held-out reconstruction") -> Path | None:
+    """Two panels from a pretraining run's ``heldout.csv``: held-out loss of the model and of the
+    predict-zero / interpolation references against step, and each layer's mean attended distance."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    rows = read_metrics(csv_path)
+    if not rows:
+        return None
+    steps = [int(float(r["step"])) for r in rows]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=100)
+    for key, style in (("dev_model", "-o"), ("dev_zero", "--"), ("dev_interpolation", ":")):
+        if rows[0].get(key) not in (None, ""):
+            ax.plot(steps, [float(r[key]) for r in rows], style, ms=3, label=key[4:])
+    ax.set_xlabel("step")
+    ax.set_ylabel("L1 on hidden frames")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    for key in sorted(k for k in rows[0] if k.startswith("dev_attn_dist_L")):
+        ax2.plot(steps, [float(r[key]) for r in rows], "-o", ms=3, label=f"layer {key.rsplit('L', 1)[1]}")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("frames")
+    ax2.set_title("mean attended distance from hidden frames")
+    ax2.set_yscale("log")
+    ax2.grid(alpha=0.3)
+    ax2.legend()
     return save_figure(fig, png_path)

@@ -61,6 +61,10 @@ class TrainConfig:
     select_metric: str | None = None  # dev metric for early stopping and the best checkpoint; None = no selection
     select_mode: str = "auto"  # "max", "min", or "auto" (lower is better for losses, errors and MAE)
     patience: int | None = None  # evaluations without a better select_metric before stopping; None = never stop
+    # evaluations without a better select_metric before the lr is multiplied by plateau_factor (None = never):
+    # a probe at a fixed lr stalls above its optimum, and a lower rate then finds the rest
+    plateau_patience: int | None = None
+    plateau_factor: float = 0.5
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.grad_accum < 1 or self.log_every < 1 or self.ckpt_every < 1:
@@ -73,6 +77,10 @@ class TrainConfig:
             raise ConfigError(f"train.patience must be >= 1 or null, got {self.patience}")
         if self.eval_every < 0:
             raise ConfigError(f"train.eval_every must be >= 0, got {self.eval_every}")
+        if self.plateau_patience is not None and self.plateau_patience < 1:
+            raise ConfigError(f"train.plateau_patience must be >= 1 or null, got {self.plateau_patience}")
+        if not 0.0 < self.plateau_factor <= 1.0:
+            raise ConfigError(f"train.plateau_factor must lie in (0, 1], got {self.plateau_factor}")
         if self.select_mode not in ("auto", "max", "min"):
             raise ConfigError(f"train.select_mode must be 'auto', 'max' or 'min', got {self.select_mode!r}")
 
@@ -304,21 +312,28 @@ class Trainer:
         dev = self.task.evaluate()
         self.model.train()
         improved = self.selection.update(dev, self.epoch, self.step)
-        if improved:
+        if improved and getattr(self.task, "keeps_best", True):  # pretraining only watches its held-out curve
             self._keep_best(dev)
+        plateau = self.train.plateau_patience
+        if not improved and plateau and self.selection.bad % plateau == 0:
+            # the schedule recomputes every lr from base_lrs, so the cut goes there (and is checkpointed with it)
+            f = self.train.plateau_factor
+            self.scheduler.base_lrs = [lr * f for lr in self.scheduler.base_lrs]
+            for g in self.optimizer.param_groups:
+                g["lr"] *= f
         row: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
                                "train_loss": sum(e.loss for e in since) / max(len(since), 1)}
         row.update({f"dev_{k}": float(v) for k, v in dev.items()})
         row["elapsed_s"] = time.perf_counter() - t_start
         self.selection.history.append({k: float(v) for k, v in row.items()})
-        if self._metrics is not None:
-            self._metrics.log(row)
+        if self._dev_metrics is not None:
+            self._dev_metrics.log(row)
         if self.ctx.is_main:
-            key = self.selection.metric or "loss"
-            shown = f"  dev_{key} {dev[key]:.4f}" if key in dev else ""
+            keys = [self.selection.metric] if self.selection.metric else getattr(self.task, "show_metrics", ["loss"])
+            shown = "".join(f"  dev_{k} {dev[k]:.4f}" for k in keys if k in dev)
             where = f"epoch {self.epoch}" if self.train.epochs is not None else f"step {self.step}"
             print(f"{self.task.name} {where}: train_loss {row['train_loss']:.4f}{shown}"
-                  f"{'  (best)' if improved else ''}", file=sys.stderr)
+                  f"{'  (best)' if improved and self.selection.metric else ''}", file=sys.stderr)
         return self.selection.should_stop()
 
     def _done(self) -> bool:
@@ -337,11 +352,21 @@ class Trainer:
         """
         ctx, cfg = self.ctx, self.train
         evaluates = hasattr(self.task, "evaluate") and (cfg.epochs is not None or cfg.eval_every > 0)
-        self._metrics = None
+        # A task that names a ``dev_log`` file keeps its per-interval step rows in metrics.csv and writes its
+        # dev rows there (pretraining: the loss curve and the held-out check side by side); otherwise an
+        # evaluating run's metrics.csv holds the dev rows.
+        dev_log = getattr(self.task, "dev_log", None) if evaluates else None
+        step_rows = not evaluates or dev_log is not None
+        self._metrics = self._dev_metrics = None
         if ctx.is_main and self.out_dir is not None:
-            fields = (["epoch", "step", "train_loss"] + [f"dev_{k}" for k in self.task.log_metrics] + ["elapsed_s"]
-                      if evaluates else ["step", "loss", "lr", "grad_norm", "frames_per_s", "elapsed_s"])
-            self._metrics = MetricsLogger(self.out_dir, fields, resume_step=self.step, tensorboard=not evaluates)
+            if step_rows:
+                self._metrics = MetricsLogger(self.out_dir, ["step", "loss", "lr", "grad_norm", "frames_per_s",
+                                                             "elapsed_s"], resume_step=self.step)
+            if evaluates:
+                dev_fields = (["epoch", "step", "train_loss"] + [f"dev_{k}" for k in self.task.log_metrics]
+                              + ["elapsed_s"])
+                self._dev_metrics = MetricsLogger(self.out_dir, dev_fields, resume_step=self.step,
+                                                  tensorboard=False, filename=dev_log or "metrics.csv")
         end = math.inf if cfg.epochs is not None else cfg.max_steps
         if step_budget is not None:
             end = min(end, self.step + step_budget)
@@ -380,7 +405,7 @@ class Trainer:
                             bar.update(1)
                         bar.set_postfix(loss=f"{entry.loss:.4f}", lr=f"{entry.lr:.2e}",
                                         fps=f"{entry.frames_per_s:,.0f}")
-                    if (not evaluates and self._metrics is not None
+                    if (step_rows and self._metrics is not None
                             and (self.step % cfg.log_every == 0 or self.step == end or self.step == 1)):
                         # one row per interval: the mean loss / grad norm / throughput of the steps since the
                         # last row, so the curve shows the trend rather than one batch's luck
@@ -416,7 +441,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if self._metrics is not None:
-                self._metrics.close()
+            for logger in (self._metrics, self._dev_metrics):
+                if logger is not None:
+                    logger.close()
         self.history.extend(logs)
         return logs

@@ -42,3 +42,52 @@ def test_report_scores_model_zero_and_interpolation_on_the_same_hidden_frames(tm
         assert abs(rep[k] - again[k]) < 1e-5
     # a smooth chirp: interpolating neighbours beats predicting the mean
     assert rep["interpolation"] < rep["zero"]
+
+
+def test_distance_to_visible_counts_frames_to_the_nearest_visible_neighbour():
+    from audiorep.pretrain.evaluate import distance_to_visible
+
+    hidden = torch.tensor([[False, True, True, True, True, False, True, True]])
+    valid = torch.tensor([[True] * 7 + [False]])  # frame 7 is padding: frame 6 has a visible frame on one side
+    assert distance_to_visible(hidden, valid)[0, :7].tolist() == [0, 1, 2, 2, 1, 0, 1]
+
+
+def test_report_breaks_the_loss_down_by_distance_and_reports_where_layers_look(tmp_path, tiny_model):
+    paths, ids = [], []
+    for i in range(2):
+        n = int(16000 * (0.8 + 0.3 * i))
+        t = np.arange(n) / 16000
+        sf.write(tmp_path / f"u{i}.wav", (0.3 * np.sin(2 * np.pi * 150 * (1 + t) * t)).astype(np.float32), 16000)
+        paths.append(str(tmp_path / f"u{i}.wav"))
+        ids.append(f"u{i}")
+    torch.manual_seed(0)
+    enc = tiny_model()
+    model = MaskedAcousticModel(enc, MaskingConfig(span=7, time_proportion=0.3))
+    rep = reconstruction_report(model, paths, ids, model.masking)
+    buckets = rep["by_distance"]
+    assert set(buckets) <= {"1", "2", "3", "4", "5+"} and {"1", "2", "3"} <= set(buckets)
+    assert abs(sum(b["fraction"] for b in buckets.values()) - 1.0) < 1e-9
+    for k in ("model", "zero", "interpolation"):  # the buckets partition the hidden elements
+        assert abs(sum(b["fraction"] * b[k] for b in buckets.values()) - rep[k]) < 1e-5
+    # interpolation is best next to a visible frame and degrades towards the middle of a span
+    assert buckets["1"]["interpolation"] < buckets["3"]["interpolation"]
+    L = enc.config.num_layers
+    for key in ("all_frames", "hidden_frames"):
+        d = rep["attention_distance"][key]
+        assert len(d) == L and all(0.0 <= x < 110 for x in d)
+
+
+def test_attention_probabilities_mask_padding_and_match_the_layer_output(tiny_model):
+    enc = tiny_model().eval()
+    x = torch.randn(2, 9, enc.config.hidden_size)  # (B, T, H)
+    lens = torch.tensor([9, 5])
+    attn = enc.layers[0].attn
+    p = attn.probabilities(x, lens)  # (B, nh, T, T)
+    assert torch.allclose(p.sum(-1), torch.ones(p.shape[:-1]), atol=1e-6)
+    assert p[1, :, :, 5:].abs().max() == 0  # padded keys get no weight
+    # the same weights applied to the values give what the attention kernels give
+    with torch.no_grad():
+        v = attn.qkv(x).chunk(3, -1)[2].reshape(2, 9, attn.num_heads, -1).transpose(1, 2)  # (B, nh, T, d)
+        ctx = (p @ v).transpose(1, 2).reshape(2, 9, -1)  # (B, T, H)
+        ref = attn.context(x[:1], None, None)  # (1, T, H): the full-length utterance through the kernels
+    assert torch.allclose(ctx[0], ref[0], atol=1e-5)

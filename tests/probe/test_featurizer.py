@@ -144,3 +144,23 @@ def test_mean_linear_is_blind_on_cmvn_features_mean_mlp_is_not():
     assert mean_pool(x, n).abs().max() < 1e-4
     head = build_head("mean-mlp", 80, 3)
     assert mean_pool(head.frame(x), n).abs().max() > 1e-2
+
+
+def test_stacked_logmel_concatenates_neighbours_with_zeros_outside_the_utterance():
+    from audiorep.models.logmel import parse_logmel_name, stack_context
+    from audiorep.probe.featurizer import load_upstream
+
+    feats = torch.arange(1.0, 6.0).reshape(1, 5, 1).repeat(2, 1, 2)  # (B=2, T=5, D=2): frame t holds t+1
+    lens = torch.tensor([5, 3])
+    out = stack_context(feats, lens, 1)  # (2, 5, 6)
+    assert out.shape == (2, 5, 6)
+    assert out[0, 0].tolist() == [0, 0, 1, 1, 2, 2] and out[0, 4].tolist() == [4, 4, 5, 5, 0, 0]
+    assert out[1, 2].tolist() == [2, 2, 3, 3, 0, 0]  # frame 3 of the short utterance is padding, not context
+    assert out[1, 3:].abs().sum() == 0
+    assert parse_logmel_name("logmel-ctx4") == 4 and parse_logmel_name("logmel") == 0
+    assert parse_logmel_name("logmel-ctx") is None and parse_logmel_name("aalbert-base") is None
+    up = load_upstream("logmel-ctx2")
+    wav = torch.randn(1, 8000)
+    o = up(wav)
+    assert up.hidden_size == 400 and o.last_hidden_state.shape[-1] == 400
+    assert torch.equal(o.last_hidden_state[..., 160:240], LogMelUpstream()(wav).last_hidden_state)

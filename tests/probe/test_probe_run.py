@@ -231,17 +231,25 @@ def test_probe_table_on_tiny_models(tmp_path, corpus_dir, tiny_model):
     model_dir = tiny_model().save_pretrained(tmp_path / "tinyjay" / "final")
     table = probe_table({"Tiny": str(model_dir)}, modes=["weighted-sum", "last"], tasks=["speaker", "phone"],
                         data=str(corpus_dir), out_dir=tmp_path / "probe", epochs=1, progress=False,
-                        keep_cache=True)
+                        keep_cache=True, contexts=(1, 2))
     md = (tmp_path / "probe" / "probe_table.md").read_text()
     assert md == table.markdown
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| upstream | speaker weighted sum | speaker last layer | phone weighted sum")
-    assert rows[1].startswith("| log-mel (floor, no encoder) |") and rows[2].startswith("| Tiny |")
-    assert len(table.cells) == 2 * (1 + 2)
-    # frozen cells of one upstream share one on-disk cache per split (all hidden states)
-    assert len(list((tmp_path / "probe" / "cache").glob("*.safetensors"))) == 2 * 3
+    assert rows[1].startswith("| log-mel (floor, no encoder) |")
+    assert rows[2].startswith("| log-mel ±k (floor, k on dev: speaker k=") and rows[3].startswith("| Tiny |")
+    # the stacked row shows, per task, the test score of the candidate with the best dev score
+    for task, col in (("speaker", 1), ("phone", 3)):
+        cands = [c for c in table.cells if c["task"] == task and c["upstream"].startswith("log-mel ±")]
+        best = max(cands, key=lambda c: c["best_dev"][c["metric"]])
+        assert rows[2].split(" | ")[col] == f"{100 * best['test'][best['metric']]:.1f}"
+    assert "Stacked-context candidates" in md
+    assert len(table.cells) == 2 * (1 + 2 + 2)
+    # frozen cells of one upstream share one on-disk cache per split (all hidden states); the stacked
+    # floors get their own, keyed by their context
+    assert len(list((tmp_path / "probe" / "cache").glob("*.safetensors"))) == 4 * 3
     again = probe_table({"Tiny": str(model_dir)}, modes=["weighted-sum", "last"], tasks=["speaker", "phone"],
-                        data=str(corpus_dir), out_dir=tmp_path / "probe", epochs=1, progress=False)
+                        data=str(corpus_dir), out_dir=tmp_path / "probe", epochs=1, progress=False, contexts=(1, 2))
     assert again.markdown.splitlines()[:-1] == md.splitlines()[:-1]  # finished cells are reused
 
 

@@ -164,3 +164,37 @@ def test_step_budget_over_task_passes():
                       None, DistContext())
     with pytest.raises(ConfigError, match="no full step"):
         trainer.fit()
+
+
+class _DevTask(_PassTask):
+    """Dev scores from a fixed list, one per evaluation."""
+
+    log_metrics = ["acc"]
+
+    def __init__(self, scores):
+        super().__init__(n_batches=1)
+        self.scores = list(scores)
+
+    def evaluate(self):
+        return {"acc": self.scores.pop(0)}
+
+
+def test_plateau_halves_the_lr_then_patience_stops(tmp_path):
+    """plateau_patience evaluations without a better score cut the lr (kept across resume through the
+    schedule's base rates); patience of them stops the run; best weights are those of the best epoch."""
+    from audiorep.train import DistContext, TrainConfig, Trainer
+
+    task = _DevTask([0.5, 0.6, 0.6, 0.55, 0.58, 0.59, 0.6, 0.6, 0.6])
+    cfg = TrainConfig(epochs=20, patience=5, plateau_patience=2, plateau_factor=0.5, select_metric="acc",
+                      progress=False)
+    trainer = Trainer(nn.Linear(1, 1), task, None, cfg, OptimConfig(lr=0.1, schedule="constant", warmup_ratio=0.0),
+                      tmp_path, DistContext())
+    lrs = []
+    trainer.fit(on_log=lambda e: lrs.append(e.lr))
+    # epochs 1-2 improve; 3, 4 bad -> halve; 5, 6 bad -> halve; 7 bad -> patience 5 reached, stop
+    assert trainer.epoch == 7 and trainer.selection.best_epoch == 2
+    assert lrs[:4] == pytest.approx([0.1] * 4) and lrs[4:6] == pytest.approx([0.05] * 2)
+    assert lrs[6:] == pytest.approx([0.025])
+    assert trainer.scheduler.state_dict()["base_lrs"] == pytest.approx([0.025] * len(trainer.optimizer.param_groups))
+    with pytest.raises(ConfigError, match="plateau_factor"):
+        TrainConfig(plateau_factor=0.0)
