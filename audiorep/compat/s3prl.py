@@ -235,6 +235,8 @@ def export_s3prl_checkpoint(model: MockingjayModel, path: str | os.PathLike, hea
     c, f = model.config, model.feature_config
     if c.embedding_size:
         raise ConfigError("s3prl has no factorized input projection; a model with embedding_size cannot be exported")
+    if c.distance_bias:
+        raise ConfigError("s3prl has no attention distance bias; a model with distance_bias cannot be exported")
     sd = model.state_dict()
     enc: dict[str, torch.Tensor] = {
         "input_representations.spec_transform.weight": sd["input_proj.weight"],

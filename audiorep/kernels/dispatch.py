@@ -152,6 +152,7 @@ def attention(
     dropout_p: float = 0.0,
     backend: str = "auto",
     attn_mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bidirectional attention over padded sequences.
 
@@ -160,7 +161,16 @@ def attention(
     SDPA returns the attention over valid keys; callers ignore them. ``attn_mask`` may pass a precomputed
     ``key_padding_mask(lengths, T)`` so a stack of layers builds it once (the Triton kernel uses
     ``lengths`` directly and skips padded tiles instead).
+
+    ``bias`` (broadcastable to (B, H, T, T)) is added to the scores before the softmax (a learned position
+    bias). Only SDPA takes an additive bias, so such calls go to SDPA whatever ``backend`` says.
     """
+    if bias is not None:
+        if attn_mask is None and lengths is not None:
+            attn_mask = key_padding_mask(lengths, q.shape[2])
+        if attn_mask is not None:
+            bias = bias.masked_fill(~attn_mask, float("-inf"))  # (B, H, T, T)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout_p)
     which = resolve_backend(q, backend, lengths, attn_mask)
     if which == "reference":
         return attention_reference(q, k, v, lengths, dropout_p)

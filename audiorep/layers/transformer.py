@@ -5,6 +5,8 @@ Each block records its kernels when built (``audiorep.kernels.choose``); no call
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -18,7 +20,8 @@ from ..kernels.cpu_dropout import dropout_scale_mask
 class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection (one GEMM instead of three)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, attn_dropout: float, kernels: KernelChoice | None = None):
+    def __init__(self, hidden_size: int, num_heads: int, attn_dropout: float, kernels: KernelChoice | None = None,
+                 distance_bias: bool = False):
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
@@ -27,6 +30,20 @@ class SelfAttention(nn.Module):
         self.kernels = kernels or choose()
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)  # rows: [query; key; value]
         self.out = nn.Linear(hidden_size, hidden_size)
+        # distance bias: score(i, j) -= slope_h * |i - j|, one learned slope per head (log-parametrised, so it
+        # stays positive), started at ALiBi's geometric slopes 2^(-8h/nh)
+        self.distance_log_slope = None
+        if distance_bias:
+            h = torch.arange(1, num_heads + 1, dtype=torch.float32)
+            self.distance_log_slope = nn.Parameter(-8.0 * h / num_heads * math.log(2.0))  # (nh,)
+
+    def score_bias(self, T: int, device: torch.device) -> torch.Tensor | None:
+        """The additive score bias for T frames, (nh, T, T), or None without a distance bias."""
+        if self.distance_log_slope is None:
+            return None
+        t = torch.arange(T, device=device, dtype=torch.float32)
+        dist = (t[:, None] - t[None, :]).abs()  # (T, T)
+        return -self.distance_log_slope.exp()[:, None, None] * dist  # (nh, T, T)
 
     def context(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None,
                 fuse: bool = False) -> torch.Tensor:
@@ -35,7 +52,7 @@ class SelfAttention(nn.Module):
         q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)  # (B, nh, T, d)
         p = self.attn_dropout if self.training else 0.0
         ctx = attention(q, k, v, lengths, dropout_p=p, backend=self.kernels.attention,
-                        attn_mask=attn_mask)  # (B, nh, T, d)
+                        attn_mask=attn_mask, bias=self.score_bias(x.shape[1], x.device))  # (B, nh, T, d)
         return rearrange(ctx, "b h t d -> b t (h d)")  # (B, T, H); a view when SDPA wrote (B, T, nh, d)
 
     def context_packed(self, x: torch.Tensor, lens: list[int], fuse: bool = False) -> torch.Tensor:
@@ -53,7 +70,8 @@ class SelfAttention(nn.Module):
             if part.shape[0] == 0:
                 continue
             q, k, v = rearrange(part, "t (three h d) -> three 1 h t d", three=3, h=self.num_heads)  # (1, nh, n, d)
-            out = attention(q, k, v, None, dropout_p=p, backend=self.kernels.attention)  # (1, nh, n, d)
+            out = attention(q, k, v, None, dropout_p=p, backend=self.kernels.attention,
+                            bias=self.score_bias(part.shape[0], part.device))  # (1, nh, n, d)
             outs.append(rearrange(out, "1 h t d -> t (h d)"))  # (n, H)
         if len(outs) == 1:
             return outs[0].contiguous()  # (N, H)
@@ -72,6 +90,9 @@ class SelfAttention(nn.Module):
         qkv = self.qkv(x)  # (B, T, 3H)
         q, k, _ = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)  # (B, nh, T, d)
         scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5  # (B, nh, T, T)
+        bias = self.score_bias(x.shape[1], x.device)
+        if bias is not None:
+            scores = scores + bias
         if lengths is not None:
             pad = torch.arange(x.shape[1], device=x.device) >= lengths[:, None]  # (B, T) padded keys
             scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
@@ -86,10 +107,11 @@ class TransformerLayer(nn.Module):
     """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int,
-                 dropout: float, attn_dropout: float, layer_norm_eps: float, attention_backend: str = "auto"):
+                 dropout: float, attn_dropout: float, layer_norm_eps: float, attention_backend: str = "auto",
+                 distance_bias: bool = False):
         super().__init__()
         self.kernels = choose(attention_backend)
-        self.attn = SelfAttention(hidden_size, num_heads, attn_dropout, self.kernels)
+        self.attn = SelfAttention(hidden_size, num_heads, attn_dropout, self.kernels, distance_bias)
         self.attn_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.ffn_in = nn.Linear(hidden_size, intermediate_size)
         self.ffn_out = nn.Linear(intermediate_size, hidden_size)

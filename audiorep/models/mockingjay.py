@@ -49,6 +49,10 @@ class MockingjayConfig:
     output_dim: int | None = None  # prediction-head target size; None = input_dim (80 log-mel, 201 linear)
     initializer_range: float = 0.02  # std of the normal init of linear weights
     attention_backend: str = "auto"  # see audiorep.kernels.attention; recorded when the model is built
+    # Not in the published models (False there): a learned per-head penalty on |i - j| added to the attention
+    # scores (ALiBi-style, slopes learned). With sinusoidal positions alone, small models on little data keep
+    # attending uniformly for thousands of steps and never use the frames next to a hidden span.
+    distance_bias: bool = False
 
     def __post_init__(self) -> None:
         # Types and upper bounds are checked here, where every config.json, YAML file and s3prl checkpoint
@@ -66,6 +70,7 @@ class MockingjayConfig:
         check_float(own, "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0, low_open=True)
         check_float(own, "initializer_range", self.initializer_range, 0.0, 10.0)
         check_bool(own, "share_layers", self.share_layers)
+        check_bool(own, "distance_bias", self.distance_bias)
         check_choice(own, "attention_backend", self.attention_backend, BACKENDS)
         if self.parameter_estimate > MAX_PARAMETERS:
             raise ConfigError(f"MockingjayConfig: about {self.parameter_estimate / 1e9:.1f}e9 parameters "
@@ -148,7 +153,8 @@ class MockingjayModel(PretrainedModel):
         self.kernels = choose(config.attention_backend)  # the layers record the same choice
         self.layers = nn.ModuleList(
             TransformerLayer(H, config.num_heads, config.intermediate_size, config.dropout,
-                             config.attn_dropout, config.layer_norm_eps, config.attention_backend)
+                             config.attn_dropout, config.layer_norm_eps, config.attention_backend,
+                             config.distance_bias)
             for _ in range(n_distinct)
         )
         self.apply(lambda m: init_weights(m, config.initializer_range))

@@ -110,7 +110,7 @@ def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: Pret
 
     final = model.encoder.save_pretrained(run_dir / "final", extra={"head": model.head})
     s3 = None
-    if not cfg.model.embedding_size:  # s3prl has no factorized input projection
+    if not cfg.model.embedding_size and not cfg.model.distance_bias:  # neither exists in s3prl
         s3 = run_dir / "s3prl" / f"states-{step}.ckpt"
         s3.parent.mkdir(parents=True, exist_ok=True)
         m = cfg.masking

@@ -98,3 +98,33 @@ def test_config_validation():
         MockingjayConfig(hidden_size=100, num_heads=12)
     with pytest.raises(audiorep.ConfigError, match="input_dim"):
         MockingjayModel(MockingjayConfig(input_dim=40))
+
+
+def test_distance_bias_is_learned_saved_and_refused_by_the_s3prl_export(tmp_path):
+    """The opt-in distance bias: slopes start at ALiBi's values, get gradients, load back from a saved
+    model, change the output, and make an s3prl export fail with one line."""
+    from audiorep.compat.s3prl import export_s3prl_checkpoint
+    from audiorep.errors import ConfigError
+    from audiorep.loading import load
+    from audiorep.models.mockingjay import MockingjayModel, mockingjay_config
+
+    cfg = mockingjay_config(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, distance_bias=True,
+                            dropout=0.0, attn_dropout=0.0)
+    torch.manual_seed(0)
+    model = MockingjayModel(cfg)
+    slopes = model.layers[0].attn.distance_log_slope.exp()
+    assert torch.allclose(slopes, torch.tensor([2.0 ** (-2 * h) for h in range(1, 5)]))
+    wav = torch.randn(2, 8000)
+    out = model(wav, torch.tensor([8000, 5000])).last_hidden_state
+    out.square().sum().backward()
+    assert model.layers[0].attn.distance_log_slope.grad.abs().sum() > 0
+    folder = model.save_pretrained(tmp_path / "m")
+    again = load(folder).eval()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(wav).last_hidden_state, model(wav).last_hidden_state)
+        plain = MockingjayModel(mockingjay_config(**{**cfg.to_dict(), "distance_bias": False}))
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if "distance" not in k})
+        assert not torch.allclose(plain(wav).last_hidden_state, model(wav).last_hidden_state)
+    with pytest.raises(ConfigError, match="distance_bias cannot be exported"):
+        export_s3prl_checkpoint(model, tmp_path / "s3.ckpt")

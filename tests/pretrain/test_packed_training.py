@@ -14,10 +14,10 @@ from audiorep.pretrain.model import MaskedAcousticModel
 LENS = [37, 1, 20, 9]  # ragged, with a 1-frame utterance
 
 
-def _pair(dropout: float = 0.0) -> tuple[MaskedAcousticModel, MaskedAcousticModel]:
+def _pair(dropout: float = 0.0, distance_bias: bool = False) -> tuple[MaskedAcousticModel, MaskedAcousticModel]:
     """(packed, padded) models with the same weights, in training mode."""
     cfg = mockingjay_config(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
-                            dropout=dropout, attn_dropout=dropout)
+                            dropout=dropout, attn_dropout=dropout, distance_bias=distance_bias)
     models = []
     for packed in (True, False):
         with use_kernels(packed_training=packed):
@@ -48,8 +48,9 @@ def _loss_and_grads(model, batch):
     return total.detach(), count, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_packed_loss_and_gradients_equal_the_padded_path():
-    packed, padded = _pair()
+@pytest.mark.parametrize("distance_bias", [False, True])
+def test_packed_loss_and_gradients_equal_the_padded_path(distance_bias):
+    packed, padded = _pair(distance_bias=distance_bias)
     batch = _batch()
     assert bool(batch[3].loss_mask()[1].sum() == 0)  # the 1-frame utterance predicts nothing but still attends
     l1, c1, g1 = _loss_and_grads(packed, batch)
