@@ -7,8 +7,8 @@ only if it carries the style and the LM learns to use it.
     python recipes/teasel_style_checks.py oracle --noise 0.8 --seed 0 [key=value ...]
 
 * ``probe``: ridge (one-vs-rest, standardised features) from train to test utterances, predicting the style
-  from (a) the front end's time-averaged frames, (b) the LAA's time-averaged GRU states and (c) the two prefix
-  vectors. Accuracy for ridge weights 1 / 10 / 100; the majority class is 38.9 % on the test split.
+  from (a) the front end's time-averaged frames, (a') their time mean and std side by side, (b) the LAA's
+  time-averaged GRU states and (c) the two prefix vectors. Accuracy for ridge weights 1 / 10 / 100; the majority class is 38.9 % on the test split.
 * ``oracle``: a TEASEL fine-tuning run whose "front end" is the true style as a one-hot vector (10 frames),
   optionally with one Gaussian draw of std ``--noise`` per utterance added (0.8 -> about 70 % of argmax
   styles right). Everything else is ``run_finetune`` with the given config, so it shows what the LM side can
@@ -61,14 +61,18 @@ def probe(overrides: list[str]) -> dict:
     model.eval()
     pooled = {}
     for split in (cfg.train_split, cfg.test_split):
-        parts: dict[str, list[torch.Tensor]] = {"front end": [], "GRU states": [], "prefix": []}
+        parts: dict[str, list[torch.Tensor]] = {"front end": [], "front end mean+std": [], "GRU states": [],
+                                                "prefix": []}
         for s in range(0, len(data[split]), 16):
             b = tt.collate(data[split][s : s + 16], tok.pad_token_id)
             lens = b["frame_lens"]
             valid = (torch.arange(b["raw"].shape[-2]) < lens[:, None]).unsqueeze(-1).float()  # (B, T, 1)
             frames = model.front_end(b["raw"])  # (B, T, D)
             states = model.trunk_states(b["raw"], lens)  # (B, T, 2H)
-            parts["front end"].append((frames * valid).sum(1) / lens[:, None])
+            mean = (frames * valid).sum(1) / lens[:, None]  # (B, D)
+            var = ((frames - mean[:, None]).square() * valid).sum(1) / lens[:, None]  # (B, D)
+            parts["front end"].append(mean)
+            parts["front end mean+std"].append(torch.cat([mean, var.sqrt()], 1))  # (B, 2D)
             parts["GRU states"].append((states * valid).sum(1) / lens[:, None])
             parts["prefix"].append(model.laa.aggregate(states, lens).prefix.flatten(1))  # (B, 2H)
         pooled[split] = {k: torch.cat(v).double() for k, v in parts.items()}

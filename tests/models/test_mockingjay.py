@@ -101,7 +101,7 @@ def test_config_validation():
 
 
 def test_distance_bias_is_learned_saved_and_refused_by_the_s3prl_export(tmp_path):
-    """The opt-in distance bias: slopes start at ALiBi's values, get gradients, load back from a saved
+    """The opt-in distance bias: slopes start spread from 1/2 to 1/256, get gradients, load back from a saved
     model, change the output, and make an s3prl export fail with one line."""
     from audiorep.compat.s3prl import export_s3prl_checkpoint
     from audiorep.errors import ConfigError
@@ -113,7 +113,7 @@ def test_distance_bias_is_learned_saved_and_refused_by_the_s3prl_export(tmp_path
     torch.manual_seed(0)
     model = MockingjayModel(cfg)
     slopes = model.layers[0].attn.distance_log_slope.exp()
-    assert torch.allclose(slopes, torch.tensor([2.0 ** (-2 * h) for h in range(1, 5)]))
+    assert torch.allclose(slopes, torch.tensor([2.0 ** -(1 + 7 * h / 3) for h in range(4)]))
     wav = torch.randn(2, 8000)
     out = model(wav, torch.tensor([8000, 5000])).last_hidden_state
     out.square().sum().backward()
