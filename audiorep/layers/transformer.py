@@ -86,8 +86,8 @@ class SelfAttention(nn.Module):
     def probabilities(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The attention weights this layer gives input ``x`` (B, T, H): (B, nh, T, T), rows sum to 1.
 
-        Plain softmax(QK^T / sqrt(d)) with padded keys masked and no dropout, for diagnostics (where the
-        model looks); the kernels never materialise this matrix.
+        Plain softmax(QK^T / sqrt(d) + distance bias) with padded keys masked and no dropout, for diagnostics
+        (where the model looks); the kernels never materialise this matrix.
         """
         qkv = self.qkv(x)  # (B, T, 3H)
         q, k, _ = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)  # (B, nh, T, d)

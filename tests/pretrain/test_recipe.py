@@ -40,3 +40,15 @@ def test_recipe_runs_and_prints_the_final_model_last(recipe, tmp_path):
     bad = subprocess.run(["bash", str(ROOT / "recipes" / recipe), "synth", str(out), "optim.lr=oops"],
                          capture_output=True, text=True, timeout=300, env=ENV)
     assert bad.returncode == 2 and "optim.lr: expected float" in bad.stderr
+
+
+def test_budget_flag_picks_the_longer_config_or_says_which_exist(tmp_path):
+    """``--budget 60m`` selects ``<small>-60m.yaml``; an unknown budget is one line naming what exists."""
+    ok = subprocess.run(["bash", str(ROOT / "recipes" / "pretrain_aalbert.sh"), "synth", str(tmp_path / "r"),
+                         "--budget", "60m", "--print-config"], capture_output=True, text=True, timeout=300, env=ENV)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "name: aalbert-small-60m" in ok.stdout and "distance_bias: true" in ok.stdout
+    bad = subprocess.run(["bash", str(ROOT / "recipes" / "pretrain_tera.sh"), "--budget", "5m"],
+                         capture_output=True, text=True, timeout=60, env=ENV)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("--budget 5m: no configuration")
+    assert not (tmp_path / "r").exists()
