@@ -212,6 +212,12 @@ def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: li
                 vals.append("—" if c is None else f"{_fmt(float(c['best_dev'][c['metric']]), t)} / "
                                                   f"{_fmt(float(c['test'][c['metric']]), t)}")
             lines.append(f"| {name.rsplit('±', 1)[1]} | " + " | ".join(vals) + " |")
+    lines += ["", "Convergence (best dev epoch / epochs run; a cell whose best epoch is its last had not "
+              "plateaued):", ""]
+    for c in cells:
+        last = c["best_epoch"] >= c["epochs_run"]
+        lines.append(f"- {c['task']} / {c['upstream']} / {MODE_LABEL.get(c['mode'], c['mode'])}: "
+                      f"{c['best_epoch']} / {c['epochs_run']}" + (" — **best epoch is the last**" if last else ""))
     lines += ["", f"Total time: {seconds / 60:.1f} min (cells reused from an earlier run count as 0)."]
     return "\n".join(lines) + "\n"
 
