@@ -68,12 +68,13 @@ class SelfAttention(nn.Module):
         qkv = fused.linear(x, self.qkv, fused=fuse)  # (N, 3H)
         p = self.attn_dropout if self.training else 0.0
         outs = []
+        bias = self.score_bias(max(lens, default=0), x.device)  # (nh, T, T), built once; each utterance a corner
         for part in qkv.split(lens):  # split, not slicing: its backward writes each gradient once, no zero fill
             if part.shape[0] == 0:
                 continue
             q, k, v = rearrange(part, "t (three h d) -> three 1 h t d", three=3, h=self.num_heads)  # (1, nh, n, d)
             out = attention(q, k, v, None, dropout_p=p, backend=self.kernels.attention,
-                            bias=self.score_bias(part.shape[0], part.device))  # (1, nh, n, d)
+                            bias=None if bias is None else bias[:, :part.shape[0], :part.shape[0]])  # (1, nh, n, d)
             outs.append(rearrange(out, "1 h t d -> t (h d)"))  # (n, H)
         if len(outs) == 1:
             return outs[0].contiguous()  # (N, H)

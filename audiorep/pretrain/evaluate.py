@@ -19,7 +19,6 @@ from typing import Sequence
 import torch
 
 from ..audio import batch_waveforms, read_audio
-from .loss import masked_reconstruction_loss
 from .masking import MaskingConfig, apply_plan, make_plan, utterance_keys
 
 
@@ -141,9 +140,9 @@ def reconstruction_report(model, paths: Sequence[str], ids: Sequence[str], maski
         for b in range(DISTANCE_BUCKETS):
             bucket_n[b] += float((frame_mask * (bucket == b)).sum()) * mask.shape[-1]
         for k, v in refs.items():
-            sums[k] = sums.get(k, 0.0) + float(masked_reconstruction_loss(v, targets, mask, model.loss)) * n
-            err = (v.float() - targets.float()).abs() if model.loss == "l1" else (v.float() - targets.float()).square()
-            per_frame = (err * mask).sum(-1)  # (B, T) error summed over bins
+            diff = v.float() - targets.float()  # (B, T, D')
+            per_frame = ((diff.abs() if model.loss == "l1" else diff.square()) * mask).sum(-1)  # (B, T) over bins
+            sums[k] = sums.get(k, 0.0) + float(per_frame.sum())  # the masked loss sum, computed once
             acc = by_dist.setdefault(k, [0.0] * DISTANCE_BUCKETS)
             for b in range(DISTANCE_BUCKETS):
                 acc[b] += float(per_frame[bucket == b].sum())

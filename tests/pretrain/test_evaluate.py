@@ -11,6 +11,17 @@ from audiorep.pretrain.masking import MaskingConfig
 from audiorep.pretrain.model import MaskedAcousticModel
 
 
+def _chirps(folder, seconds, f0):
+    """Smooth rising chirps u0, u1, ... of the given lengths at 16 kHz -> (paths, ids)."""
+    paths, ids = [], []
+    for i, sec in enumerate(seconds):
+        t = np.arange(int(16000 * sec)) / 16000
+        sf.write(folder / f"u{i}.wav", (0.3 * np.sin(2 * np.pi * f0 * (1 + t) * t)).astype(np.float32), 16000)
+        paths.append(str(folder / f"u{i}.wav"))
+        ids.append(f"u{i}")
+    return paths, ids
+
+
 def test_interpolation_fills_hidden_frames_between_visible_neighbours():
     feats = torch.tensor([[0.0, -1, -1, 30, -1, 99]])[..., None]  # (1, 6, 1); -1 = hidden, last frame padding
     hidden = torch.tensor([[False, True, True, False, True, False]])
@@ -23,13 +34,7 @@ def test_interpolation_fills_hidden_frames_between_visible_neighbours():
 
 
 def test_report_scores_model_zero_and_interpolation_on_the_same_hidden_frames(tmp_path, tiny_model):
-    paths, ids = [], []
-    for i in range(3):
-        n = int(16000 * (0.6 + 0.2 * i))
-        t = np.arange(n) / 16000
-        sf.write(tmp_path / f"u{i}.wav", (0.3 * np.sin(2 * np.pi * 200 * (1 + t) * t)).astype(np.float32), 16000)
-        paths.append(str(tmp_path / f"u{i}.wav"))
-        ids.append(f"u{i}")
+    paths, ids = _chirps(tmp_path, [0.6, 0.8, 1.0], 200.0)
     torch.manual_seed(0)
     enc = tiny_model()  # default FeatureConfig
     model = MaskedAcousticModel(enc, MaskingConfig(zero_prob=0.0, random_prob=0.0)).train()
@@ -53,13 +58,7 @@ def test_distance_to_visible_counts_frames_to_the_nearest_visible_neighbour():
 
 
 def test_report_breaks_the_loss_down_by_distance_and_reports_where_layers_look(tmp_path, tiny_model):
-    paths, ids = [], []
-    for i in range(2):
-        n = int(16000 * (0.8 + 0.3 * i))
-        t = np.arange(n) / 16000
-        sf.write(tmp_path / f"u{i}.wav", (0.3 * np.sin(2 * np.pi * 150 * (1 + t) * t)).astype(np.float32), 16000)
-        paths.append(str(tmp_path / f"u{i}.wav"))
-        ids.append(f"u{i}")
+    paths, ids = _chirps(tmp_path, [0.8, 1.1], 150.0)
     torch.manual_seed(0)
     enc = tiny_model()
     model = MaskedAcousticModel(enc, MaskingConfig(span=7, time_proportion=0.3))
