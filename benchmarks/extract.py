@@ -16,6 +16,7 @@ for batches whose utterances are all <= 1500 frames.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import tempfile
 from pathlib import Path
@@ -36,6 +37,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--profile", action="store_true",
                    help="also profile one call of each side (torch.profiler) and add a time breakdown")
     g.add_argument("--no-s3prl", action="store_true", help="time audiorep alone (s3prl not installed)")
+    g.add_argument("--bf16", action="store_true",
+                   help="also time audiorep with its encoder in bf16 (reduced_precision, as extract --precision bf16) "
+                        "and report its error against fp32")
     g.add_argument("--batches", default=None,
                    help="comma-separated subset of " + ",".join(BATCHES)
                    + " (default: 8x10,4x30,mixed; --quick: quick,quick-mixed)")
@@ -158,6 +162,12 @@ def run(args) -> dict:
         roof = gemm_roofline(gemm_shapes(ours.config, 2048), str(device), repeats=2 if args.quick else 3,
                              max_rows=512 if args.quick else 2048)
         print(f"  GEMM roofline: {roof['gflops']:.1f} GFLOP/s ({roof['shape']}, fp32)", flush=True)
+        ours16 = roof16 = None
+        if args.bf16:  # a second copy of the same weights, encoder cast to bf16 (front end stays fp32)
+            ours16 = copy.deepcopy(ours).reduced_precision(torch.bfloat16)
+            roof16 = gemm_roofline(gemm_shapes(ours.config, 2048), str(device), "bfloat16",
+                                   repeats=2 if args.quick else 3, max_rows=512 if args.quick else 2048)
+            print(f"  GEMM roofline: {roof16['gflops']:.1f} GFLOP/s ({roof16['shape']}, bf16)", flush=True)
         for label, secs in batches(args):
             wavs = [0.1 * torch.randn(int(s * sr), generator=g).to(device) for s in secs]  # list of (S_i,)
             audio_s = sum(w.numel() for w in wavs) / sr
@@ -169,6 +179,8 @@ def run(args) -> dict:
                     fns["s3prl"] = lambda: theirs(wavs)
                 if args.eager:
                     fns["eager"] = lambda: plain(wavs)
+                if ours16 is not None:
+                    fns["bf16"] = lambda: ours16(wavs)
                 times = interleaved(fns, repeats=repeats, warmup=1, device=str(device))
                 row = {"batch": label, "audio_s": audio_s, "max_frames": max(frames),
                        "audiorep_s": median(times["audiorep"]),
@@ -181,6 +193,14 @@ def run(args) -> dict:
                 if args.eager:
                     row.update({"eager_s": median(times["eager"]), "fast_path_gain": median(times["eager"])
                                 / row["audiorep_s"]})
+                if ours16 is not None:
+                    t16, low = median(times["bf16"]), ours16(wavs)
+                    errs = torch.cat([(a.float() - b.float())[i, :n].abs().reshape(-1)
+                                      for a, b in zip(ref.hidden_states, low.hidden_states)
+                                      for i, n in enumerate(frames)])
+                    row.update({"bf16_s": t16, "bf16_gain": row["audiorep_s"] / t16,
+                                "bf16_max_err": float(errs.max()), "bf16_mean_err": float(errs.mean()),
+                                **{f"bf16_{k}": v for k, v in roofline_columns(flops, t16, roof16["gflops"]).items()}})
                 if theirs is not None:
                     t_s3 = median(times["s3prl"])
                     row.update({"s3prl_s": t_s3, "s3prl_audio_s_per_s": audio_s / t_s3,
@@ -217,6 +237,12 @@ def run(args) -> dict:
     if args.eager:
         notes.append("eager_s = audiorep with AUDIOREP_CPU_FUSION=0 (no fused oneDNN linears, no valid-frame "
                      "packing); fast_path_gain = eager_s / audiorep_s")
+    if args.bf16:
+        notes.append("bf16_* = the same weights with the encoder cast to bf16 (MockingjayModel.reduced_precision, "
+                     "what `audiorep extract --precision bf16` runs; STFT and mel stay fp32); bf16_gain = audiorep_s / "
+                     "bf16_s; bf16_max_err / bf16_mean_err = abs difference from the fp32 hidden states over valid "
+                     f"frames, all layers; bf16_roofline_pct against the best bf16 GEMM rate measured now "
+                     f"({roof16['gflops']:.1f} GFLOP/s, {roof16['shape']})")
     if theirs is None:
         notes.append("s3prl not run (--no-s3prl): no ratio, no difference")
     return {"rows": rows, "notes": notes, "tables": tables,

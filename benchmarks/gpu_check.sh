@@ -95,11 +95,12 @@ if [ "$SMOKE" = 1 ]; then
   step fused_ops 240 "$PY" benchmarks/fused_ops.py --cpu-smoke --cases amp --no-compile --out "$RAW" \
     --write-tuned --tuned-path "$TUNED"
   if [ "$HAVE_S3PRL" = 1 ]; then
-    step pretrain_step 240 "$PY" benchmarks/pretrain_step.py --quick --batch 2 --steps 1 --out "$RAW"
-    step extract 240 "$PY" benchmarks/run.py extract --quick --batches quick-mixed --repeats 1 --out "$RAW"
+    step pretrain_step 240 "$PY" benchmarks/pretrain_step.py --quick --batch 2 --steps 1 --bf16 --out "$RAW"
+    step extract 240 "$PY" benchmarks/run.py extract --quick --batches quick-mixed --repeats 1 --bf16 --out "$RAW"
   else
     skip pretrain_step "s3prl not importable"
-    step extract 240 "$PY" benchmarks/run.py extract --quick --batches quick-mixed --repeats 1 --no-s3prl --out "$RAW"
+    step extract 240 "$PY" benchmarks/run.py extract --quick --batches quick-mixed --repeats 1 --no-s3prl --bf16 \
+      --out "$RAW"
   fi
   step long_utterance 240 "$PY" benchmarks/e2e_gpu.py --cpu-smoke --models mockingjay-base --backends sdpa --out "$RAW"
 else
@@ -110,10 +111,11 @@ else
   if [ "$HAVE_S3PRL" = 1 ]; then
     step pretrain_step 150 "$PY" benchmarks/pretrain_step.py --device cuda --bf16 --compile --batch 32 \
       --max-frames 1500 --min-frames 750 --steps 10 --out "$RAW"
-    step extract 60 "$PY" benchmarks/run.py extract --device cuda --batches 8x10,mixed --repeats 5 --out "$RAW"
+    step extract 60 "$PY" benchmarks/run.py extract --device cuda --batches 8x10,mixed --repeats 5 --bf16 --out "$RAW"
   else
     skip pretrain_step "s3prl not importable (set AUDIOREP_WHEELS); audiorep's GPU step is in long_utterance's train rows"
-    step extract 60 "$PY" benchmarks/run.py extract --device cuda --batches 8x10,mixed --repeats 5 --no-s3prl --out "$RAW"
+    step extract 60 "$PY" benchmarks/run.py extract --device cuda --batches 8x10,mixed --repeats 5 --no-s3prl --bf16 \
+      --out "$RAW"
   fi
   step long_utterance 60 "$PY" benchmarks/e2e_gpu.py --models mockingjay-base --backends auto sdpa triton \
     --batch 32 --max-frames 1500 --steps 5 --warmup 2 --extract-seconds 120 --out "$RAW"

@@ -3,6 +3,7 @@
     python benchmarks/pretrain_step.py                     # CPU, mockingjay-base, 4 utterances of 3-5 s
     python benchmarks/pretrain_step.py --model aalbert-base --batch 8 --max-frames 400
     python benchmarks/run.py pretrain_step                 # through the shared runner
+    python benchmarks/pretrain_step.py --bf16                              # CPU: adds bf16-autocast rows for both
     python benchmarks/pretrain_step.py --device cuda --bf16 --compile   # on a GPU (adds s3prl fp16 autocast)
 
 A step is forward + backward + grad clip 5 + AdamW over encoder and prediction head:
@@ -40,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=500, help="longest utterance (10 ms frames)")
     p.add_argument("--min-frames", type=int, default=300, help="shortest utterance (lengths spread evenly)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per contender (default 5, quick 2)")
-    p.add_argument("--bf16", action="store_true", help="GPU: audiorep under bf16 autocast (adds s3prl fp16 row)")
+    p.add_argument("--bf16", action="store_true",
+                   help="GPU: audiorep under bf16 autocast (adds s3prl fp16 row); CPU: adds a bf16-autocast row per side")
     p.add_argument("--compile", action="store_true", help="also time audiorep with torch.compile")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time (the real figure on an idle machine); cpu: this process's CPU time, "
@@ -130,13 +132,16 @@ def run(args: argparse.Namespace) -> dict:
     keys = utterance_keys([f"u{i}" for i in range(B)], 0, 0, device)
     plan = make_plan(flens, T, 80, mcfg, keys)
     a_inputs = apply_plan(feats, plan)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 and device.type == "cuda"
-                else torch.autocast(device.type, enabled=False))
+    cuda_bf16 = args.bf16 and device.type == "cuda"  # CUDA: every audiorep row under bf16 autocast
+    cpu_bf16 = args.bf16 and device.type == "cpu"  # CPU: extra bf16 rows for both sides, fp32 rows stay
 
-    def model_step(mam, params, opt, inputs=None, p=None):
+    def autocast(bf16: bool):
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+    def model_step(mam, params, opt, inputs=None, p=None, bf16=cuda_bf16):
         inputs = a_inputs if inputs is None else inputs
         p = plan if p is None else p
-        with autocast:
+        with autocast(bf16):
             total, count = mam.reconstruction_error(inputs, feats, flens, p)
         (total / count.clamp_min(1.0)).backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -163,10 +168,10 @@ def run(args: argparse.Namespace) -> dict:
                 "noise_proportion": 0.0, "position_encoding_size": cfg.hidden_size}
     s_data = generate_masked_acoustic_model_data([feats.cpu()], task_cfg)
 
-    def s_model_step(data=None, fp16=False):
+    def s_model_step(data=None, fp16=False, bf16=False):
         spec_masked, pos_enc, mask_label, attn_mask, spec_target = [t.to(device) for t in (data or s_data)]
         pos_enc = pos_enc.expand(spec_masked.size(0), *pos_enc.size())
-        ctx = torch.autocast(device.type, dtype=torch.float16) if fp16 else torch.autocast(device.type, enabled=False)
+        ctx = torch.autocast(device.type, dtype=torch.float16) if fp16 else autocast(bf16)
         with ctx:
             hidden = s_enc(spec_masked, pos_enc, attn_mask, output_all_encoded_layers=False)
             pred, _ = s_head(hidden)
@@ -186,6 +191,9 @@ def run(args: argparse.Namespace) -> dict:
         fns["audiorep padded compiled"] = a_padded_step
     if device.type == "cuda":
         fns["s3prl fp16 autocast"] = lambda: s_model_step(fp16=True)
+    if cpu_bf16:  # the same torch.autocast around each library's step; weights and optimizer stay fp32
+        fns["audiorep bf16 autocast"] = lambda: model_step(*packed_side, bf16=True)
+        fns["s3prl bf16 autocast"] = lambda: s_model_step(bf16=True)
     if args.clock == "cpu":
         times = _interleaved_cpu(fns, steps, warmup=1 if not args.compile else 2)
     else:
@@ -198,17 +206,18 @@ def run(args: argparse.Namespace) -> dict:
     flops = train_step_flops(cfg, flens.tolist()).total  # useful work: valid frames, whole utterances
     shapes = gemm_shapes(cfg, valid_frames, head=True)
     roofs = {"float32": gemm_roofline(shapes, str(device), "float32", clock=args.clock)}
-    if device.type == "cuda":
+    if device.type == "cuda" or cpu_bf16:
         roofs["bfloat16"] = gemm_roofline(shapes, str(device), "bfloat16", clock=args.clock)
 
     base = median(times["s3prl"])
     base_full = median(times["s3prl +alteration"])
     rows = []
-    a_dtype = "bf16 autocast" if args.bf16 and device.type == "cuda" else "float32"
+    a_dtype = "bf16 autocast" if cuda_bf16 else "float32"
     for name, ts in times.items():
         m = median(ts)
         ref = base_full if name.endswith("+alteration") else base
-        dtype = "fp16 autocast" if "fp16" in name else (a_dtype if name.startswith("audiorep") else "float32")
+        dtype = ("fp16 autocast" if "fp16" in name else "bf16 autocast" if "bf16" in name
+                 else a_dtype if name.startswith("audiorep") else "float32")
         roof = roofs["float32" if dtype == "float32" else "bfloat16"]
         rows.append({"contender": name, "dtype": dtype,
                      "step_ms": m * 1e3, "frames_per_s": valid_frames / m, "spread": spread(ts),
@@ -230,8 +239,14 @@ def run(args: argparse.Namespace) -> dict:
         "forward and backward, valid frames only, the same useful work credited to every contender) / step time; "
         "roofline_pct = that as a share of the best GEMM rate measured in this run on the model's own shapes "
         "with the same clock: " + "; ".join(f"{k} {r['gflops']:.1f} GFLOP/s ({r['shape']})" for k, r in roofs.items())
-        + ("; fp16 and bf16 rows are measured against the bf16 rate" if device.type == "cuda" else ""),
+        + ("; fp16 and bf16 rows are measured against the bf16 rate" if "bfloat16" in roofs else ""),
     ]
+    if cpu_bf16:
+        b_ratio = median(times["s3prl bf16 autocast"]) / median(times["audiorep bf16 autocast"])
+        notes.append(f"bf16 rows: torch.autocast(cpu, bfloat16) around each library's forward and loss (fp32 "
+                     f"weights, AdamW and clipping); audiorep / s3prl at bf16: {b_ratio:.2f}x; audiorep bf16 / "
+                     f"s3prl fp32: {base / median(times['audiorep bf16 autocast']):.2f}x (speedup_vs_s3prl is "
+                     "against the fp32 s3prl row)")
     return {
         "rows": rows,
         "columns": ["contender", "dtype", "step_ms", "frames_per_s", "speedup_vs_s3prl", "gflops_s", "roofline_pct",

@@ -108,3 +108,27 @@ def test_streaming_writer_round_trips_and_aborts_cleanly(tmp_path):
             raise RuntimeError("stop")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.safetensors"]  # old file kept, no partial left
     assert set(load_file(path)) == set(tensors)
+
+
+@pytest.mark.skipif(not __import__("audiorep.kernels.fused", fromlist=["x"]).CPU_BF16,
+                    reason="oneDNN has no bf16 on this CPU")
+def test_bf16_extraction_is_close_to_fp32_and_says_so(setup, tmp_path):
+    _, folder, paths = setup
+    out32, out16 = tmp_path / "fp32.safetensors", tmp_path / "bf16.safetensors"
+    assert main(["extract", str(folder), *paths, "--out", str(out32)]) == 0
+    assert main(["extract", str(folder), *paths, "--out", str(out16), "--precision", "bf16"]) == 0
+    a, b = load_file(out32), load_file(out16)
+    for p in paths:
+        assert b[p].dtype == torch.float32 and b[p].shape == a[p].shape
+        err = (b[p] - a[p]).abs()
+        assert 0 < float(err.max()) < 0.15 and float(err.mean()) < 0.02, p  # bf16 rounding, not a different model
+    with safe_open(str(out16), "pt") as f:
+        assert f.metadata()["precision"] == "bf16"
+
+
+def test_bf16_extraction_of_an_fp32_only_upstream_is_one_line():
+    from audiorep.commands.extract import _to_bf16
+    from audiorep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--precision bf16: hf:x \(Linear\) runs in fp32 only"):
+        _to_bf16(torch.nn.Linear(2, 2), "hf:x")  # an upstream without reduced_precision (e.g. a foreign encoder)

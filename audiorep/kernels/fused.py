@@ -13,7 +13,7 @@ The same inference path packs the valid frames of a padded batch back to back (s
 ``MockingjayModel.encode``), so no GEMM work is spent on padding.
 
 The kernel config's ``cpu_fusion`` switch (``AUDIOREP_CPU_FUSION=0``) turns both off for the modules built
-while it holds (see ``config.py``); here are only the per-call facts (eval, no autograd, CPU, fp32).
+while it holds (see ``config.py``); here are only the per-call facts (eval, no autograd, CPU, fp32 or bf16).
 """
 
 from __future__ import annotations
@@ -35,7 +35,16 @@ def _have_op() -> bool:
         return False
 
 
+def _have_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 HAVE_ONEDNN_LINEAR = _have_op()  # a fact about this torch build, probed once at import
+# oneDNN computes bf16 on this CPU (AVX512-BF16/AMX, or AVX512BW conversions): bf16 inference may fuse too
+CPU_BF16 = _have_bf16()
 
 
 def cpu_inference(x: torch.Tensor, training: bool) -> bool:
@@ -44,8 +53,10 @@ def cpu_inference(x: torch.Tensor, training: bool) -> bool:
 
 
 def fusion_enabled(choice: "KernelChoice", x: torch.Tensor, training: bool) -> bool:
-    """Whether a module built with ``choice`` may use the fused oneDNN linears for input ``x`` right now."""
-    return choice.onednn_linear and x.dtype == torch.float32 and cpu_inference(x, training)
+    """Whether a module built with ``choice`` may use the fused oneDNN linears for input ``x`` right now
+    (fp32, or bf16 where oneDNN computes it: see ``MockingjayModel.reduced_precision``)."""
+    ok_dtype = x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and CPU_BF16)
+    return choice.onednn_linear and ok_dtype and cpu_inference(x, training)
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False, residual: torch.Tensor | None = None,

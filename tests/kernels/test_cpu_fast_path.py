@@ -36,6 +36,34 @@ def test_fused_linear_matches_eager(mode):
     assert (got - want).abs().max().item() < 1e-5
 
 
+@pytest.mark.skipif(not fused.CPU_BF16, reason="oneDNN has no bf16 on this CPU")
+@pytest.mark.parametrize("mode", ["plain", "gelu", "residual"])
+def test_fused_bf16_linear_matches_eager_bf16(mode):
+    """bf16 inference fuses too; its reference is the eager bf16 op (both round to bf16 once per output)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(48, 96 if mode != "residual" else 48).to(torch.bfloat16)
+    x = torch.randn(3, 17, 48).to(torch.bfloat16)  # (B, T, in)
+    res = torch.randn(3, 17, 48).to(torch.bfloat16) if mode == "residual" else None
+    with torch.inference_mode():
+        assert fused.fusion_enabled(choose(), x, False)
+        want = fused.linear(x, layer, gelu=mode == "gelu", residual=res, fused=False)
+        got = fused.linear(x, layer, gelu=mode == "gelu", residual=res, fused=True)
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - want.float()).abs().max().item() <= 0.02 * want.float().abs().max().item()
+
+
+def test_model_reduced_precision_keeps_the_front_end_fp32():
+    model = tiny_model().reduced_precision()
+    assert all(p.dtype == torch.bfloat16 for p in model.layers.parameters())
+    assert model.features.window.dtype == torch.float32
+    wav = torch.randn(1, 8000) * 0.1
+    with torch.inference_mode():
+        out = model(wav)
+        ref = tiny_model()(wav)
+    assert out.last_hidden_state.dtype == torch.bfloat16
+    assert (out.last_hidden_state.float() - ref.last_hidden_state).abs().max() < 0.15
+
+
 def test_fast_path_only_without_autograd():
     x = torch.randn(2, 3)
     assert not fused.cpu_inference(x, training=False)  # grad mode is on here
