@@ -128,3 +128,26 @@ def test_distance_bias_is_learned_saved_and_refused_by_the_s3prl_export(tmp_path
         assert not torch.allclose(plain(wav).last_hidden_state, model(wav).last_hidden_state)
     with pytest.raises(ConfigError, match="distance_bias cannot be exported"):
         export_s3prl_checkpoint(model, tmp_path / "s3.ckpt")
+
+
+def test_distance_bias_floor_changes_nothing_but_keeps_scores_out_of_denormals():
+    """Scores below -BIAS_FLOOR only ever weighed < e^-50 of the nearest key: flooring them leaves the attention
+    output as it was, and exp() of the floored scores stays a normal float32 (denormals are slow on CPU)."""
+    from audiorep.layers import transformer as tr
+
+    torch.manual_seed(0)
+    attn = tr.SelfAttention(32, 4, 0.0, distance_bias=True).eval()
+    with torch.no_grad():
+        attn.distance_log_slope.copy_(torch.tensor([2.0, 0.8, 0.05, 0.001]).log())  # steep to flat heads
+    bias = attn.score_bias(200, torch.device("cpu"))  # (nh, T, T)
+    assert float(bias.min()) == -tr.BIAS_FLOOR and float(bias.max()) == 0.0
+    assert float(bias.exp().min()) >= torch.finfo(torch.float32).tiny
+    x = torch.randn(2, 200, 32)
+    with torch.no_grad():
+        floored = attn(x, None, None)
+        try:
+            tr.BIAS_FLOOR = float("inf")
+            exact = attn(x, None, None)
+        finally:
+            tr.BIAS_FLOOR = 50.0
+    torch.testing.assert_close(floored, exact, rtol=0, atol=1e-6)
