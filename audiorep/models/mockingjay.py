@@ -181,8 +181,8 @@ class MockingjayModel(PretrainedModel):
         absolute error on unit-variance hidden states; ``benchmarks/extract.py --bf16``). For training keep
         fp32 weights and use autocast (``train.precision``) instead.
         """
-        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"reduced_precision: dtype must be float32, bfloat16 or float16, got {dtype}")
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"reduced_precision: dtype must be float32 or bfloat16, got {dtype}")
         self.to(dtype)
         self.features.float()
         return self
