@@ -9,8 +9,8 @@
 A step is forward + backward + grad clip 5 + AdamW over encoder and prediction head:
 
 - audiorep: ``MaskedAcousticModel.reconstruction_error`` (encoder + ``SpecPredictionHead`` + mask-multiply
-  L1), as the trainer runs it: on CPU packed, i.e. every op on the valid frames only and attention per
-  utterance; the "audiorep padded" row is the same step with packing switched off
+  L1), as the trainer runs it: on CPU packed, i.e. every encoder op on the valid frames only, attention per
+  utterance, and the head and loss on the altered frames only (the only ones the loss reads); the "audiorep padded" row is the same step with packing switched off
   (``use_kernels(packed_training=False)``), every op on the padded (B, T) batch;
 - s3prl 0.4.18: ``TransformerModel`` + ``TransformerSpecPredictionHead`` + ``nn.L1Loss`` on
   ``masked_select`` (what ``pretrain/mockingjay/pretrain_expert.py`` runs).
@@ -233,10 +233,12 @@ def run(args: argparse.Namespace) -> dict:
         f"audiorep / s3prl step throughput: {ratio:.2f}x (model step), {ratio_full:.2f}x (including alteration)",
         "s3prl loss uses masked_select over its own masks; audiorep a 0/1 mask multiply; AdamW(2e-4, wd 0.01) "
         "and grad clip 5 on both (audiorep: the fused implementation on CPU, as build_optimizer picks it)",
-        "audiorep = the step as training runs it (on CPU packed: valid frames only, attention per utterance); "
-        "audiorep padded = same weights and step with packing off (AUDIOREP_PACKED_TRAINING=0)",
+        "audiorep = the step as training runs it (on CPU packed: valid frames only, attention per utterance, "
+        "prediction head on altered frames only); audiorep padded = same weights and step with packing off "
+        "(AUDIOREP_PACKED_TRAINING=0)",
         f"gflops_s = {flops / 1e9:.1f} GFLOP per step (audiorep.kernels.flops.train_step_flops: GEMMs + attention, "
-        "forward and backward, valid frames only, the same useful work credited to every contender) / step time; "
+        "forward and backward, valid frames only, the same useful work credited to every contender; the head is "
+        "counted on every valid frame, as s3prl and the padded row compute it, ~3% of the step) / step time; "
         "roofline_pct = that as a share of the best GEMM rate measured in this run on the model's own shapes "
         "with the same clock: " + "; ".join(f"{k} {r['gflops']:.1f} GFLOP/s ({r['shape']})" for k, r in roofs.items())
         + ("; fp16 and bf16 rows are measured against the bf16 rate" if "bfloat16" in roofs else ""),
