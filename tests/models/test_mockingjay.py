@@ -139,7 +139,7 @@ def test_distance_bias_floor_changes_nothing_but_keeps_scores_out_of_denormals()
     attn = tr.SelfAttention(32, 4, 0.0, distance_bias=True).eval()
     with torch.no_grad():
         attn.distance_log_slope.copy_(torch.tensor([2.0, 0.8, 0.05, 0.001]).log())  # steep to flat heads
-    bias = attn.score_bias(200, torch.device("cpu"))  # (nh, T, T)
+    bias = attn.score_bias(200, torch.device("cpu")).detach()  # (nh, T, T)
     assert float(bias.min()) == -tr.BIAS_FLOOR and float(bias.max()) == 0.0
     assert float(bias.exp().min()) >= torch.finfo(torch.float32).tiny
     x = torch.randn(2, 200, 32)
