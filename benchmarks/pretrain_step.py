@@ -10,7 +10,8 @@ A step is forward + backward + grad clip 5 + AdamW over encoder and prediction h
 
 - audiorep: ``MaskedAcousticModel.reconstruction_error`` (encoder + ``SpecPredictionHead`` + mask-multiply
   L1), as the trainer runs it: on CPU packed, i.e. every encoder op on the valid frames only, attention per
-  utterance, and the head and loss on the altered frames only (the only ones the loss reads); the "audiorep padded" row is the same step with packing switched off
+  utterance, and the head and loss on the altered frames only (the only ones the loss reads); the
+  "audiorep padded" row is the same step with packing switched off
   (``use_kernels(packed_training=False)``), every op on the padded (B, T) batch;
 - s3prl 0.4.18: ``TransformerModel`` + ``TransformerSpecPredictionHead`` + ``nn.L1Loss`` on
   ``masked_select`` (what ``pretrain/mockingjay/pretrain_expert.py`` runs).
@@ -42,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-frames", type=int, default=300, help="shortest utterance (lengths spread evenly)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per contender (default 5, quick 2)")
     p.add_argument("--bf16", action="store_true",
-                   help="GPU: audiorep under bf16 autocast (adds s3prl fp16 row); CPU: adds a bf16-autocast row per side")
+                   help="GPU: audiorep under bf16 autocast (adds s3prl fp16 row); "
+                        "CPU: adds a bf16-autocast row per side")
     p.add_argument("--compile", action="store_true", help="also time audiorep with torch.compile")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall: elapsed time (the real figure on an idle machine); cpu: this process's CPU time, "

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 import audiorep
 from audiorep.cli import main
 from audiorep.commands.extract import length_batches
+from audiorep.kernels.fused import CPU_BF16
 from audiorep.tensorfile import StreamingSafetensorsWriter
 
 
@@ -110,8 +111,7 @@ def test_streaming_writer_round_trips_and_aborts_cleanly(tmp_path):
     assert set(load_file(path)) == set(tensors)
 
 
-@pytest.mark.skipif(not __import__("audiorep.kernels.fused", fromlist=["x"]).CPU_BF16,
-                    reason="oneDNN has no bf16 on this CPU")
+@pytest.mark.skipif(not CPU_BF16, reason="oneDNN has no bf16 on this CPU")
 def test_bf16_extraction_is_close_to_fp32_and_says_so(setup, tmp_path):
     _, folder, paths = setup
     out32, out16 = tmp_path / "fp32.safetensors", tmp_path / "bf16.safetensors"
