@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 
 from ..audio import batch_waveforms, read_audio
+from .loss import masked_error
 from .masking import MaskingConfig, apply_plan, make_plan, utterance_keys
 
 
@@ -140,8 +141,7 @@ def reconstruction_report(model, paths: Sequence[str], ids: Sequence[str], maski
         for b in range(DISTANCE_BUCKETS):
             bucket_n[b] += float((frame_mask * (bucket == b)).sum()) * mask.shape[-1]
         for k, v in refs.items():
-            diff = v.float() - targets.float()  # (B, T, D')
-            per_frame = ((diff.abs() if model.loss == "l1" else diff.square()) * mask).sum(-1)  # (B, T) over bins
+            per_frame = masked_error(v, targets, mask, model.loss).sum(-1)  # (B, T) error summed over bins
             sums[k] = sums.get(k, 0.0) + float(per_frame.sum())  # the masked loss sum, computed once
             acc = by_dist.setdefault(k, [0.0] * DISTANCE_BUCKETS)
             for b in range(DISTANCE_BUCKETS):

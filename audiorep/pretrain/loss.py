@@ -13,15 +13,19 @@ from ..errors import ConfigError
 LOSSES = ("l1", "mse")
 
 
-def masked_error_sum(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "l1") -> torch.Tensor:
-    """Sum of |pred - target| (or squared error) over elements where ``mask`` is 1, computed in float32."""
+def masked_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """Per-element |pred - target| (or squared error) times ``mask``, in float32: (..., D) like the inputs."""
     if kind not in LOSSES:
         raise ConfigError(f"loss must be one of {LOSSES}, got {kind!r}")
     if pred.shape != target.shape or mask.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)}, target {tuple(target.shape)} and mask {tuple(mask.shape)} differ")
     diff = pred.float() - target.float()  # (B, T, D); fp32 even under bf16 autocast
-    err = diff.abs() if kind == "l1" else diff.square()
-    return (err * mask.float()).sum()
+    return (diff.abs() if kind == "l1" else diff.square()) * mask.float()
+
+
+def masked_error_sum(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    """Sum of |pred - target| (or squared error) over elements where ``mask`` is 1, computed in float32."""
+    return masked_error(pred, target, mask, kind).sum()
 
 
 def masked_reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,

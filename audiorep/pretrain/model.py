@@ -76,14 +76,14 @@ class MaskedAcousticModel(nn.Module):
                              plan: MaskPlan) -> tuple[torch.Tensor, torch.Tensor]:
         """(error sum over the altered elements, their count) for altered inputs (B, T, D), targets (B, T, D').
 
-        Where the encoder packs (CPU training steps), the encoder runs on the valid frames only and the
-        head and loss on the frames the loss reads (about 15% of them; the head is frame-wise, so the other
-        frames' predictions would only be multiplied by zero). Padded positions are never altered, so the
+        Where the encoder packs (CPU training steps and CPU inference), the encoder runs on the valid frames
+        only and the head and loss on the frames the loss reads (about 15% of them; the head is frame-wise, so
+        the other frames' predictions would only be multiplied by zero). Padded positions are never altered, so the
         sum is the padded path's.
         """
         mask = plan.loss_mask(self.target_dim, dtype=torch.float32)  # (B, T, D')
         B, T, D = inputs.shape
-        if self.encoder.packs(inputs) and torch.is_grad_enabled():
+        if self.encoder.packs(inputs):
             rows = (torch.arange(T, device=inputs.device) < flens[:, None]).reshape(B * T).nonzero().squeeze(1)  # (N,)
             hidden = self.encoder.encode_packed(inputs.reshape(B * T, D).index_select(0, rows), flens.tolist(),
                                                 rows % T)[-1]  # (N, H)

@@ -145,9 +145,9 @@ def test_distance_bias_floor_changes_nothing_but_keeps_scores_out_of_denormals()
     x = torch.randn(2, 200, 32)
     with torch.no_grad():
         floored = attn(x, None, None)
+        floor, tr.BIAS_FLOOR = tr.BIAS_FLOOR, float("inf")
         try:
-            tr.BIAS_FLOOR = float("inf")
             exact = attn(x, None, None)
         finally:
-            tr.BIAS_FLOOR = 50.0
+            tr.BIAS_FLOOR = floor
     torch.testing.assert_close(floored, exact, rtol=0, atol=1e-6)

@@ -124,3 +124,19 @@ def test_unpadded_batches_take_the_batched_path(lens):
     packed, padded = _pair()
     batch = _batch(lens)
     torch.testing.assert_close(packed.reconstruction_error(*batch)[0], padded.reconstruction_error(*batch)[0])
+
+
+def test_packed_error_sum_in_cpu_inference_equals_the_padded_path():
+    """Under no_grad in eval mode the packed path (fused linears, head on altered frames) gives the same sum."""
+    packed, padded = _pair()
+    batch = _batch()
+    with torch.no_grad():
+        t1, c1 = packed.eval().reconstruction_error(*batch)
+        with use_kernels(cpu_fusion=False, packed_training=False):
+            padded = MaskedAcousticModel(padded.encoder.__class__(padded.encoder.config, FeatureConfig()),
+                                         MaskingConfig()).eval()
+        padded.load_state_dict(packed.state_dict())
+        assert not padded.encoder.packs(batch[0])
+        t2, c2 = padded.reconstruction_error(*batch)
+    assert c1 == c2
+    torch.testing.assert_close(t1, t2, rtol=1e-5, atol=1e-4)
