@@ -26,9 +26,12 @@ def dropout_scale_mask(shape: tuple[int, ...], p: float, dtype: torch.dtype = to
         raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
     n = math.prod(shape)
     words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()  # 2 draws per word
-    bits = words.view(torch.int16)[:n].bitwise_and(2 ** _BITS - 1)  # (n,) uniform in [0, 2**15)
-    keep = bits >= round(p * 2 ** _BITS)
-    return keep.to(dtype).mul_(1.0 / (1.0 - p)).view(shape)
+    bits = words.view(torch.int16)[:n].bitwise_and_(2 ** _BITS - 1)  # (n,) uniform in [0, 2**15)
+    # the comparison writes 0/1 straight into the float mask: bool -> float is an unvectorised pass on CPU
+    # (2.2 ms for 3M elements; this compare 1.4 ms, against 1.7 ms for a bool result alone)
+    mask = torch.empty(shape, dtype=dtype, device=device)
+    torch.ge(bits.view(shape), round(p * 2 ** _BITS), out=mask)
+    return mask.mul_(1.0 / (1.0 - p))
 
 
 def attention_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:

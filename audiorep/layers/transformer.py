@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from ..kernels import KernelChoice, add_layer_norm, attention, choose
+from ..kernels import KernelChoice, add_layer_norm, attention, choose, resolve_ln_backend
 from ..kernels import fused
 from ..kernels.cpu_dropout import dropout_scale_mask
 
@@ -146,11 +146,11 @@ class TransformerLayer(nn.Module):
 
     def _add_norm_packed(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
         """:meth:`_add_norm` on packed frames; on CPU in training the dropout mask comes from random bits
-        (``kernels.cpu_dropout``: a third of ``F.dropout``'s time) and the LayerNorm step gets no dropout."""
+        (``kernels.cpu_dropout``: a third of ``F.dropout``'s time), applied in the residual add itself."""
         p = self.dropout.p if self.training else 0.0
-        if p > 0.0 and y.device.type == "cpu":
-            y = y * dropout_scale_mask(tuple(y.shape), p, y.dtype, y.device)
-            p = 0.0
+        if p > 0.0 and y.device.type == "cpu" and resolve_ln_backend(x, self.kernels.layer_norm, y) == "torch":
+            z = torch.addcmul(x, y, dropout_scale_mask(tuple(y.shape), p, y.dtype, y.device))  # (N, H) one pass
+            return F.layer_norm(z, (z.shape[-1],), norm.weight, norm.bias, norm.eps)
         return add_layer_norm(x, y, norm.weight, norm.bias, norm.eps, p, backend=self.kernels.layer_norm)
 
     def forward_packed(self, x: torch.Tensor, lens: list[int]) -> torch.Tensor:
