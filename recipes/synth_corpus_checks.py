@@ -11,7 +11,11 @@
      purely additive model cannot express);
    * text + true style (ceiling of a bag-of-words model that knew the style exactly).
    Reported as MAE, Pearson correlation and Acc-2 (non-zero labels, sign agreement), as MMSA does.
-3. ``--codec``: re-synthesizes 3 speakers losslessly (needs festival/flite/sox) and compares their
+3. Style (emphatic / neutral / flat), ``train`` -> ``test``: one-vs-rest ridge on the one-hot style from
+   per-utterance mean and std of log-mel (CMVN off), the same plus mean and std of |frame difference|,
+   seconds per word, and seconds per word divided by the speaker's mean over ``train``: what a probe on
+   pooled frames can read, against the cue that defines the style (rate relative to the speaker's own).
+4. ``--codec``: re-synthesizes 3 speakers losslessly (needs festival/flite/sox) and compares their
    CMVN log-mel features with the bundled Ogg Vorbis files.
 """
 
@@ -109,6 +113,13 @@ def _predict(w, x):
     return torch.cat([x, torch.ones(len(x), 1)], 1) @ w
 
 
+def _fit_ridge(x, y, lams=(1e-2, 1e-1, 1.0, 10.0, 100.0)):
+    """Ridge weights and the strength chosen on a held-out fifth of the training rows (by MAE)."""
+    n_val = len(x) // 5
+    best = min(lams, key=lambda lam: (_predict(_ridge(x[n_val:], y[n_val:], lam), x[:n_val]) - y[:n_val]).abs().mean())
+    return _ridge(x, y, best), best
+
+
 def _metrics(pred, y) -> dict:
     pred = pred.clamp(-3, 3)
     mae = (pred - y).abs().mean().item()
@@ -145,17 +156,60 @@ def sentiment(corpus) -> dict:
     out = {"train_utts": len(tr), "test_utts": len(te)}
     for name, xa, xb in [("text_only", btr, bte), ("text_prosody", inter(btr, ptr), inter(bte, pte)),
                          ("text_true_style", style_inter(btr, str_), style_inter(bte, ste))]:
-        # ridge strength chosen on a held-out fifth of the training speakers' utterances
-        n_val = len(xa) // 5
-        best = min((1e-2, 1e-1, 1.0, 10.0, 100.0),
-                   key=lambda lam: (_predict(_ridge(xa[n_val:], ytr[n_val:], lam), xa[:n_val]) - ytr[:n_val]).abs().mean())
-        w = _ridge(xa, ytr, best)
+        w, best = _fit_ridge(xa, ytr)
         out[name] = {**_metrics(_predict(w, xb), yte), "ridge": best}
     # prosodic measures by style: shows the cue the model can hear
     out["prosody_by_style"] = {
         s: {"sec_per_word": round(raw[ste[:, k] == 1, 0].mean().item(), 3),
             "logf0_std": round(raw[ste[:, k] == 1, 1].mean().item(), 3)} for k, s in enumerate(styles)
     }
+    return out
+
+
+STYLES = ("emphatic", "neutral", "flat")
+
+
+def _pooled_logmel(items) -> torch.Tensor:
+    """Per utterance: mean and std of log-mel (CMVN off) and of |frame-to-frame difference|, (N, 320)."""
+    fx = FeatureExtractor(FeatureConfig(cmvn=False))
+    rows = []
+    for it in items:
+        with torch.no_grad():
+            f, _ = fx(it["wav"][None], torch.tensor([it["wav"].numel()]))  # (1, T, 80)
+        d = (f[0, 1:] - f[0, :-1]).abs()  # (T - 1, 80)
+        rows.append(torch.cat([f[0].mean(0), f[0].std(0), d.mean(0), d.std(0)]))  # (320,)
+    return torch.stack(rows)
+
+
+def style(corpus) -> dict:
+    """Style accuracy (%) of one-vs-rest ridge, train -> test, from pooled frames and from speaking rate."""
+    tr, te = _load(corpus, "train"), _load(corpus, "test")
+    ytr = torch.tensor([STYLES.index(it["style"]) for it in tr])
+    yte = torch.tensor([STYLES.index(it["style"]) for it in te])
+
+    def rate(items):
+        return torch.tensor([it["wav"].numel() / 16000 / max(1, len(re.findall(r"[a-z']+", it["text"])))
+                             for it in items])  # (N,) seconds per word
+
+    r_tr, r_te = rate(tr), rate(te)
+    own = {s: r_tr[[i for i, it in enumerate(tr) if it["speaker"] == s]].mean() for s in {it["speaker"] for it in tr}}
+    rel_tr = r_tr / torch.stack([own[it["speaker"]] for it in tr])
+    rel_te = r_te / torch.stack([own[it["speaker"]] for it in te])
+    p_tr, p_te = _pooled_logmel(tr), _pooled_logmel(te)
+    sets = {
+        "logmel_mean_std": (p_tr[:, :160], p_te[:, :160]),
+        "logmel_mean_std_plus_delta": (p_tr, p_te),
+        "sec_per_word": (torch.stack([r_tr, r_tr ** 2], 1), torch.stack([r_te, r_te ** 2], 1)),
+        "sec_per_word_over_speaker_mean": (torch.stack([rel_tr, rel_tr ** 2], 1), torch.stack([rel_te, rel_te ** 2], 1)),
+    }
+    onehot = torch.nn.functional.one_hot(ytr, 3).float()
+    out = {"train_utts": len(tr), "test_utts": len(te),
+           "majority_pct": round(100 * yte.bincount().max().item() / len(yte), 1)}
+    for name, (xa, xb) in sets.items():
+        mu, sd = xa.mean(0), xa.std(0) + 1e-6
+        w, lam = _fit_ridge((xa - mu) / sd, onehot)
+        acc = (_predict(w, (xb - mu) / sd).argmax(1) == yte).float().mean().item()
+        out[name] = {"acc_pct": round(100 * acc, 1), "ridge": lam}
     return out
 
 
@@ -196,7 +250,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)  # small matrices; the machine is shared
     corpus = get_corpus(a.corpus)
     t0 = time.time()
-    res = {"corpus": corpus.info(), "speaker_id": speaker_id(corpus), "sentiment": sentiment(corpus)}
+    res = {"corpus": corpus.info(), "speaker_id": speaker_id(corpus), "sentiment": sentiment(corpus),
+           "style": style(corpus)}
     if a.codec:
         res["codec"] = codec(corpus)
     res["seconds"] = round(time.time() - t0, 1)
