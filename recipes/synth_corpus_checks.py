@@ -41,22 +41,27 @@ def _load(corpus, split):
     return [ds[i] for i in range(len(ds))]
 
 
-def speaker_id(corpus) -> dict:
+STYLES = ("emphatic", "neutral", "flat")
+
+
+def _pooled_logmel(items) -> torch.Tensor:
+    """Per utterance: mean and std of log-mel (CMVN off) and of |frame-to-frame difference|, (N, 320)."""
     fx = FeatureExtractor(FeatureConfig(cmvn=False))
+    rows = []
+    for it in items:
+        with torch.no_grad():
+            f, _ = fx(it["wav"][None], torch.tensor([it["wav"].numel()]))  # (1, T, 80)
+        d = (f[0, 1:] - f[0, :-1]).abs()  # (T - 1, 80)
+        rows.append(torch.cat([f[0].mean(0), f[0].std(0), d.mean(0), d.std(0)]))  # (320,)
+    return torch.stack(rows)
 
-    def feats(items):
-        out = []
-        for it in items:
-            with torch.no_grad():
-                f, _ = fx(it["wav"][None], torch.tensor([it["wav"].numel()]))  # (1, T, 80)
-            out.append(torch.cat([f[0].mean(0), f[0].std(0)]))  # (160,)
-        return torch.stack(out)  # (N, 160)
 
+def speaker_id(corpus) -> dict:
     tr, te = _load(corpus, "train"), _load(corpus, "test")
     spk = sorted({it["speaker"] for it in tr})
     ytr = torch.tensor([spk.index(it["speaker"]) for it in tr])
     yte = torch.tensor([spk.index(it["speaker"]) for it in te])
-    xtr, xte = feats(tr), feats(te)
+    xtr, xte = _pooled_logmel(tr)[:, :160], _pooled_logmel(te)[:, :160]  # (N, 160): mean and std
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
     xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     lin = torch.nn.Linear(xtr.shape[1], len(spk))
@@ -143,9 +148,8 @@ def sentiment(corpus) -> dict:
     raw = pte.clone()
     mu, sd = ptr.mean(0), ptr.std(0)
     ptr, pte = (ptr - mu) / sd, (pte - mu) / sd
-    styles = ["emphatic", "neutral", "flat"]
-    str_ = torch.nn.functional.one_hot(torch.tensor([styles.index(it["style"]) for it in tr]), 3).float()
-    ste = torch.nn.functional.one_hot(torch.tensor([styles.index(it["style"]) for it in te]), 3).float()
+    str_ = torch.nn.functional.one_hot(torch.tensor([STYLES.index(it["style"]) for it in tr]), 3).float()
+    ste = torch.nn.functional.one_hot(torch.tensor([STYLES.index(it["style"]) for it in te]), 3).float()
 
     def inter(b, p):  # bag of words times each prosodic measure, plus the measures
         return torch.cat([b] + [b * p[:, k : k + 1] for k in range(p.shape[1])] + [p, p.pow(2)], 1)
@@ -161,24 +165,9 @@ def sentiment(corpus) -> dict:
     # prosodic measures by style: shows the cue the model can hear
     out["prosody_by_style"] = {
         s: {"sec_per_word": round(raw[ste[:, k] == 1, 0].mean().item(), 3),
-            "logf0_std": round(raw[ste[:, k] == 1, 1].mean().item(), 3)} for k, s in enumerate(styles)
+            "logf0_std": round(raw[ste[:, k] == 1, 1].mean().item(), 3)} for k, s in enumerate(STYLES)
     }
     return out
-
-
-STYLES = ("emphatic", "neutral", "flat")
-
-
-def _pooled_logmel(items) -> torch.Tensor:
-    """Per utterance: mean and std of log-mel (CMVN off) and of |frame-to-frame difference|, (N, 320)."""
-    fx = FeatureExtractor(FeatureConfig(cmvn=False))
-    rows = []
-    for it in items:
-        with torch.no_grad():
-            f, _ = fx(it["wav"][None], torch.tensor([it["wav"].numel()]))  # (1, T, 80)
-        d = (f[0, 1:] - f[0, :-1]).abs()  # (T - 1, 80)
-        rows.append(torch.cat([f[0].mean(0), f[0].std(0), d.mean(0), d.std(0)]))  # (320,)
-    return torch.stack(rows)
 
 
 def style(corpus) -> dict:
