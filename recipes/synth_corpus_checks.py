@@ -56,12 +56,17 @@ def _pooled_logmel(items) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def speaker_id(corpus) -> dict:
-    tr, te = _load(corpus, "train"), _load(corpus, "test")
+def _seconds_per_word(item) -> float:
+    """Utterance length over its word count (the corpus's speaking-rate cue)."""
+    return item["wav"].numel() / 16000 / max(1, len(re.findall(r"[a-z']+", item["text"])))
+
+
+def speaker_id(tr, te, pooled) -> dict:
+    """Speaker ID on ``train`` -> ``test`` items; ``pooled``: their :func:`_pooled_logmel` rows."""
     spk = sorted({it["speaker"] for it in tr})
     ytr = torch.tensor([spk.index(it["speaker"]) for it in tr])
     yte = torch.tensor([spk.index(it["speaker"]) for it in te])
-    xtr, xte = _pooled_logmel(tr)[:, :160], _pooled_logmel(te)[:, :160]  # (N, 160): mean and std
+    xtr, xte = pooled[0][:, :160], pooled[1][:, :160]  # (N, 160): mean and std
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
     xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
     lin = torch.nn.Linear(xtr.shape[1], len(spk))
@@ -88,8 +93,7 @@ def _prosody(item) -> tuple[float, float]:
     AF = require("torchaudio.functional", "the prosody check (pitch tracking)")
 
     wav = item["wav"]
-    words = max(1, len(re.findall(r"[a-z']+", item["text"])))
-    sec_per_word = wav.numel() / 16000 / words
+    sec_per_word = _seconds_per_word(item)
     f0 = AF.detect_pitch_frequency(wav[None], 16000, frame_time=0.02, win_length=5, freq_low=60, freq_high=400)[0]
     hop = wav.numel() / max(1, f0.numel())
     energy = torch.stack([wav[int(i * hop): int((i + 1) * hop)].pow(2).mean() for i in range(f0.numel())])
@@ -170,21 +174,16 @@ def sentiment(corpus) -> dict:
     return out
 
 
-def style(corpus) -> dict:
+def style(tr, te, pooled) -> dict:
     """Style accuracy (%) of one-vs-rest ridge, train -> test, from pooled frames and from speaking rate."""
-    tr, te = _load(corpus, "train"), _load(corpus, "test")
     ytr = torch.tensor([STYLES.index(it["style"]) for it in tr])
     yte = torch.tensor([STYLES.index(it["style"]) for it in te])
 
-    def rate(items):
-        return torch.tensor([it["wav"].numel() / 16000 / max(1, len(re.findall(r"[a-z']+", it["text"])))
-                             for it in items])  # (N,) seconds per word
-
-    r_tr, r_te = rate(tr), rate(te)
+    r_tr, r_te = (torch.tensor([_seconds_per_word(it) for it in items]) for items in (tr, te))  # (N,)
     own = {s: r_tr[[i for i, it in enumerate(tr) if it["speaker"] == s]].mean() for s in {it["speaker"] for it in tr}}
     rel_tr = r_tr / torch.stack([own[it["speaker"]] for it in tr])
     rel_te = r_te / torch.stack([own[it["speaker"]] for it in te])
-    p_tr, p_te = _pooled_logmel(tr), _pooled_logmel(te)
+    p_tr, p_te = pooled
     sets = {
         "logmel_mean_std": (p_tr[:, :160], p_te[:, :160]),
         "logmel_mean_std_plus_delta": (p_tr, p_te),
@@ -239,8 +238,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)  # small matrices; the machine is shared
     corpus = get_corpus(a.corpus)
     t0 = time.time()
-    res = {"corpus": corpus.info(), "speaker_id": speaker_id(corpus), "sentiment": sentiment(corpus),
-           "style": style(corpus)}
+    tr, te = _load(corpus, "train"), _load(corpus, "test")  # speaker ID and style share the split by utterance
+    pooled = (_pooled_logmel(tr), _pooled_logmel(te))
+    res = {"corpus": corpus.info(), "speaker_id": speaker_id(tr, te, pooled), "sentiment": sentiment(corpus),
+           "style": style(tr, te, pooled)}
     if a.codec:
         res["codec"] = codec(corpus)
     res["seconds"] = round(time.time() - t0, 1)

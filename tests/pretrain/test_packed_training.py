@@ -14,13 +14,16 @@ from audiorep.pretrain.model import MaskedAcousticModel
 LENS = [37, 1, 20, 9]  # ragged, with a 1-frame utterance
 
 
-def _pair(dropout: float = 0.0, distance_bias: bool = False) -> tuple[MaskedAcousticModel, MaskedAcousticModel]:
-    """(packed, padded) models with the same weights, in training mode."""
+def _pair(dropout: float = 0.0, distance_bias: bool = False,
+          fused_reference: bool = True) -> tuple[MaskedAcousticModel, MaskedAcousticModel]:
+    """(packed, padded) models with the same weights, in training mode; ``fused_reference=False`` also builds
+    the padded one without the fused CPU inference linears (a plain eager reference for eval mode)."""
     cfg = mockingjay_config(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128,
                             dropout=dropout, attn_dropout=dropout, distance_bias=distance_bias)
     models = []
     for packed in (True, False):
-        with use_kernels(packed_training=packed):
+        fusion = {} if packed or fused_reference else {"cpu_fusion": False}
+        with use_kernels(packed_training=packed, **fusion):
             torch.manual_seed(0)
             models.append(MaskedAcousticModel(MockingjayModel(cfg, FeatureConfig()), MaskingConfig()).train())
     with torch.no_grad():  # move biases and LayerNorm off 0/1 so a dropped term would show
@@ -128,15 +131,10 @@ def test_unpadded_batches_take_the_batched_path(lens):
 
 def test_packed_error_sum_in_cpu_inference_equals_the_padded_path():
     """Under no_grad in eval mode the packed path (fused linears, head on altered frames) gives the same sum."""
-    packed, padded = _pair()
+    packed, padded = _pair(fused_reference=False)
     batch = _batch()
     with torch.no_grad():
         t1, c1 = packed.eval().reconstruction_error(*batch)
-        with use_kernels(cpu_fusion=False, packed_training=False):
-            padded = MaskedAcousticModel(padded.encoder.__class__(padded.encoder.config, FeatureConfig()),
-                                         MaskingConfig()).eval()
-        padded.load_state_dict(packed.state_dict())
-        assert not padded.encoder.packs(batch[0])
-        t2, c2 = padded.reconstruction_error(*batch)
+        t2, c2 = padded.eval().reconstruction_error(*batch)
     assert c1 == c2
     torch.testing.assert_close(t1, t2, rtol=1e-5, atol=1e-4)
