@@ -32,6 +32,7 @@ import time
 import torch
 
 from audiorep.data import get_corpus
+from audiorep.errors import AudiorepError
 from audiorep.data.dataset import AudioDataset
 from audiorep.features import FeatureConfig, FeatureExtractor
 
@@ -236,14 +237,18 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(1)  # small matrices; the machine is shared
-    corpus = get_corpus(a.corpus)
     t0 = time.time()
-    tr, te = _load(corpus, "train"), _load(corpus, "test")  # speaker ID and style share the split by utterance
-    pooled = (_pooled_logmel(tr), _pooled_logmel(te))
-    res = {"corpus": corpus.info(), "speaker_id": speaker_id(tr, te, pooled), "sentiment": sentiment(corpus),
-           "style": style(tr, te, pooled)}
-    if a.codec:
-        res["codec"] = codec(corpus)
+    try:
+        corpus = get_corpus(a.corpus)
+        tr, te = _load(corpus, "train"), _load(corpus, "test")  # speaker ID and style share the split by utterance
+        pooled = (_pooled_logmel(tr), _pooled_logmel(te))
+        res = {"corpus": corpus.info(), "speaker_id": speaker_id(tr, te, pooled), "sentiment": sentiment(corpus),
+               "style": style(tr, te, pooled)}
+        if a.codec:
+            res["codec"] = codec(corpus)
+    except AudiorepError as e:  # a missing extra or a bad corpus: one line, not a traceback
+        print(f"synth_corpus_checks: {e}", file=sys.stderr)
+        return 2
     res["seconds"] = round(time.time() - t0, 1)
     text = json.dumps(res, indent=1)
     print(text)
