@@ -5,6 +5,11 @@ On CPU, SDPA with ``dropout_p > 0`` runs its math fallback, whose dropout draws 
 scores. Here a mask costs one ``random_`` over int32 words (two 15-bit draws each, 2.8 ms for the same
 scores) plus a compare, and an unmasked sequence needs no safe softmax.
 
+The same math path takes an additive score bias (the distance bias of the small AALBERT configs) inside the
+QK^T GEMM (``baddbmm``), where SDPA with a bias that needs a gradient also falls back to its math path, with
+its safe-softmax passes. Training attention for 8 utterances of 200 frames, 4 heads of 64, fwd + bwd with the
+QKV projection, 2 threads: 16-18 ms against 19-21 ms through SDPA.
+
 Keep probability is quantised to 1/32768 (p = 0.1 drops with probability 3277/32768 = 0.100006); scaling by
 1 / (1 - p) keeps the expectation. Draws come from torch's default CPU generator, so ``torch.manual_seed``
 reproduces them.
@@ -34,13 +39,22 @@ def dropout_scale_mask(shape: tuple[int, ...], p: float, dtype: torch.dtype = to
     return mask.mul_(1.0 / (1.0 - p))
 
 
-def attention_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+def attention_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float,
+                      bias: torch.Tensor | None = None) -> torch.Tensor:
     """Unmasked attention with dropout on the probabilities: q, k, v (..., T, D) -> (..., T, D).
 
-    ``softmax(q k^T / sqrt(D)) * mask @ v``: the math SDPA computes, with the mask from
-    :func:`dropout_scale_mask`. Autograd saves the probabilities and the mask, as the math path does.
+    ``softmax(q k^T / sqrt(D) + bias) * mask @ v``: the math SDPA computes, with the mask from
+    :func:`dropout_scale_mask`. ``bias`` (broadcastable to (..., T, T)) is added by the QK^T GEMM itself.
+    Autograd saves the probabilities and the mask, as the math path does.
     """
-    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))  # (..., T, T)
+    scale = q.shape[-1] ** -0.5
+    if bias is None:
+        scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (..., T, T)
+    else:
+        lead, T, S, D = q.shape[:-2], q.shape[-2], k.shape[-2], q.shape[-1]
+        b = bias.to(q.dtype).expand(*lead, T, S).reshape(-1, T, S)  # (n, T, S); a view unless it broadcasts
+        scores = torch.baddbmm(b, q.reshape(-1, T, D), k.reshape(-1, S, D).transpose(1, 2),
+                               alpha=scale).view(*lead, T, S)  # (..., T, S)
     probs = torch.softmax(scores, dim=-1)
     if dropout_p > 0.0:
         probs = probs * dropout_scale_mask(tuple(probs.shape), dropout_p, probs.dtype, probs.device)

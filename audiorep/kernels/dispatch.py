@@ -5,7 +5,7 @@ Backends:
 * ``"reference"`` -- fp32 PyTorch, materialises (T, T) scores; the ground truth (``reference.py``).
 * ``"sdpa"`` -- ``torch.nn.functional.scaled_dot_product_attention`` with a key-padding mask; on CPU with
   dropout and no mask (packed training, one utterance per call) the same math with the cheaper dropout
-  mask of ``cpu_dropout.py``.
+  mask of ``cpu_dropout.py``, which also takes a score bias in training.
 * ``"triton"`` -- the fused variable-length kernel (``triton_attention.py``, imported lazily).
 * ``"auto"`` -- CPU: always SDPA. CUDA: the backend that ``benchmarks/attention.py`` measured fastest for
   this GPU, dtype, head dim, length class and pass (inference or training), read from ``tuned.json``
@@ -163,11 +163,19 @@ def attention(
     ``lengths`` directly and skips padded tiles instead).
 
     ``bias`` (broadcastable to (B, H, T, T)) is added to the scores before the softmax (a learned position
-    bias). Only SDPA takes an additive bias, so such calls go to SDPA whatever ``backend`` says.
+    bias). The Triton kernel takes no bias, so such calls go to SDPA whatever ``backend`` says, or, on CPU in
+    training with no mask, to the same math in ``cpu_dropout.py``.
     """
     if bias is not None:
         if attn_mask is None and lengths is not None:
             attn_mask = key_padding_mask(lengths, q.shape[2])
+        if attn_mask is None and q.device.type == "cpu" and torch.is_grad_enabled() and (
+                q.requires_grad or bias.requires_grad):
+            # Training: SDPA would take its math path anyway (a bias with a gradient has no fused kernel).
+            # Inference keeps SDPA, whose CPU kernel never stores the (T, T) scores of a long utterance.
+            from .cpu_dropout import attention_dropout
+
+            return attention_dropout(q, k, v, dropout_p, bias)
         if attn_mask is not None:
             bias = bias.masked_fill(~attn_mask, float("-inf"))  # (B, H, T, T)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout_p)

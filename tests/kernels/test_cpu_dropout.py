@@ -39,3 +39,32 @@ def test_output_and_gradients_equal_the_math_with_a_shared_mask():
     torch.testing.assert_close(out, want)
     for g, w in zip(grads, torch.autograd.grad(want.square().sum(), (q, k, v))):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_score_bias_equals_sdpa_with_that_bias(batch):
+    """The bias rides in the QK^T GEMM: output and every gradient, the bias's included, equal SDPA's."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(batch, 4, 13, 16, requires_grad=True) for _ in range(3))
+    bias = torch.randn(4, 13, 13, requires_grad=True)  # broadcast over the batch
+    out = attention_dropout(q, k, v, 0.0, bias)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    torch.testing.assert_close(out, want)
+    got_g = torch.autograd.grad(out.square().sum(), (q, k, v, bias))
+    for g, w in zip(got_g, torch.autograd.grad(want.square().sum(), (q, k, v, bias))):
+        torch.testing.assert_close(g, w)
+
+
+def test_training_with_a_bias_takes_the_math_path_and_its_mask():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 9, 8, requires_grad=True) for _ in range(3))
+    bias = -torch.rand(2, 9, 9)
+    torch.manual_seed(3)
+    out = attention(q, k, v, None, dropout_p=0.3, bias=bias)
+    torch.manual_seed(3)
+    mask = dropout_scale_mask((1, 2, 9, 9), 0.3)
+    want = (torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5 + bias, -1) * mask) @ v
+    torch.testing.assert_close(out, want)
+    with torch.no_grad():  # inference keeps SDPA (no (T, T) scores stored); same values without dropout
+        torch.testing.assert_close(attention(q, k, v, None, bias=bias),
+                                   torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5 + bias, -1) @ v)
