@@ -27,6 +27,24 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
     missing, not a file, unreadable, corrupt, truncated (a WAV holding fewer frames than its header
     declares, an Ogg stream without its end), empty or holds non-finite samples.
     """
+    wav, sr, _ = read_audio_window(path)
+    if sample_rate is not None and sample_rate != sr:
+        if sample_rate <= 0:
+            raise AudioError(f"{os.fspath(path)}: requested sample_rate must be positive, got {sample_rate}")
+        wav = resample(wav, sr, sample_rate)
+        sr = sample_rate
+    return wav, sr
+
+
+def read_audio_window(path: str | os.PathLike, start: int = 0, frames: int | None = None
+                      ) -> tuple[torch.Tensor, int, int]:
+    """Frames ``start .. start + frames`` of an audio file (all of it by default), mono float32, at its own rate.
+
+    Only the window is decoded (a 2 s crop of a 4 s Ogg file reads in half the time; the samples equal those
+    of a whole read), so random crops for training need not decode what they drop. Returns ``(waveform (n,),
+    sample_rate, frames in the file)``, with the checks of :func:`read_audio`; a window that runs past the
+    end of the file is an AudioError.
+    """
     import soundfile as sf
 
     path = os.fspath(path)
@@ -38,23 +56,30 @@ def read_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
         raise AudioError(f"{path}: not a regular file")
     try:
         with sf.SoundFile(path) as f:
-            fmt = f.format
-            data = f.read(dtype="float32", always_2d=True)  # (S, C)
-            sr = f.samplerate
+            fmt, sr, total = f.format, f.samplerate, f.frames
+            stop = total if frames is None else start + frames
+            if start < 0 or stop > total or stop < start:
+                raise AudioError(f"{path}: frames {start}..{stop} asked for, the file holds {total}")
+            if start:
+                f.seek(start)
+            data = f.read(stop - start, dtype="float32", always_2d=True)  # (n, C)
+    except AudioError:
+        raise
     except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError/TypeError by format
         raise AudioError(f"{path}: cannot read audio ({type(exc).__name__}: {exc})") from exc
-    _check_complete(path, fmt, data.shape[0])
+    if start == 0 and frames is None:
+        total = data.shape[0]  # what was decoded, not what a header claims
+    elif data.shape[0] < stop - start:
+        raise AudioError(f"{path}: frames {start}..{stop} asked for, but the file stops after "
+                         f"{start + data.shape[0]} of the {total} it declares")
+    # libsndfile counts a WAV's frames from the data actually present, so this also catches a cut-short file
+    _check_complete(path, fmt, total)
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: the file holds no samples")
-    wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (S,)
+        raise AudioError(f"{path}: the file holds no samples" if total == 0 else f"{path}: an empty window ({start}..{stop})")
+    wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (n,)
     if not torch.isfinite(wav).all():
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
-    if sample_rate is not None and sample_rate != sr:
-        if sample_rate <= 0:
-            raise AudioError(f"{path}: requested sample_rate must be positive, got {sample_rate}")
-        wav = resample(wav, sr, sample_rate)
-        sr = sample_rate
-    return wav, int(sr)
+    return wav, int(sr), int(total)
 
 
 def _check_complete(path: str, fmt: str, frames_read: int) -> None:

@@ -59,3 +59,21 @@ def test_batch_waveforms_shapes_and_errors():
         batch_waveforms(torch.ones(2, 10), [10, 11])
     with pytest.raises(audiorep.AudioError, match="float"):
         batch_waveforms(torch.ones(2, 10, dtype=torch.int16))
+
+
+def test_read_audio_window_reads_a_slice_and_refuses_one_past_the_end(tmp_path):
+    from audiorep.audio import read_audio_window
+
+    x = (0.2 * np.sin(np.arange(5000) / 7.0)).astype(np.float32)
+    p = tmp_path / "a.flac"
+    sf.write(p, x, 16000)
+    whole, sr = audiorep.read_audio(p)
+    part, sr2, total = read_audio_window(p, 1200, 800)
+    assert (sr, sr2, total) == (16000, 16000, 5000) and torch.equal(part, whole[1200:2000])
+    with pytest.raises(audiorep.AudioError, match=r"a.flac: frames 4800..5600 asked for, the file holds 5000"):
+        read_audio_window(p, 4800, 800)
+    w = tmp_path / "cut.wav"
+    sf.write(w, x, 16000, subtype="PCM_16")
+    w.write_bytes(w.read_bytes()[:6000])  # a copy cut short: the header still declares 5000 frames
+    with pytest.raises(audiorep.AudioError, match="cut.wav: truncated"):
+        read_audio_window(w, 0, 100)

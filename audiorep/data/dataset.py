@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..audio import read_audio, resample
+from ..audio import read_audio_window, resample
 from ..errors import AudioError, ConfigError
 from .labels import IGNORE_INDEX, num_frames, read_frame_labels
 from .manifest import Utterance, read_manifest
@@ -116,15 +116,34 @@ class AudioDataset(Dataset):
                 raise
             return {_SKIP_KEY: True, "id": utt.id, "path": utt.path, "reason": str(exc)}
 
+    def _crop_start(self, index: int, n_samples: int) -> int:
+        """Where this epoch's random crop of ``index`` starts, on a frame boundary: 0 when nothing is cropped."""
+        if self.max_samples is None or n_samples <= self.max_samples:
+            return 0
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
+        n_starts = (n_samples - self.max_samples) // self.hop_length + 1
+        return int(torch.randint(n_starts, (1,), generator=g)) * self.hop_length
+
     def _load(self, index: int, utt: Utterance) -> dict[str, Any]:
-        wav, sr = read_audio(utt.path)  # (S,)
+        start = 0
+        if utt.sample_rate == self.sample_rate and self.frame_labels is None:
+            # decode only the crop; its start comes from the manifest's length, checked against the file below
+            start = self._crop_start(index, utt.num_samples)
+            window = self.max_samples if self.max_samples is not None and utt.num_samples > self.max_samples else None
+            try:
+                wav, sr, n_file = read_audio_window(utt.path, start, window)  # (S,) or (max_samples,)
+            except AudioError:  # whatever is wrong, report it as a whole read does (manifest mismatches first)
+                wav, sr, n_file = read_audio_window(utt.path)
+                start = 0  # cropped below, as any whole read is
+        else:
+            wav, sr, n_file = read_audio_window(utt.path)  # (S,)
         # The manifest's rate and length size the batches before any file is opened: a manifest that
         # contradicts its file would bucket and crop by wrong lengths without a word.
         if sr != utt.sample_rate:
             raise AudioError(f"{utt.path}: the manifest says {utt.sample_rate} Hz, the file is sampled at {sr} Hz; "
                              "correct the manifest's sample_rate")
-        if utt.num_samples != wav.numel():
-            raise AudioError(f"{utt.path}: manifest says {utt.num_samples} samples, the file has {wav.numel()}")
+        if utt.num_samples != n_file:
+            raise AudioError(f"{utt.path}: manifest says {utt.num_samples} samples, the file has {n_file}")
         if sr != self.sample_rate:
             if not self.resample:
                 raise AudioError(
@@ -138,11 +157,8 @@ class AudioDataset(Dataset):
             if labels is None:
                 raise AudioError(f"{utt.path}: no frame labels for utterance {utt.id!r}")
             labels = self._fit_labels(utt, labels, wav.numel())  # (T,)
-        start = 0
-        if self.max_samples is not None and wav.numel() > self.max_samples:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
-            n_starts = (wav.numel() - self.max_samples) // self.hop_length + 1
-            start = int(torch.randint(n_starts, (1,), generator=g)) * self.hop_length
+        if self.max_samples is not None and wav.numel() > self.max_samples:  # read whole: crop here
+            start = self._crop_start(index, wav.numel())
             wav = wav[start : start + self.max_samples]  # (max_samples,)
             if labels is not None:
                 f0 = start // self.hop_length

@@ -231,3 +231,24 @@ def test_get_corpus_folder(tiny):
         c.manifest("dev")
     with pytest.raises(ConfigError, match="unknown corpus"):
         get_corpus(root / "nothing")
+
+
+@pytest.mark.parametrize("fmt", ["flac", "wav", "ogg"])
+def test_a_crop_decodes_only_its_window_and_equals_the_whole_read(tmp_path, fmt):
+    """Without frame labels a crop reads just its window: same start, same samples as cropping a whole read."""
+    utts = []
+    for i, n in enumerate([8000, 12345, 3000]):
+        p = tmp_path / f"u{i}.{fmt}"
+        sf.write(p, _tone(n, 180 + 40 * i), 16000)
+        utts.append(Utterance(f"u{i}", str(p), n, 16000, "s0"))
+    windowed = AudioDataset(utts, max_samples=2000, seed=1)
+    labels = {u.id: torch.zeros(num_frames(u.num_samples), dtype=torch.long) for u in utts}
+    whole = AudioDataset(utts, max_samples=2000, seed=1, frame_labels=labels)  # labels: the whole-read path
+    for epoch in range(3):
+        windowed.set_epoch(epoch), whole.set_epoch(epoch)
+        for i in range(3):
+            a, b = windowed[i], whole[i]
+            assert a["crop_start"] == b["crop_start"] and torch.equal(a["wav"], b["wav"])
+    utts[1].num_samples = 20000  # a manifest longer than its file: the window runs past the end
+    with pytest.raises(AudioError, match="manifest says 20000 samples, the file has 12345"):
+        AudioDataset(utts, max_samples=2000)[1]
