@@ -45,6 +45,16 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
+def paired_ratios(base: list[float], other: list[float]) -> tuple[float, float, float]:
+    """Median, min and max over rounds of ``base[r] / other[r]`` for two contenders timed by :func:`interleaved`.
+
+    Both ran in the same round, seconds apart, so a machine that drifts between rounds (a shared VM does, by
+    tens of percent over an hour) moves both sides of each ratio alike; the range shows what is left.
+    """
+    ratios = [b / o for b, o in zip(base, other) if o > 0]
+    return float(statistics.median(ratios)), min(ratios), max(ratios)
+
+
 def spread(xs: list[float]) -> float:
     """Relative spread (max - min) / median: a quick noise indicator to print beside a median."""
     m = statistics.median(xs)
