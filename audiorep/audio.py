@@ -75,7 +75,8 @@ def read_audio_window(path: str | os.PathLike, start: int = 0, frames: int | Non
     # libsndfile counts a WAV's frames from the data actually present, so this also catches a cut-short file
     _check_complete(path, fmt, total)
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: the file holds no samples" if total == 0 else f"{path}: an empty window ({start}..{stop})")
+        raise AudioError(f"{path}: the file holds no samples" if total == 0
+                         else f"{path}: an empty window ({start}..{stop})")
     wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # (n,)
     if not torch.isfinite(wav).all():
         raise AudioError(f"{path}: the audio holds NaN or infinite samples")
