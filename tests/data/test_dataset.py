@@ -234,8 +234,18 @@ def test_get_corpus_folder(tiny):
 
 
 @pytest.mark.parametrize("fmt", ["flac", "wav", "ogg"])
-def test_a_crop_decodes_only_its_window_and_equals_the_whole_read(tmp_path, fmt):
+def test_a_crop_decodes_only_its_window_and_equals_the_whole_read(tmp_path, fmt, monkeypatch):
     """Without frame labels a crop reads just its window: same start, same samples as cropping a whole read."""
+    import audiorep.data.dataset as dataset_module
+
+    windows = []  # (start, frames) of every read the dataset asks for
+    real_read = dataset_module.read_audio_window
+
+    def recording_read(path, start=0, frames=None):
+        windows.append((start, frames))
+        return real_read(path, start, frames)
+
+    monkeypatch.setattr(dataset_module, "read_audio_window", recording_read)
     utts = []
     for i, n in enumerate([8000, 12345, 3000]):
         p = tmp_path / f"u{i}.{fmt}"
@@ -249,6 +259,7 @@ def test_a_crop_decodes_only_its_window_and_equals_the_whole_read(tmp_path, fmt)
         for i in range(3):
             a, b = windowed[i], whole[i]
             assert a["crop_start"] == b["crop_start"] and torch.equal(a["wav"], b["wav"])
+    assert (windowed[0]["crop_start"], 2000) in windows  # the cropped file was read as a window
     utts[1].num_samples = 20000  # a manifest longer than its file: the window runs past the end
     with pytest.raises(AudioError, match="manifest says 20000 samples, the file has 12345"):
         AudioDataset(utts, max_samples=2000)[1]

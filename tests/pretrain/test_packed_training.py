@@ -135,6 +135,7 @@ def test_packed_error_sum_in_cpu_inference_equals_the_padded_path():
     batch = _batch()
     with torch.no_grad():
         t1, c1 = packed.eval().reconstruction_error(*batch)
-        t2, c2 = padded.eval().reconstruction_error(*batch)
+        assert packed.encoder.packs(batch[0]) and not padded.eval().encoder.packs(batch[0])
+        t2, c2 = padded.reconstruction_error(*batch)
     assert c1 == c2
     torch.testing.assert_close(t1, t2, rtol=1e-5, atol=1e-4)
