@@ -116,9 +116,13 @@ class AudioDataset(Dataset):
                 raise
             return {_SKIP_KEY: True, "id": utt.id, "path": utt.path, "reason": str(exc)}
 
+    def _crops(self, n_samples: int) -> bool:
+        """Whether an utterance of ``n_samples`` is cut to ``max_samples``."""
+        return self.max_samples is not None and n_samples > self.max_samples
+
     def _crop_start(self, index: int, n_samples: int) -> int:
         """Where this epoch's random crop of ``index`` starts, on a frame boundary: 0 when nothing is cropped."""
-        if self.max_samples is None or n_samples <= self.max_samples:
+        if not self._crops(n_samples):
             return 0
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + index)
         n_starts = (n_samples - self.max_samples) // self.hop_length + 1
@@ -129,7 +133,7 @@ class AudioDataset(Dataset):
         if utt.sample_rate == self.sample_rate and self.frame_labels is None:
             # decode only the crop; its start comes from the manifest's length, checked against the file below
             start = self._crop_start(index, utt.num_samples)
-            window = self.max_samples if self.max_samples is not None and utt.num_samples > self.max_samples else None
+            window = self.max_samples if self._crops(utt.num_samples) else None
             try:
                 wav, sr, n_file = read_audio_window(utt.path, start, window)  # (S,) or (max_samples,)
             except AudioError:  # whatever is wrong, report it as a whole read does (manifest mismatches first)
@@ -157,7 +161,7 @@ class AudioDataset(Dataset):
             if labels is None:
                 raise AudioError(f"{utt.path}: no frame labels for utterance {utt.id!r}")
             labels = self._fit_labels(utt, labels, wav.numel())  # (T,)
-        if self.max_samples is not None and wav.numel() > self.max_samples:  # read whole: crop here
+        if self._crops(wav.numel()):  # read whole: crop here
             start = self._crop_start(index, wav.numel())
             wav = wav[start : start + self.max_samples]  # (max_samples,)
             if labels is not None:
