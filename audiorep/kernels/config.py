@@ -10,6 +10,8 @@ Switches (environment variables, read on first use into one :class:`KernelConfig
   packing), to A/B it or rule it out when debugging.
 * ``AUDIOREP_PACKED_TRAINING=0`` -- turns off packed training steps on CPU (encoder, prediction head and loss
   on the valid frames only, attention per utterance); training then runs on the padded batch.
+* ``AUDIOREP_ONEDNN_TRAINING=0`` -- training (autograd) linears on CPU run ``F.linear`` instead of oneDNN's
+  GEMMs forward and backward (``fused.dense``).
 * ``TRITON_INTERPRET=1`` -- Triton's own switch: its kernels run on CPU tensors (tests).
 
 A module calls :func:`choose` when it is built and keeps the :class:`KernelChoice`; nothing reads the
@@ -40,6 +42,7 @@ class KernelConfig:
     cpu_fusion: bool = True  # CPU inference fast path: oneDNN-fused linears + packing of valid frames
     triton_interpret: bool = False  # Triton kernels may take CPU tensors (its interpreter; tests only)
     packed_training: bool = True  # CPU training steps run on valid frames only (no padding in any op)
+    onednn_training: bool = True  # CPU fp32 training linears through oneDNN (MKL is slow on AMD CPUs)
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_BACKENDS:
@@ -62,6 +65,7 @@ class KernelConfig:
             cpu_fusion=env.get("AUDIOREP_CPU_FUSION", "1") != "0",
             triton_interpret=env.get("TRITON_INTERPRET") == "1",
             packed_training=env.get("AUDIOREP_PACKED_TRAINING", "1") != "0",
+            onednn_training=env.get("AUDIOREP_ONEDNN_TRAINING", "1") != "0",
         )
 
 
@@ -100,6 +104,7 @@ class KernelChoice:
     cpu_fast_path: bool  # on CPU under no_grad in eval mode: pack valid frames, fuse linears where possible
     onednn_linear: bool  # this torch build has the fused oneDNN linear op (the fast path fuses only then)
     packed_training: bool = False  # on CPU with autograd on: run padded batches packed (valid frames only)
+    onednn_training: bool = False  # CPU fp32 linears under autograd run oneDNN's GEMMs (``fused.dense``)
 
 
 def choose(attention: str = "auto") -> KernelChoice:
@@ -118,4 +123,5 @@ def choose(attention: str = "auto") -> KernelChoice:
         cpu_fast_path=cfg.cpu_fusion,
         onednn_linear=cfg.cpu_fusion and HAVE_ONEDNN_LINEAR,
         packed_training=cfg.packed_training,
+        onednn_training=cfg.onednn_training and HAVE_ONEDNN_LINEAR,
     )

@@ -14,6 +14,13 @@ The same inference path packs the valid frames of a padded batch back to back (s
 
 The kernel config's ``cpu_fusion`` switch (``AUDIOREP_CPU_FUSION=0``) turns both off for the modules built
 while it holds (see ``config.py``); here are only the per-call facts (eval, no autograd, CPU, fp32 or bf16).
+
+Training on CPU uses the same oneDNN matmul for its three GEMMs per linear layer (:func:`dense`): the forward
+product and, in backward, dX = dY W and dW = dY^T X, the transposes passed as strided views. MKL, which
+``F.linear`` and ``torch.mm`` call on CPU, picks a slow code path on AMD processors: on a 2-core AMD EPYC
+(Zen 5) its fp32 GEMMs ran at 176-193 GFLOP/s on mockingjay-base's shapes and oneDNN's at 330-430
+(``benchmarks/pretrain_step.py`` reports both rates as its roofline). Results equal ``F.linear`` to float32
+rounding (the two libraries sum in different orders); ``AUDIOREP_ONEDNN_TRAINING=0`` switches it off.
 """
 
 from __future__ import annotations
@@ -57,6 +64,52 @@ def fusion_enabled(choice: "KernelChoice", x: torch.Tensor, training: bool) -> b
     (fp32, or bf16 where oneDNN computes it: see ``MockingjayModel.reduced_precision``)."""
     ok_dtype = x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and CPU_BF16)
     return choice.onednn_linear and ok_dtype and cpu_inference(x, training)
+
+
+def _onednn_mm(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ b_t.T (+ bias)`` by oneDNN's matmul; ``a`` (..., K), ``b_t`` (N, K), either may be a strided view."""
+    return torch.ops.mkldnn._linear_pointwise(a, b_t, bias, "none", [], "")  # (..., N)
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``F.linear`` whose forward and backward GEMMs all run in oneDNN (see the module doc)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_mm(x, weight, bias)  # (..., out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = _onednn_mm(gy, weight.t())  # (..., in) = dY W
+        g2 = gy.reshape(-1, gy.shape[-1])  # (M, out)
+        if ctx.needs_input_grad[1]:
+            gw = _onednn_mm(g2.t(), x.reshape(-1, x.shape[-1]).t())  # (out, in) = dY^T X
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g2.sum(0)  # (out,)
+        return gx, gw, gb
+
+
+def onednn_training(choice: "KernelChoice", x: torch.Tensor) -> bool:
+    """Whether :func:`dense` runs ``x`` through oneDNN: the choice allows it, CPU, fp32 and no autocast
+    (under autocast the plain op runs, so autocast still picks its dtype)."""
+    return (choice.onednn_training and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def dense(x: torch.Tensor, layer: nn.Linear, choice: "KernelChoice") -> torch.Tensor:
+    """``layer(x)`` off the fused inference path, differentiable: (..., in) -> (..., out).
+
+    oneDNN's GEMMs forward and backward where :func:`onednn_training` says so, ``F.linear`` otherwise.
+    """
+    if onednn_training(choice, x):
+        return _OneDNNLinear.apply(x, layer.weight, layer.bias)
+    return F.linear(x, layer.weight, layer.bias)
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False, residual: torch.Tensor | None = None,

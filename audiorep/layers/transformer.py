@@ -56,7 +56,7 @@ class SelfAttention(nn.Module):
     def context(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None,
                 fuse: bool = False) -> torch.Tensor:
         """Attention output before the output projection: (B, T, H) -> (B, T, H)."""
-        qkv = fused.linear(x, self.qkv, fused=fuse)  # (B, T, 3H)
+        qkv = fused.linear(x, self.qkv) if fuse else fused.dense(x, self.qkv, self.kernels)  # (B, T, 3H)
         q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)  # (B, nh, T, d)
         p = self.attn_dropout if self.training else 0.0
         ctx = attention(q, k, v, lengths, dropout_p=p, backend=self.kernels.attention,
@@ -71,7 +71,7 @@ class SelfAttention(nn.Module):
         faster than a block-diagonal mask over all N frames (which computes N^2 scores) and than the padded,
         key-masked batch, for training (with attention dropout) and inference alike.
         """
-        qkv = fused.linear(x, self.qkv, fused=fuse)  # (N, 3H)
+        qkv = fused.linear(x, self.qkv) if fuse else fused.dense(x, self.qkv, self.kernels)  # (N, 3H)
         p = self.attn_dropout if self.training else 0.0
         outs = []
         bias = self.score_bias(max(lens, default=0), x.device)  # (nh, T, T), built once; each utterance a corner
@@ -89,7 +89,7 @@ class SelfAttention(nn.Module):
         return torch.cat(outs) if outs else x.new_zeros(x.shape)  # (N, H)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.out(self.context(x, lengths, attn_mask))  # (B, T, H)
+        return fused.dense(self.context(x, lengths, attn_mask), self.out, self.kernels)  # (B, T, H)
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,8 +143,8 @@ class TransformerLayer(nn.Module):
             h = fused.linear(x, self.ffn_in, gelu=True)  # (B, T, 4H)
             return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x))  # (B, T, H)
         x = self._add_norm(x, self.attn(x, lengths, attn_mask), self.attn_norm)  # (B, T, H)
-        h = F.gelu(self.ffn_in(x))  # (B, T, 4H); exact erf GELU as in BERT/Mockingjay
-        return self._add_norm(x, self.ffn_out(h), self.ffn_norm)  # (B, T, H)
+        h = F.gelu(fused.dense(x, self.ffn_in, self.kernels))  # (B, T, 4H); exact erf GELU as in BERT/Mockingjay
+        return self._add_norm(x, fused.dense(h, self.ffn_out, self.kernels), self.ffn_norm)  # (B, T, H)
 
     def _add_norm_packed(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
         """:meth:`_add_norm` on packed frames; on CPU in training the dropout mask comes from random bits
@@ -165,9 +165,9 @@ class TransformerLayer(nn.Module):
         fuse = fused.fusion_enabled(self.kernels, x, self.training)
         ctx = self.attn.context_packed(x, lens, fuse)  # (N, H)
         if not fuse:
-            x = self._add_norm_packed(x, self.attn.out(ctx), self.attn_norm)  # (N, H)
-            h = F.gelu(self.ffn_in(x))  # (N, 4H)
-            return self._add_norm_packed(x, self.ffn_out(h), self.ffn_norm)  # (N, H)
+            x = self._add_norm_packed(x, fused.dense(ctx, self.attn.out, self.kernels), self.attn_norm)  # (N, H)
+            h = F.gelu(fused.dense(x, self.ffn_in, self.kernels))  # (N, 4H)
+            return self._add_norm_packed(x, fused.dense(h, self.ffn_out, self.kernels), self.ffn_norm)  # (N, H)
         x = self.attn_norm(fused.linear(ctx, self.attn.out, residual=x))  # (N, H)
         h = fused.linear(x, self.ffn_in, gelu=True)  # (N, 4H)
         return self.ffn_norm(fused.linear(h, self.ffn_out, residual=x))  # (N, H)

@@ -121,3 +121,61 @@ def test_training_still_differentiable():
     model.zero_grad(set_to_none=True)  # the packed layer trains too (no fused linears under autograd)
     model.layers[0].forward_packed(torch.randn(5, 64), [2, 3]).sum().backward()
     assert model.layers[0].attn.qkv.weight.grad is not None
+
+
+@pytest.mark.skipif(not fused.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_training_linear_matches_f_linear(bias):
+    """Forward and all three gradients of ``fused.dense`` equal F.linear's to float32 rounding."""
+    torch.manual_seed(0)
+    layer = nn.Linear(48, 96, bias=bias)
+    choice = choose()
+    assert choice.onednn_training
+    x = torch.randn(3, 17, 48, requires_grad=True)  # (B, T, in)
+    gy = torch.randn(3, 96, 17).transpose(1, 2)  # (B, T, out), strided like a gradient from a transpose
+    outs, grads = [], []
+    for use_onednn in (True, False):
+        with use_kernels(onednn_training=use_onednn):
+            c = choose()
+        y = fused.dense(x, layer, c)
+        y.backward(gy)
+        outs.append(y.detach())
+        grads.append([t.grad.clone() for t in (x, layer.weight, layer.bias) if t is not None])
+        for t in (x, layer.weight, layer.bias):
+            if t is not None:
+                t.grad = None
+    assert (outs[0] - outs[1]).abs().max().item() < 1e-5
+    for a, b in zip(*grads):
+        assert a.shape == b.shape
+        assert (a - b).abs().max().item() < 1e-5 * max(1.0, b.abs().max().item())
+
+
+def test_onednn_training_linear_leaves_autocast_and_other_dtypes_to_torch():
+    layer = nn.Linear(8, 4)
+    x = torch.randn(5, 8)
+    with use_kernels(onednn_training=False):
+        assert not fused.onednn_training(choose(), x)
+    choice = choose()
+    assert not fused.onednn_training(choice, x.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused.onednn_training(choice, x)
+        assert fused.dense(x, layer, choice).dtype == torch.bfloat16  # autocast still picks the dtype
+    assert fused.dense(x, layer, choice).dtype == torch.float32
+
+
+@pytest.mark.skipif(not fused.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
+def test_packed_training_step_same_gradients_with_either_gemm_library():
+    """A whole packed layer (dropout off): oneDNN's GEMMs give F.linear's loss and gradients."""
+    with use_kernels(onednn_training=False):
+        plain = tiny_model(dropout=0.0, attn_dropout=0.0).train()
+    fast = tiny_model(dropout=0.0, attn_dropout=0.0).train()
+    x = torch.randn(9, 64)  # (N, H): utterances of 4 and 5 frames
+    losses = []
+    for model in (fast, plain):
+        h = model.layers[0].forward_packed(x, [4, 5])
+        loss = model.layers[1].forward_packed(h, [4, 5]).pow(2).mean()
+        loss.backward()
+        losses.append(loss.item())
+    assert abs(losses[0] - losses[1]) < 1e-6
+    for (name, a), b in zip(fast.layers.named_parameters(), plain.layers.parameters()):
+        assert (a.grad - b.grad).abs().max().item() < 1e-5, name
