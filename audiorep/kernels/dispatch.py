@@ -153,6 +153,7 @@ def attention(
     backend: str = "auto",
     attn_mask: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
+    onednn: bool = False,
 ) -> torch.Tensor:
     """Bidirectional attention over padded sequences.
 
@@ -165,6 +166,9 @@ def attention(
     ``bias`` (broadcastable to (B, H, T, T)) is added to the scores before the softmax (a learned position
     bias). The Triton kernel takes no bias, so such calls go to SDPA whatever ``backend`` says, or, on CPU in
     training with no mask, to the same math in ``cpu_dropout.py``.
+
+    ``onednn`` (a module's ``KernelChoice.onednn_training``): that CPU training math runs its GEMMs in oneDNN,
+    one head at a time (``cpu_attention.py``), for one long fp32 utterance outside autocast.
     """
     if bias is not None:
         if attn_mask is None and lengths is not None:
@@ -173,9 +177,7 @@ def attention(
                 q.requires_grad or bias.requires_grad):
             # Training: SDPA would take its math path anyway (a bias with a gradient has no fused kernel).
             # Inference keeps SDPA, whose CPU kernel never stores the (T, T) scores of a long utterance.
-            from .cpu_dropout import attention_dropout
-
-            return attention_dropout(q, k, v, dropout_p, bias)
+            return _cpu_training_attention(q, k, v, dropout_p, bias, onednn)
         if attn_mask is not None:
             bias = bias.masked_fill(~attn_mask, float("-inf"))  # (B, H, T, T)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout_p)
@@ -192,7 +194,19 @@ def attention(
         attn_mask = key_padding_mask(lengths, q.shape[2])
     if dropout_p > 0.0 and attn_mask is None and q.device.type == "cpu":
         # SDPA would take its math fallback here, with a Bernoulli draw per score; same math, cheaper mask
-        from .cpu_dropout import attention_dropout
-
-        return attention_dropout(q, k, v, dropout_p)
+        return _cpu_training_attention(q, k, v, dropout_p, None, onednn)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+
+
+def _cpu_training_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float,
+                            bias: torch.Tensor | None, onednn: bool) -> torch.Tensor:
+    """The unmasked CPU math path: oneDNN one head at a time where allowed and long enough to gain, else
+    ``attention_dropout``."""
+    from .cpu_attention import MIN_SCORES, headwise_attention
+    from .fused import onednn_fp32
+
+    if onednn and q.shape[0] == 1 and q.shape[1] * q.shape[2] * k.shape[2] >= MIN_SCORES and onednn_fp32(q):
+        return headwise_attention(q, k, v, dropout_p, bias)
+    from .cpu_dropout import attention_dropout
+
+    return attention_dropout(q, k, v, dropout_p, bias)

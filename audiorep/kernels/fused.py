@@ -89,17 +89,27 @@ class _OneDNNLinear(torch.autograd.Function):
             gx = _onednn_mm(gy, weight.t())  # (..., in) = dY W
         g2 = gy.reshape(-1, gy.shape[-1])  # (M, out)
         if ctx.needs_input_grad[1]:
-            gw = _onednn_mm(g2.t(), x.reshape(-1, x.shape[-1]).t())  # (out, in) = dY^T X
+            x2 = x.reshape(-1, x.shape[-1])  # (M, in)
+            # oneDNN copies a strided first operand to contiguous; the second it reads in place. Both products
+            # have a transposed (M-strided) first operand, so transpose the narrower of dY and X.
+            if g2.shape[1] <= x2.shape[1]:
+                gw = _onednn_mm(g2.t(), x2.t())  # (out, in) = dY^T X
+            else:
+                gw = _onednn_mm(x2.t(), g2.t()).t()  # (out, in) = (X^T dY)^T, a transposed view
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(0)  # (out,)
         return gx, gw, gb
 
 
+def onednn_fp32(x: torch.Tensor) -> bool:
+    """Whether ``x`` may take the oneDNN training GEMMs: CPU, fp32 and no autocast (under autocast the plain
+    ops run, so autocast still picks their dtype)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+
+
 def onednn_training(choice: "KernelChoice", x: torch.Tensor) -> bool:
-    """Whether :func:`dense` runs ``x`` through oneDNN: the choice allows it, CPU, fp32 and no autocast
-    (under autocast the plain op runs, so autocast still picks its dtype)."""
-    return (choice.onednn_training and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu"))
+    """Whether :func:`dense` runs ``x`` through oneDNN: the choice allows it and :func:`onednn_fp32`."""
+    return choice.onednn_training and onednn_fp32(x)
 
 
 def dense(x: torch.Tensor, layer: nn.Linear, choice: "KernelChoice") -> torch.Tensor:

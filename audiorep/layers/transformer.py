@@ -82,7 +82,8 @@ class SelfAttention(nn.Module):
             n = part.shape[0]
             # the longest utterance takes the whole bias: a slice's backward would zero-fill and copy its gradient
             b = bias if bias is None or n == bias.shape[-1] else bias[:, :n, :n]  # (nh, n, n)
-            out = attention(q, k, v, None, dropout_p=p, backend=self.kernels.attention, bias=b)  # (1, nh, n, d)
+            out = attention(q, k, v, None, dropout_p=p, backend=self.kernels.attention, bias=b,
+                            onednn=self.kernels.onednn_training)  # (1, nh, n, d)
             outs.append(rearrange(out, "1 h t d -> t (h d)"))  # (n, H)
         if len(outs) == 1:
             return outs[0].contiguous()  # (N, H)

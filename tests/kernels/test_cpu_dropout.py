@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from audiorep.kernels import attention
+from audiorep.kernels.cpu_attention import headwise_attention
 from audiorep.kernels.cpu_dropout import attention_dropout, dropout_scale_mask
+from audiorep.kernels.fused import HAVE_ONEDNN_LINEAR
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -68,3 +70,41 @@ def test_training_with_a_bias_takes_the_math_path_and_its_mask():
     with torch.no_grad():  # inference keeps SDPA (no (T, T) scores stored); same values without dropout
         torch.testing.assert_close(attention(q, k, v, None, bias=bias),
                                    torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5 + bias, -1) @ v)
+
+
+@pytest.mark.skipif(not HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
+@pytest.mark.parametrize("p, with_bias", [(0.1, False), (0.0, True), (0.2, True)])
+def test_headwise_onednn_attention_equals_the_math_path(p, with_bias):
+    """Same seed, same mask; output and the gradients of q, k, v and the bias agree to float32 rounding."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 3, 37, 16, requires_grad=True) for _ in range(3))
+    bias = (0.3 * torch.randn(3, 37, 37)).requires_grad_() if with_bias else None
+    g = torch.randn(1, 3, 37, 16)
+    results = []
+    for f in (headwise_attention, attention_dropout):
+        torch.manual_seed(5)
+        out = f(q, k, v, p, bias)
+        out.backward(g)
+        leaves = [t for t in (q, k, v, bias) if t is not None]
+        results.append([out.detach()] + [t.grad.clone() for t in leaves])
+        for t in leaves:
+            t.grad = None
+    for got, want in zip(*results):
+        assert got.shape == want.shape
+        assert (got - want).abs().max().item() < 1e-5 * max(1.0, want.abs().max().item())
+
+
+@pytest.mark.skipif(not HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
+def test_dispatch_sends_only_long_utterances_headwise(monkeypatch):
+    from audiorep.kernels import cpu_attention, cpu_dropout
+
+    calls = []
+    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 3 * 20 * 20)
+    monkeypatch.setattr(cpu_attention, "headwise_attention", lambda *a: calls.append("headwise") or a[0])
+    monkeypatch.setattr(cpu_dropout, "attention_dropout", lambda *a: calls.append("math") or a[0])
+    for T, onednn in ((20, True), (19, True), (20, False)):
+        q = torch.randn(1, 3, T, 8, requires_grad=True)
+        attention(q, q, q, None, dropout_p=0.1, onednn=onednn)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attention(q, q, q, None, dropout_p=0.1, onednn=True)
+    assert calls == ["headwise", "math", "math", "math"]
