@@ -161,13 +161,14 @@ def run(args) -> dict:
         # the roofline: the best fp32 GEMM rate on this model's own shapes, measured now, on this machine
         roof = gemm_roofline(gemm_shapes(ours.config, 2048), str(device), repeats=2 if args.quick else 3,
                              max_rows=512 if args.quick else 2048)
-        print(f"  GEMM roofline: {roof['gflops']:.1f} GFLOP/s ({roof['shape']}, fp32)", flush=True)
+        print(f"  GEMM roofline: {roof['gflops']:.1f} GFLOP/s ({roof['library']}, {roof['shape']}, fp32)", flush=True)
         ours16 = roof16 = None
         if args.bf16:  # a second copy of the same weights, encoder cast to bf16 (front end stays fp32)
             ours16 = copy.deepcopy(ours).reduced_precision(torch.bfloat16)
             roof16 = gemm_roofline(gemm_shapes(ours.config, 2048), str(device), "bfloat16",
                                    repeats=2 if args.quick else 3, max_rows=512 if args.quick else 2048)
-            print(f"  GEMM roofline: {roof16['gflops']:.1f} GFLOP/s ({roof16['shape']}, bf16)", flush=True)
+            print(f"  GEMM roofline: {roof16['gflops']:.1f} GFLOP/s ({roof16['library']}, {roof16['shape']}, bf16)",
+                  flush=True)
         for label, secs in batches(args):
             wavs = [0.1 * torch.randn(int(s * sr), generator=g).to(device) for s in secs]  # list of (S_i,)
             audio_s = sum(w.numel() for w in wavs) / sr
@@ -230,8 +231,9 @@ def run(args) -> dict:
         "spread = (max - min) / median of the repeats: the machine's noise",
         "gflop = useful FLOPs of one call (audiorep.kernels.flops.forward_flops: GEMMs + attention over valid "
         "frames, each utterance attending over itself whole); *_gflops_s = gflop / median time; *_roofline_pct = "
-        f"that as a share of the best fp32 GEMM rate measured in this run on the model's own shapes "
-        f"({roof['gflops']:.1f} GFLOP/s, {roof['shape']}). Both sides are credited the same useful FLOPs, so padding "
+        f"that as a share of the best fp32 GEMM rate measured in this run on the model's own shapes, over torch.mm "
+        f"and oneDNN ({roof['gflops']:.1f} GFLOP/s, {roof['library']}, {roof['shape']}). Both sides are credited "
+        "the same useful FLOPs, so padding "
         "and s3prl's chunking past 1500 frames (less attention work, a different result) show as rate, not work",
     ]
     if args.eager:

@@ -121,9 +121,10 @@ def run(args: argparse.Namespace) -> dict:
 
     # ---- audiorep ----
     # "audiorep": the training step as the trainer runs it (on CPU: packed, valid frames only);
-    # "audiorep padded": the same weights with packing switched off (every op on the padded (B, T) batch).
-    def build(packed: bool):
-        with use_kernels(packed_training=packed):
+    # "audiorep padded": the same weights with packing switched off (every op on the padded (B, T) batch);
+    # "audiorep torch GEMMs" (CPU): packed, with linear layers and attention on torch's own ops (MKL), no oneDNN.
+    def build(packed: bool, onednn: bool = True):
+        with use_kernels(packed_training=packed, onednn_training=onednn):
             torch.manual_seed(0)
             enc = MockingjayModel(cfg).to(device).train()
             head = SpecPredictionHead(cfg).to(device).train()
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace) -> dict:
     packed_side, padded_side = build(True), build(False)
     a_model_step = lambda: model_step(*packed_side)  # noqa: E731
     a_padded_step = lambda: model_step(*padded_side)  # noqa: E731
+    torch_gemm_side = build(True, onednn=False) if packed_side[0].encoder.kernels.onednn_training else None
 
     def a_full_step():
         p = make_plan(flens, T, 80, mcfg, keys)
@@ -188,6 +190,8 @@ def run(args: argparse.Namespace) -> dict:
 
     fns = {"audiorep": a_model_step, "audiorep padded": a_padded_step, "s3prl": s_model_step,
            "audiorep +alteration": a_full_step, "s3prl +alteration": s_full_step}
+    if torch_gemm_side is not None and device.type == "cpu":
+        fns["audiorep torch GEMMs"] = lambda: model_step(*torch_gemm_side)
     if args.compile:  # the padded batch: static shapes, no per-utterance loop for the compiler to break on
         padded_side[0].encoder.encode = torch.compile(padded_side[0].encoder.encode)
         fns["audiorep padded compiled"] = a_padded_step
@@ -239,15 +243,23 @@ def run(args: argparse.Namespace) -> dict:
         "s3prl loss uses masked_select over its own masks; audiorep a 0/1 mask multiply; AdamW(2e-4, wd 0.01) "
         "and grad clip 5 on both (audiorep: the fused implementation on CPU, as build_optimizer picks it)",
         "audiorep = the step as training runs it (on CPU packed: valid frames only, attention per utterance, "
-        "prediction head on altered frames only); audiorep padded = same weights and step with packing off "
-        "(AUDIOREP_PACKED_TRAINING=0)",
+        "prediction head on altered frames only; on CPU the encoder's linear layers, and the attention of "
+        "utterances with at least 2^20 scores, run oneDNN's GEMMs forward and backward); audiorep padded = same "
+        "weights and step with packing off (AUDIOREP_PACKED_TRAINING=0); audiorep torch GEMMs = packed, linear "
+        "layers and attention on torch's ops, i.e. the GEMM library s3prl uses (AUDIOREP_ONEDNN_TRAINING=0)",
         f"gflops_s = {flops / 1e9:.1f} GFLOP per step (audiorep.kernels.flops.train_step_flops: GEMMs + attention, "
         "forward and backward, valid frames only, the same useful work credited to every contender; the head is "
         "counted on every valid frame, as s3prl and the padded row compute it, ~3% of the step) / step time; "
         "roofline_pct = that as a share of the best GEMM rate measured in this run on the model's own shapes "
-        "with the same clock: " + "; ".join(f"{k} {r['gflops']:.1f} GFLOP/s ({r['shape']})" for k, r in roofs.items())
+        "with the same clock, over torch.mm and oneDNN: " + "; ".join(
+            f"{k} {r['gflops']:.1f} GFLOP/s ({r['library']}, {r['shape']}; best per library: "
+            + ", ".join(f"{lib} {g:.0f}" for lib, g in r["by_library"].items()) + ")" for k, r in roofs.items())
         + ("; fp16 and bf16 rows are measured against the bf16 rate" if "bfloat16" in roofs else ""),
     ]
+    if "audiorep torch GEMMs" in times:
+        t_gemm = median(times["audiorep torch GEMMs"])
+        notes.append(f"GEMM library: audiorep on torch's GEMMs / s3prl {base / t_gemm:.2f}x; oneDNN's GEMMs then "
+                     f"make the step {t_gemm / median(times['audiorep']):.2f}x faster on this CPU")
     if cpu_bf16:
         b_ratio = median(times["s3prl bf16 autocast"]) / median(times["audiorep bf16 autocast"])
         notes.append(f"bf16 rows: torch.autocast(cpu, bfloat16) around each library's forward and loss (fp32 "
