@@ -134,10 +134,10 @@ def gemm_roofline(shapes: list[tuple[int, int, int]], device: str = "cpu", dtype
     tick = time.process_time if clock == "cpu" else time.perf_counter
     libraries = {"torch.mm": torch.mm}
     if device == "cpu":
-        from audiorep.kernels.fused import HAVE_ONEDNN_LINEAR, _onednn_mm
+        from audiorep.kernels.fused import HAVE_ONEDNN_LINEAR, onednn_mm
 
         if HAVE_ONEDNN_LINEAR:
-            libraries["oneDNN"] = lambda a, b: _onednn_mm(a, b.t())  # a @ b, b passed as (N, K) strided view
+            libraries["oneDNN"] = lambda a, b: onednn_mm(a, b.t())  # a @ b, b passed as (N, K) strided view
     best, where, best_lib = 0.0, None, None
     by_library = {name: 0.0 for name in libraries}
     for M, K, N in shapes:

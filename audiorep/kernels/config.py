@@ -11,7 +11,8 @@ Switches (environment variables, read on first use into one :class:`KernelConfig
 * ``AUDIOREP_PACKED_TRAINING=0`` -- turns off packed training steps on CPU (encoder, prediction head and loss
   on the valid frames only, attention per utterance); training then runs on the padded batch.
 * ``AUDIOREP_ONEDNN_TRAINING=0`` -- training (autograd) linears on CPU run ``F.linear`` instead of oneDNN's
-  GEMMs forward and backward (``fused.dense``).
+  GEMMs forward and backward (``fused.dense``), and long utterances' attention keeps its batched math path
+  instead of oneDNN one head at a time (``cpu_attention.py``).
 * ``TRITON_INTERPRET=1`` -- Triton's own switch: its kernels run on CPU tensors (tests).
 
 A module calls :func:`choose` when it is built and keeps the :class:`KernelChoice`; nothing reads the
@@ -42,7 +43,7 @@ class KernelConfig:
     cpu_fusion: bool = True  # CPU inference fast path: oneDNN-fused linears + packing of valid frames
     triton_interpret: bool = False  # Triton kernels may take CPU tensors (its interpreter; tests only)
     packed_training: bool = True  # CPU training steps run on valid frames only (no padding in any op)
-    onednn_training: bool = True  # CPU fp32 training linears through oneDNN (MKL is slow on AMD CPUs)
+    onednn_training: bool = True  # CPU fp32 training GEMMs (linears, long attention) in oneDNN: MKL is slow on AMD
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_BACKENDS:
@@ -104,7 +105,7 @@ class KernelChoice:
     cpu_fast_path: bool  # on CPU under no_grad in eval mode: pack valid frames, fuse linears where possible
     onednn_linear: bool  # this torch build has the fused oneDNN linear op (the fast path fuses only then)
     packed_training: bool = False  # on CPU with autograd on: run padded batches packed (valid frames only)
-    onednn_training: bool = False  # CPU fp32 linears under autograd run oneDNN's GEMMs (``fused.dense``)
+    onednn_training: bool = False  # CPU fp32 under autograd: linears and long attention run oneDNN's GEMMs
 
 
 def choose(attention: str = "auto") -> KernelChoice:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from .cpu_dropout import dropout_scale_mask
-from .fused import _onednn_mm
+from .fused import onednn_mm
 
 MIN_SCORES = 2 ** 20  # nh * T * T below this: the batched math path is as fast or faster (module doc)
 
@@ -40,12 +40,12 @@ class _HeadwiseAttention(torch.autograd.Function):
         out = torch.empty_like(qs)  # (nh, T, d)
         probs, dropped = [], []
         for h in range(nh):
-            s = _onednn_mm(qs[h], k[h])  # (T, T) scores
+            s = onednn_mm(qs[h], k[h])  # (T, T) scores
             if bias is not None:
                 s.add_(bias[h])
             p = torch.softmax(s, dim=-1)  # (T, T)
             pd = p * mask[h] if mask is not None else p  # (T, T)
-            out[h] = _onednn_mm(pd, v[h].t())  # (T, d)
+            out[h] = onednn_mm(pd, v[h].t())  # (T, d)
             probs.append(p)
             dropped.append(pd)
         ctx.save_for_backward(qs, k, v, mask)
@@ -56,6 +56,9 @@ class _HeadwiseAttention(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_out):
+        if ctx.probs is None:
+            raise RuntimeError("headwise attention frees its probabilities in backward: a second backward "
+                               "through the same graph is not supported")
         qs, k, v, mask = ctx.saved_tensors
         g_out = g_out[0]  # (nh, T, d)
         nh, T, _ = qs.shape
@@ -64,16 +67,16 @@ class _HeadwiseAttention(torch.autograd.Function):
         for h in range(nh):
             p, pd = ctx.probs[h], ctx.dropped[h]
             go = g_out[h].contiguous()  # (T, d)
-            gv[h] = _onednn_mm(go.t(), pd.t()).t()  # dV = pd^T dO, as (dO^T pd)^T
-            gp = _onednn_mm(go, v[h])  # (T, T) = dO V^T
+            gv[h] = onednn_mm(go.t(), pd.t()).t()  # dV = pd^T dO, as (dO^T pd)^T
+            gp = onednn_mm(go, v[h])  # (T, T) = dO V^T
             if mask is not None:
                 gp.mul_(mask[h])
             gs = torch.ops.aten._softmax_backward_data(gp, p, -1, p.dtype)  # (T, T) d scores
             if gb is not None:
                 gb[h] = gs
-            gq[h] = _onednn_mm(gs, k[h].t())  # dQs = dS K
-            gk[h] = _onednn_mm(qs[h].t(), gs.t()).t()  # dK = dS^T Qs, as (Qs^T dS)^T
-        ctx.probs = ctx.dropped = None
+            gq[h] = onednn_mm(gs, k[h].t())  # dQs = dS K
+            gk[h] = onednn_mm(qs[h].t(), gs.t()).t()  # dK = dS^T Qs, as (Qs^T dS)^T
+        ctx.probs = ctx.dropped = None  # free the (T, T) blocks now, not when the whole graph goes
         return (gq.mul_(ctx.scale).unsqueeze(0), gk.unsqueeze(0), gv.unsqueeze(0), gb, None)
 
 

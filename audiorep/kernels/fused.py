@@ -66,7 +66,7 @@ def fusion_enabled(choice: "KernelChoice", x: torch.Tensor, training: bool) -> b
     return choice.onednn_linear and ok_dtype and cpu_inference(x, training)
 
 
-def _onednn_mm(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def onednn_mm(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``a @ b_t.T (+ bias)`` by oneDNN's matmul; ``a`` (..., K), ``b_t`` (N, K), either may be a strided view."""
     return torch.ops.mkldnn._linear_pointwise(a, b_t, bias, "none", [], "")  # (..., N)
 
@@ -78,7 +78,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return _onednn_mm(x, weight, bias)  # (..., out)
+        return onednn_mm(x, weight, bias)  # (..., out)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -86,16 +86,16 @@ class _OneDNNLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = _onednn_mm(gy, weight.t())  # (..., in) = dY W
+            gx = onednn_mm(gy, weight.t())  # (..., in) = dY W
         g2 = gy.reshape(-1, gy.shape[-1])  # (M, out)
         if ctx.needs_input_grad[1]:
             x2 = x.reshape(-1, x.shape[-1])  # (M, in)
             # oneDNN copies a strided first operand to contiguous; the second it reads in place. Both products
             # have a transposed (M-strided) first operand, so transpose the narrower of dY and X.
             if g2.shape[1] <= x2.shape[1]:
-                gw = _onednn_mm(g2.t(), x2.t())  # (out, in) = dY^T X
+                gw = onednn_mm(g2.t(), x2.t())  # (out, in) = dY^T X
             else:
-                gw = _onednn_mm(x2.t(), g2.t()).t()  # (out, in) = (X^T dY)^T, a transposed view
+                gw = onednn_mm(x2.t(), g2.t()).t()  # (out, in) = (X^T dY)^T, a transposed view
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(0)  # (out,)
         return gx, gw, gb
