@@ -125,14 +125,15 @@ def test_training_still_differentiable():
 
 @pytest.mark.skipif(not fused.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
 @pytest.mark.parametrize("bias", [True, False])
-def test_onednn_training_linear_matches_f_linear(bias):
+@pytest.mark.parametrize("d_in, d_out", [(48, 96), (96, 48)])  # dW from either transposed operand
+def test_onednn_training_linear_matches_f_linear(bias, d_in, d_out):
     """Forward and all three gradients of ``fused.dense`` equal F.linear's to float32 rounding."""
     torch.manual_seed(0)
-    layer = nn.Linear(48, 96, bias=bias)
+    layer = nn.Linear(d_in, d_out, bias=bias)
     choice = choose()
     assert choice.onednn_training
-    x = torch.randn(3, 17, 48, requires_grad=True)  # (B, T, in)
-    gy = torch.randn(3, 96, 17).transpose(1, 2)  # (B, T, out), strided like a gradient from a transpose
+    x = torch.randn(3, 17, d_in, requires_grad=True)  # (B, T, in)
+    gy = torch.randn(3, d_out, 17).transpose(1, 2)  # (B, T, out), strided like a gradient from a transpose
     outs, grads = [], []
     for use_onednn in (True, False):
         with use_kernels(onednn_training=use_onednn):
