@@ -154,7 +154,8 @@ def run(args: argparse.Namespace) -> dict:
     packed_side, padded_side = build(True), build(False)
     a_model_step = lambda: model_step(*packed_side)  # noqa: E731
     a_padded_step = lambda: model_step(*padded_side)  # noqa: E731
-    torch_gemm_side = build(True, onednn=False) if packed_side[0].encoder.kernels.onednn_training else None
+    torch_gemm_side = (build(True, onednn=False)
+                       if device.type == "cpu" and packed_side[0].encoder.kernels.onednn_training else None)
 
     def a_full_step():
         p = make_plan(flens, T, 80, mcfg, keys)
@@ -190,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
 
     fns = {"audiorep": a_model_step, "audiorep padded": a_padded_step, "s3prl": s_model_step,
            "audiorep +alteration": a_full_step, "s3prl +alteration": s_full_step}
-    if torch_gemm_side is not None and device.type == "cpu":
+    if torch_gemm_side is not None:
         fns["audiorep torch GEMMs"] = lambda: model_step(*torch_gemm_side)
     if args.compile:  # the padded batch: static shapes, no per-utterance loop for the compiler to break on
         padded_side[0].encoder.encode = torch.compile(padded_side[0].encoder.encode)
