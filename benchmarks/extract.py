@@ -233,8 +233,8 @@ def run(args) -> dict:
         "frames, each utterance attending over itself whole); *_gflops_s = gflop / median time; *_roofline_pct = "
         f"that as a share of the best fp32 GEMM rate measured in this run on the model's own shapes, over torch.mm "
         f"and oneDNN ({roof['gflops']:.1f} GFLOP/s, {roof['library']}, {roof['shape']}). Both sides are credited "
-        "the same useful FLOPs, so padding "
-        "and s3prl's chunking past 1500 frames (less attention work, a different result) show as rate, not work",
+        "the same useful FLOPs, so padding and s3prl's chunking past 1500 frames (less attention work, a different "
+        "result) show as rate, not work",
     ]
     if args.eager:
         notes.append("eager_s = audiorep with AUDIOREP_CPU_FUSION=0 (no fused oneDNN linears, no valid-frame "

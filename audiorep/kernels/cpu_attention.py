@@ -50,7 +50,7 @@ class _HeadwiseAttention(torch.autograd.Function):
             dropped.append(pd)
         ctx.save_for_backward(qs, k, v, mask)
         ctx.probs, ctx.dropped = probs, dropped
-        ctx.scale, ctx.bias_grad = scale, bias is not None and ctx.needs_input_grad[3]
+        ctx.scale = scale
         return out.unsqueeze(0)  # (1, nh, T, d)
 
     @staticmethod
@@ -63,7 +63,7 @@ class _HeadwiseAttention(torch.autograd.Function):
         g_out = g_out[0]  # (nh, T, d)
         nh, T, _ = qs.shape
         gq, gk, gv = torch.empty_like(qs), torch.empty_like(k), torch.empty_like(v)  # (nh, T, d)
-        gb = torch.empty(nh, T, T, dtype=qs.dtype) if ctx.bias_grad else None
+        gb = torch.empty(nh, T, T, dtype=qs.dtype) if ctx.needs_input_grad[3] else None  # False without a bias
         for h in range(nh):
             p, pd = ctx.probs[h], ctx.dropped[h]
             go = g_out[h].contiguous()  # (T, d)

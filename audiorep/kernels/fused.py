@@ -77,7 +77,6 @@ class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return onednn_mm(x, weight, bias)  # (..., out)
 
     @staticmethod
@@ -96,7 +95,7 @@ class _OneDNNLinear(torch.autograd.Function):
                 gw = onednn_mm(g2.t(), x2.t())  # (out, in) = dY^T X
             else:
                 gw = onednn_mm(x2.t(), g2.t()).t()  # (out, in) = (X^T dY)^T, a transposed view
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False when there is no bias
             gb = g2.sum(0)  # (out,)
         return gx, gw, gb
 
