@@ -65,7 +65,7 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = CommandParser(prog="audiorep", description="Self-supervised speech representations.")
     parser.add_argument("--version", action="version", version=f"audiorep {__version__}")

@@ -1,14 +1,17 @@
-"""Named presets: a name -> architecture config + feature config + where its pretrained weights come from."""
+"""The registries of encoders: architecture name -> model class, and preset name -> :class:`ModelSpec`.
+
+A leaf module: it imports no model. Each family's file registers itself here when it is imported
+(``@register_architecture`` on its model class, ``register_model(ModelSpec(...))`` for its presets), and
+``audiorep.models`` imports every family file, so adding a family is one new file in ``audiorep/models/``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from .errors import ConfigError
 from .features import FeatureConfig
-from .models import aalbert_base, mockingjay_base, mockingjay_large, tera_base
-from .models.mockingjay import MockingjayConfig
 
 
 @dataclass(frozen=True)
@@ -16,7 +19,7 @@ class ModelSpec:
     """Everything needed to build a named model, and to fetch its published weights."""
 
     name: str
-    config: Callable[[], MockingjayConfig]  # architecture factory
+    config: Callable[[], Any]  # architecture factory: () -> the family's config dataclass
     features: Callable[[], FeatureConfig] = FeatureConfig  # front-end factory
     # Where the published checkpoint is: a file in a Hugging Face hub repository (``repo_id`` + ``filename``,
     # fetched with huggingface_hub, so its cache, offline mode, mirrors and revisions apply) or a plain ``url``.
@@ -28,7 +31,7 @@ class ModelSpec:
     revision: str | None = None  # branch, tag or commit; None = the repository's default branch
     source_format: str = "s3prl"  # how the downloaded file is converted ("s3prl" or "audiorep")
     description: str = ""
-    architecture: str = "mockingjay"
+    architecture: str = "mockingjay"  # key into the architecture registry (the class that builds it)
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -73,26 +76,28 @@ def get_spec(name: str) -> ModelSpec:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
-register_model(ModelSpec(
-    "mockingjay-base", mockingjay_base,
-    url="https://www.dropbox.com/s/7f9z6dzc7oix6qv/states-1000000.ckpt?dl=1",
-    description="Mockingjay base, 3 layers, log-mel 80 in/out, time alteration, LibriSpeech 960 h, 1M steps",
-))
-register_model(ModelSpec(
-    "mockingjay-large", lambda: mockingjay_large(output_dim=201),
-    repo_id="s3prl/mockingjay",
-    filename="mockingjay_logMelLinearLarge_T_AdamW_b32_500k_360hr_drop1/states-500000.ckpt",
-    description="Mockingjay large, 12 layers, log-mel 80 in, 201-bin linear target, LibriSpeech 360 h, 500k steps",
-))
-register_model(ModelSpec(
-    "aalbert-base", aalbert_base,
-    repo_id="s3prl/audio_albert",
-    filename="audio_albert_logMelBase_T_share_AdamW_b32_1m_960hr_drop1/states-1000000.ckpt",
-    description="Audio ALBERT base, one shared layer x3, log-mel 80, time alteration, LibriSpeech 960 h, 1M steps",
-))
-register_model(ModelSpec(
-    "tera-base", tera_base,
-    repo_id="s3prl/tera",
-    filename="tera_logMelBase_T_F_M_AdamW_b32_1m_960hr_drop1/states-1000000.ckpt",
-    description="TERA base, 3 layers, log-mel 80, time+frequency+magnitude alteration, LibriSpeech 960 h, 1M steps",
-))
+_ARCHITECTURES: dict[str, type] = {}
+M = TypeVar("M", bound=type)
+
+
+def register_architecture(cls: M) -> M:
+    """Class decorator: make ``cls`` (a :class:`~audiorep.models.base.PretrainedModel` with a unique
+    ``architecture`` string) the builder of config.json files that name that architecture."""
+    name = cls.architecture
+    if name in _ARCHITECTURES and _ARCHITECTURES[name] is not cls:
+        raise ConfigError(f"architecture {name!r} is already registered by {_ARCHITECTURES[name].__qualname__}")
+    _ARCHITECTURES[name] = cls
+    return cls
+
+
+def get_architecture(name: str) -> type:
+    """The model class registered for ``name``; ConfigError listing the known ones."""
+    try:
+        return _ARCHITECTURES[name]
+    except KeyError:
+        raise ConfigError(f"unknown architecture {name!r}; known: {', '.join(sorted(_ARCHITECTURES))}") from None
+
+
+def list_architectures() -> list[str]:
+    """Architecture names that saved model folders may name."""
+    return sorted(_ARCHITECTURES)

@@ -134,7 +134,8 @@ def gemm_roofline(shapes: list[tuple[int, int, int]], device: str = "cpu", dtype
     tick = time.process_time if clock == "cpu" else time.perf_counter
     libraries = {"torch.mm": torch.mm}
     if device == "cpu":
-        from audiorep.kernels.fused import HAVE_ONEDNN_LINEAR, onednn_mm
+        from audiorep.kernels.capabilities import HAVE_ONEDNN_LINEAR
+        from audiorep.kernels.fused import onednn_mm
 
         if HAVE_ONEDNN_LINEAR:
             libraries["oneDNN"] = lambda a, b: onednn_mm(a, b.t())  # a @ b, b passed as (N, K) strided view

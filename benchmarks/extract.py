@@ -3,7 +3,7 @@ same random-weight s3prl checkpoint and the same waveforms, with the max abs dif
 
 Both sides take a list of 1-D waveforms and return every layer's hidden states, in eval mode under
 ``torch.inference_mode()``, with the same thread count; calls alternate (interleaved repeats, medians).
-The checkpoint is written by ``audiorep.compat.s3prl.export_s3prl_checkpoint`` and read back by both
+The checkpoint is written by ``audiorep.weights.s3prl.export_s3prl_checkpoint`` and read back by both
 s3prl's ``UpstreamExpert`` and ``audiorep.load`` (so the import path is exercised too).
 
 What "difference" means: s3prl's batched output depends on padding and it cuts inputs longer than
@@ -80,7 +80,7 @@ def randomise(model: torch.nn.Module, seed: int) -> None:
 def build(args, workdir: Path):
     """Export a random-weight checkpoint and load it into both libraries."""
     import audiorep
-    from audiorep.compat.s3prl import export_s3prl_checkpoint
+    from audiorep.weights.s3prl import export_s3prl_checkpoint
     from audiorep.models.mockingjay import SpecPredictionHead
 
     torch.manual_seed(args.seed)

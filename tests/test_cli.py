@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import audiorep
 from audiorep.cli import main
-from audiorep.compat.s3prl import export_s3prl_checkpoint
+from audiorep.weights.s3prl import export_s3prl_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "configs"
 

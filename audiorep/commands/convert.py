@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.to == "s3prl":
         return _to_s3prl(args)
-    from ..hub import convert_to_folder
+    from ..weights.convert import convert_to_folder
 
     out = convert_to_folder(args.ckpt, args.out, overwrite=args.overwrite)
     print(out)
@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
 def _to_s3prl(args: argparse.Namespace) -> int:
     """Export a Mockingjay/TERA/AALBERT model in s3prl's checkpoint layout."""
     from ..errors import ConfigError
-    from ..loading import load
+    from ..weights.loading import load
     from ..models.mockingjay import MockingjayModel
-    from ..compat.s3prl import export_s3prl_checkpoint
+    from ..weights.s3prl import export_s3prl_checkpoint
 
     source = str(args.ckpt)
     if args.out.is_dir():

@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..hub import split_hub_source
-    from ..loading import load
+    from ..weights.hub import push_to_hub, split_hub_source
+    from ..weights.loading import load
     from ..models.base import PretrainedModel
 
     split_hub_source(args.repo_id)  # a bad id must not cost a model load
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(model, PretrainedModel):
         raise ConfigError(f"{args.model}: a transformers or torchaudio encoder, not an audiorep model; publish it "
                           "with its own library (transformers: model.push_to_hub)")
-    url = model.push_to_hub(args.repo_id, revision=args.revision, private=True if args.private else None,
-                            commit_message=args.message, create_pr=args.create_pr)
+    url = push_to_hub(model, args.repo_id, revision=args.revision, private=True if args.private else None,
+                      commit_message=args.message, create_pr=args.create_pr)
     print(url)
     return 0

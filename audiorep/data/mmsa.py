@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..compat.safe_pickle import restricted_load
+from ..safe_pickle import restricted_load
 from ..errors import ConfigError
 
 SPLITS = {"train": "train", "valid": "dev", "test": "test"}

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 from ..errors import ConfigError
+from .capabilities import HAVE_ONEDNN_LINEAR
 
 ATTENTION_BACKENDS = ("auto", "sdpa", "reference", "triton")
 LAYER_NORM_BACKENDS = ("auto", "torch", "triton")
@@ -115,8 +116,6 @@ def choose(attention: str = "auto") -> KernelChoice:
     """
     if attention not in ATTENTION_BACKENDS:
         raise ValueError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {attention!r}")
-    from .fused import HAVE_ONEDNN_LINEAR
-
     cfg = kernel_config()
     return KernelChoice(
         attention=cfg.attention if attention == "auto" else attention,

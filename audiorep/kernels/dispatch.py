@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .capabilities import TRITON_DTYPES, TRITON_HEAD_DIMS
 from .config import ATTENTION_BACKENDS as BACKENDS, kernel_config
 from .reference import attention_reference
 
@@ -55,9 +56,6 @@ def load_tuned(path: str = str(TUNED_PATH)) -> dict:
 # (guards on the length class instead of graph-breaking). reload_tuned() picks up a re-benchmarked file.
 _TABLE: dict = load_tuned()
 _DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
-# What the Triton kernel takes; here (not in triton_attention.py) so "auto" can check without importing triton.
-TRITON_DTYPES = tuple(_DTYPE_NAMES)
-TRITON_HEAD_DIMS = (16, 32, 64, 128)
 
 
 def reload_tuned() -> dict:

@@ -31,27 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .capabilities import CPU_BF16
+
 if TYPE_CHECKING:
     from .config import KernelChoice
-
-
-def _have_op() -> bool:
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _have_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-HAVE_ONEDNN_LINEAR = _have_op()  # a fact about this torch build, probed once at import
-# oneDNN computes bf16 on this CPU (AVX512-BF16/AMX, or AVX512BW conversions): bf16 inference may fuse too
-CPU_BF16 = _have_bf16()
 
 
 def cpu_inference(x: torch.Tensor, training: bool) -> bool:

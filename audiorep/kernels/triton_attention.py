@@ -49,7 +49,7 @@ import triton
 import triton.language as tl
 
 from .config import kernel_config
-from .dispatch import TRITON_DTYPES as SUPPORTED_DTYPES, TRITON_HEAD_DIMS as SUPPORTED_HEAD_DIMS
+from .capabilities import TRITON_DTYPES as SUPPORTED_DTYPES, TRITON_HEAD_DIMS as SUPPORTED_HEAD_DIMS
 
 
 def interpreting() -> bool:

@@ -1,4 +1,11 @@
-"""Model families; each file holds one family's config, presets and modules."""
+"""Encoder families (one file each: config, presets, modules, registration) and the Featurizer.
+
+Importing this package imports every family file in it, so each registers its architecture and presets
+with :mod:`audiorep.registry`: adding a family is adding one file here.
+"""
+
+import importlib as _importlib
+import pkgutil as _pkgutil
 
 from .base import EncoderOutput, PretrainedModel
 from .logmel import LogMelUpstream
@@ -13,10 +20,11 @@ from .mockingjay import (
     tera_base,
 )
 
-# architecture name in config.json -> model class; new families add themselves here
-ARCHITECTURES = {MockingjayModel.architecture: MockingjayModel}
+for _info in _pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = [
-    "ARCHITECTURES", "EncoderOutput", "LogMelUpstream", "MockingjayConfig", "MockingjayModel", "PretrainedModel",
+    "EncoderOutput", "LogMelUpstream", "MockingjayConfig", "MockingjayModel", "PretrainedModel",
     "SpecPredictionHead", "aalbert_base", "mockingjay_base", "mockingjay_config", "mockingjay_large", "tera_base",
 ]

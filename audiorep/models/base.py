@@ -70,7 +70,7 @@ class PretrainedModel(WaveformUpstream):
         """
         from safetensors.torch import save
 
-        from .. import __version__
+        from ..version import __version__
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -89,22 +89,6 @@ class PretrainedModel(WaveformUpstream):
         atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
         atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
         return directory
-
-    def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool | None = None,
-                    token: str | None = None, commit_message: str | None = None, create_pr: bool = False,
-                    extra: dict[str, nn.Module] | None = None) -> str:
-        """Publish this model on the Hugging Face hub as ``repo_id`` (created if missing; ``private`` applies then).
-
-        Writes :meth:`save_pretrained` into a temporary folder and uploads it as one commit
-        (``HfApi.upload_folder``): config.json + model.safetensors, replacing those two files, leaving any
-        other file (a model card) in place. ``token`` defaults to the hub's own (``HF_TOKEN``,
-        ``hf auth login``); ``HF_ENDPOINT`` picks another hub. Returns the commit URL. Load it back with
-        ``audiorep.load("hf-hub:" + repo_id)``.
-        """
-        from ..hub import push_folder
-
-        return push_folder(self, repo_id, revision=revision, private=private, token=token,
-                           commit_message=commit_message, create_pr=create_pr, extra=extra)
 
     @classmethod
     def from_config_dict(cls, meta: dict[str, Any], source: str = "config") -> "PretrainedModel":

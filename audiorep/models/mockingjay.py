@@ -21,6 +21,7 @@ from ..kernels import BACKENDS, choose, key_padding_mask
 from ..kernels.cpu_dropout import dropout_scale_mask
 from ..kernels.fused import cpu_inference
 from ..layers import SinusoidalPositions, TransformerLayer
+from ..registry import ModelSpec, register_architecture, register_model
 from ..validate import check_bool, check_choice, check_float, check_int
 from .base import EncoderOutput, PretrainedModel
 
@@ -125,6 +126,7 @@ def tera_base(**overrides: Any) -> MockingjayConfig:
     return mockingjay_base(**overrides)
 
 
+@register_architecture
 class MockingjayModel(PretrainedModel):
     """Waveforms -> log-mel features -> transformer encoder -> every layer's hidden states."""
 
@@ -298,3 +300,29 @@ def init_weights(module: nn.Module, std: float) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+# The published s3prl checkpoints of this family.
+register_model(ModelSpec(
+    "mockingjay-base", mockingjay_base,
+    url="https://www.dropbox.com/s/7f9z6dzc7oix6qv/states-1000000.ckpt?dl=1",
+    description="Mockingjay base, 3 layers, log-mel 80 in/out, time alteration, LibriSpeech 960 h, 1M steps",
+))
+register_model(ModelSpec(
+    "mockingjay-large", lambda: mockingjay_large(output_dim=201),
+    repo_id="s3prl/mockingjay",
+    filename="mockingjay_logMelLinearLarge_T_AdamW_b32_500k_360hr_drop1/states-500000.ckpt",
+    description="Mockingjay large, 12 layers, log-mel 80 in, 201-bin linear target, LibriSpeech 360 h, 500k steps",
+))
+register_model(ModelSpec(
+    "aalbert-base", aalbert_base,
+    repo_id="s3prl/audio_albert",
+    filename="audio_albert_logMelBase_T_share_AdamW_b32_1m_960hr_drop1/states-1000000.ckpt",
+    description="Audio ALBERT base, one shared layer x3, log-mel 80, time alteration, LibriSpeech 960 h, 1M steps",
+))
+register_model(ModelSpec(
+    "tera-base", tera_base,
+    repo_id="s3prl/tera",
+    filename="tera_logMelBase_T_F_M_AdamW_b32_1m_960hr_drop1/states-1000000.ckpt",
+    description="TERA base, 3 layers, log-mel 80, time+frequency+magnitude alteration, LibriSpeech 960 h, 1M steps",
+))

@@ -37,7 +37,7 @@ class FusionSplit:
 
     def with_audio_swapped(self, seed: int = 0) -> "FusionSplit":
         """The same texts, labels and vision, each item with another item's audio (see ``swapped_audio``)."""
-        from .metrics import swapped_audio
+        from ..scoring import swapped_audio
 
         return dataclasses.replace(self, audio=swapped_audio(self.audio, seed))
 
@@ -109,7 +109,8 @@ def corpus_splits(data: str, splits: Sequence[str], upstream: str = "logmel", mo
     from ..audio import read_audio
     from ..data.corpus import get_corpus
     from ..probe.cache import cache_file, feature_cache_key, load_features, save_features, utterance_ident
-    from ..probe.featurizer import Featurizer, load_upstream
+    from ..models.featurizer import Featurizer
+    from ..weights.loading import load_upstream
 
     if mode == "finetune":
         raise ConfigError("fusion heads train on cached features: mode must be weighted-sum, last or layer")

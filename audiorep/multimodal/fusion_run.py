@@ -2,7 +2,7 @@
 
 The loop is :class:`audiorep.train.Trainer` with :class:`FusionTask`: early stopping on a dev metric
 (``select_metric``, MAE by default); the best dev weights are evaluated on test once. Metrics come from
-:mod:`audiorep.multimodal.metrics` (MMSA's definitions); nothing is re-implemented here.
+:mod:`audiorep.scoring` (MMSA's definitions); nothing is re-implemented here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ..config import load
 from ..train.distributed import DistContext
 from ..train.optim import OptimConfig, build_optimizer
 from ..train.trainer import TrainConfig, Trainer
-from .metrics import check_select_metric, regression_metrics
+from ..scoring import check_select_metric, regression_metrics
 from .common import FusionHead, FusionOutput, TextEncoder
 from .data import FusionSplit
 
@@ -272,7 +272,7 @@ def _text_side(cfg: FusionConfig, train_texts: list[str], text_dim: int | None) 
         if text_dim is None:
             raise ConfigError("text_features=true needs MMSA text features (set mmsa=PATH)")
         return TextEncoder(feature_dim=text_dim)
-    from .text import encoder_for
+    from .lm import encoder_for
 
     tok, model, where = encoder_for(cfg.text_model, train_texts)
     log.info("text encoder: %s", where)
@@ -336,7 +336,7 @@ def _run(cfg: FusionConfig) -> dict[str, Any]:
     for seed in cfg.seeds:
         seed_everything(seed)
         if cfg.head == "deepmlf":
-            from .text import decoder_for
+            from .lm import decoder_for
 
             tok, lm, where = decoder_for(cfg.decoder_lm, tr.raw_text)
             log.info("decoder LM: %s", where)

@@ -25,7 +25,7 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_directory
 from .teasel_config import SmallLMConfig
-from .text import SmallGPT2Config, load_local
+from .text import SmallGPT2Config, load_decoder, load_encoder, load_local
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def cached_small_lm(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config, 
     """The folder of the small LM for these transcripts and settings, trained first when missing
     (``$AUDIOREP_HOME/teasel/lm-<hash>`` for RoBERTa, ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` for GPT-2, whose
     hash also covers :data:`GPT2_CACHE_FORMAT`)."""
-    from ..hub import cache_dir
+    from ..weights.cache import cache_dir
 
     where = "fusion/gpt2" if isinstance(cfg, SmallGPT2Config) else "teasel/lm"
     folder = cache_dir() / f"{where}-{_cache_key(texts, cfg)}"
@@ -228,3 +228,23 @@ def ensure_lm(lm: str | None, texts: Sequence[str], cfg: SmallLMConfig, device: 
     folder = cached_small_lm(texts, cfg, device)
     tok, model = load_lm(folder)
     return tok, model, folder
+
+
+def encoder_for(name: str, train_texts: Sequence[str], device: str = "cpu"):
+    """``name`` = local folder or ``"teasel-small"`` -> ``(tokenizer, encoder model, where)``."""
+    if name != "teasel-small":
+        tok, model = load_encoder(name)
+        return tok, model, name
+    tok, mlm, folder = ensure_lm(None, list(train_texts), SmallLMConfig(), device)
+    return tok, mlm.roberta, str(folder)
+
+
+def decoder_for(name: str, train_texts: Sequence[str], cfg: SmallGPT2Config | None = None):
+    """``name`` = local folder or ``"small-gpt2"`` (trained once on ``train_texts`` and cached) ->
+    ``(tokenizer, causal LM, where)``."""
+    if name != "small-gpt2":
+        tok, model = load_decoder(name)
+        return tok, model, name
+    folder = cached_small_lm(list(train_texts), cfg or SmallGPT2Config())
+    tok, model = load_decoder(folder)
+    return tok, model, str(folder)

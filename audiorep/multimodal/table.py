@@ -68,7 +68,7 @@ def reference_rows(data: str = "synth", split: str = "test", train_split: str = 
     import numpy as np
 
     from ..data.corpus import get_corpus
-    from .metrics import regression_metrics
+    from ..scoring import regression_metrics
 
     c = get_corpus(data)
     tr, te = c.manifest(train_split), c.manifest(split)

@@ -36,7 +36,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..audio import WaveformBatch
 from ..errors import AudioError, CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
-from ..probe.featurizer import weighted_layer_sum
+from ..models.featurizer import weighted_layer_sum
 
 from ..data.labels import IGNORE_INDEX  # CrossEntropyLoss skips it: every non-masked text position and the prefix
 

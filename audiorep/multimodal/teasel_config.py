@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .metrics import check_select_metric
+from ..scoring import check_select_metric
 from ..errors import ConfigError
 from ..config import load
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .metrics import regression_metrics, swapped_audio
+from ..scoring import regression_metrics, swapped_audio
 from ..errors import ConfigError
 from ..locking import lock_run_folder
 from ..models.wav2vec2 import Wav2Vec2CNNFrontEnd

@@ -10,15 +10,11 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from ..errors import CheckpointError, ConfigError
-
-log = logging.getLogger(__name__)
+from ..errors import CheckpointError
 
 
 @dataclass
@@ -57,36 +53,8 @@ def load_encoder(path: str | os.PathLike):
     return load_local(path, AutoModel, "encoder")
 
 
-def encoder_for(name: str, train_texts: Sequence[str], device: str = "cpu"):
-    """``name`` = local folder or ``"teasel-small"`` -> ``(tokenizer, encoder model, where)``."""
-    if name != "teasel-small":
-        tok, model = load_encoder(name)
-        return tok, model, name
-    try:
-        from .teasel_config import SmallLMConfig
-        from .lm import ensure_lm
-    except ImportError as exc:  # the TEASEL package is what trains and caches this LM
-        raise ConfigError(f"text_model 'teasel-small' needs audiorep.multimodal ({exc}); give a local encoder "
-                          "folder instead") from exc
-    tok, mlm, folder = ensure_lm(None, list(train_texts), SmallLMConfig(), device)
-    return tok, mlm.roberta, str(folder)
-
-
 def load_decoder(path: str | os.PathLike):
     """A local GPT-2-style folder -> ``(tokenizer, causal LM)``, offline."""
     from transformers import AutoModelForCausalLM
 
     return load_local(path, AutoModelForCausalLM, "causal LM")
-
-
-def decoder_for(name: str, train_texts: Sequence[str], cfg: SmallGPT2Config | None = None):
-    """``name`` = local folder or ``"small-gpt2"`` (trained once on ``train_texts`` and cached) ->
-    ``(tokenizer, causal LM, where)``."""
-    if name != "small-gpt2":
-        tok, model = load_decoder(name)
-        return tok, model, name
-    from .lm import cached_small_lm
-
-    folder = cached_small_lm(list(train_texts), cfg or SmallGPT2Config())
-    tok, model = load_decoder(folder)
-    return tok, model, str(folder)

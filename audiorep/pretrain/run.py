@@ -106,7 +106,7 @@ def build_model(cfg: PretrainConfig) -> MaskedAcousticModel:
 def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: PretrainConfig
                  ) -> tuple[Path, Path | None]:
     """``final/`` via save_pretrained (head kept as an extra) and ``s3prl/states-STEP.ckpt``."""
-    from ..compat.s3prl import export_s3prl_checkpoint
+    from ..weights.s3prl import export_s3prl_checkpoint
 
     final = model.encoder.save_pretrained(run_dir / "final", extra={"head": model.head})
     s3 = None

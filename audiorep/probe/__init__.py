@@ -2,7 +2,8 @@
 phone / speaker / sentiment tasks, the train-eval loop, the probe table, and MMSA's sentiment metrics."""
 
 from ..models.logmel import LogMelUpstream
-from .featurizer import MODES, Featurizer, load_upstream
+from ..models.featurizer import MODES, Featurizer
+from ..weights.loading import load_upstream
 from .heads import FrameLinear, FrameMLP, MeanPoolLinear, MeanPoolMLP, build_head, mean_pool
 from .plots import plot_layer_weights, plot_learning_curves
 from .run import DownstreamConfig, DownstreamResult, load_config, run_downstream

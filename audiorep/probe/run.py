@@ -44,7 +44,8 @@ from ..train.optim import OptimConfig, build_optimizer, param_groups
 from ..train.run_folder import prepare_run_folder
 from ..train.trainer import TrainConfig, Trainer, autocast_context
 from .cache import cache_file, feature_cache_key, load_features, save_features, utterance_ident
-from .featurizer import MODES, Featurizer, load_upstream
+from ..models.featurizer import MODES, Featurizer
+from ..weights.loading import load_upstream
 from .heads import build_head
 from .plots import plot_layer_weights, plot_learning_curves
 from .tasks import Task, build_task

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from audiorep.kernels import attention
 from audiorep.kernels.cpu_attention import headwise_attention
 from audiorep.kernels.cpu_dropout import attention_dropout, dropout_scale_mask
-from audiorep.kernels.fused import HAVE_ONEDNN_LINEAR
+from audiorep.kernels.capabilities import HAVE_ONEDNN_LINEAR
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])

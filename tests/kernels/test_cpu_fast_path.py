@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiorep.features import FeatureConfig
-from audiorep.kernels import choose, fused, use_kernels
+from audiorep.kernels import capabilities, choose, fused, use_kernels
 from audiorep.models.mockingjay import MockingjayModel, mockingjay_config
 
 
@@ -123,7 +123,7 @@ def test_training_still_differentiable():
     assert model.layers[0].attn.qkv.weight.grad is not None
 
 
-@pytest.mark.skipif(not fused.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
+@pytest.mark.skipif(not capabilities.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("d_in, d_out", [(48, 96), (96, 48)])  # dW from either transposed operand
 def test_onednn_training_linear_matches_f_linear(bias, d_in, d_out):
@@ -164,7 +164,7 @@ def test_onednn_training_linear_leaves_autocast_and_other_dtypes_to_torch():
     assert fused.dense(x, layer, choice).dtype == torch.float32
 
 
-@pytest.mark.skipif(not fused.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
+@pytest.mark.skipif(not capabilities.HAVE_ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
 def test_packed_training_step_same_gradients_with_either_gemm_library():
     """A whole packed layer (dropout off): oneDNN's GEMMs give F.linear's loss and gradients."""
     with use_kernels(onednn_training=False):

@@ -258,7 +258,7 @@ def test_cli_downstream_with_hf_upstream(tmp_path, hf_folders, bundled, capsys):
 
 
 def test_phone_labels_follow_20ms_frames():
-    from audiorep.probe.tasks import PhoneTask
+    from audiorep.probe.tasks.phone import PhoneTask
 
     task = PhoneTask(head="linear")
     task.labels = {"u": torch.arange(101)}  # 10 ms labels of one second

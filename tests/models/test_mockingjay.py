@@ -103,9 +103,9 @@ def test_config_validation():
 def test_distance_bias_is_learned_saved_and_refused_by_the_s3prl_export(tmp_path):
     """The opt-in distance bias: slopes start spread from 1/2 to 1/256, get gradients, load back from a saved
     model, change the output, and make an s3prl export fail with one line."""
-    from audiorep.compat.s3prl import export_s3prl_checkpoint
+    from audiorep.weights.s3prl import export_s3prl_checkpoint
     from audiorep.errors import ConfigError
-    from audiorep.loading import load
+    from audiorep.weights.loading import load
     from audiorep.models.mockingjay import MockingjayModel, mockingjay_config
 
     cfg = mockingjay_config(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, distance_bias=True,

@@ -601,7 +601,7 @@ def test_merge_results(tmp_path):
 
 def test_with_audio_swapped_moves_only_the_audio():
     from audiorep.multimodal.data import FusionSplit
-    from audiorep.multimodal.metrics import derangement
+    from audiorep.scoring import derangement
 
     split = FusionSplit(raw_text=[f"t{i}" for i in range(6)], labels=torch.arange(6.0),
                         audio=[torch.full((i + 1, 2), float(i)) for i in range(6)])

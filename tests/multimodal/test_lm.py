@@ -22,7 +22,7 @@ def settings_only_key(texts, cfg) -> str:
 
 
 def test_small_gpt2_cache_name_carries_its_format_so_stale_folders_are_not_reused(monkeypatch):
-    from audiorep.hub import cache_dir
+    from audiorep.weights.cache import cache_dir
 
     cfg = SmallGPT2Config(vocab_size=300, hidden_size=16, num_layers=1, num_heads=2, max_positions=16, epochs=1,
                           batch_size=2)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiorep.multimodal.metrics import (
+from audiorep.scoring import (
     is_better,
     mosi_metrics,
     pearson,

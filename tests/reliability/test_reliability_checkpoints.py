@@ -18,8 +18,8 @@ import torch
 
 import audiorep
 from audiorep.cli import main
-from audiorep.compat.s3prl import export_s3prl_checkpoint, load_s3prl_checkpoint
-from audiorep.compat.safe_pickle import restricted_load
+from audiorep.weights.s3prl import export_s3prl_checkpoint, load_s3prl_checkpoint
+from audiorep.safe_pickle import restricted_load
 from audiorep.errors import CheckpointError, ConfigError
 from audiorep.models import MockingjayConfig, MockingjayModel, SpecPredictionHead
 

@@ -9,7 +9,7 @@ import torch
 
 import audiorep
 from audiorep.cli import main
-from audiorep.compat.s3prl import export_s3prl_checkpoint
+from audiorep.weights.s3prl import export_s3prl_checkpoint
 from audiorep.models import MockingjayConfig, MockingjayModel
 
 

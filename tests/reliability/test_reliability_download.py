@@ -15,9 +15,10 @@ import pytest
 import torch
 
 import audiorep
-from audiorep.compat.s3prl import export_s3prl_checkpoint
+from audiorep.weights.s3prl import export_s3prl_checkpoint
 from audiorep.errors import DownloadError, WeightsUnavailableError
-from audiorep.hub import cache_dir, download
+from audiorep.weights.cache import cache_dir
+from audiorep.weights.download import download
 from audiorep.models import MockingjayConfig, MockingjayModel
 from audiorep.registry import ModelSpec, register_model, unregister_model
 

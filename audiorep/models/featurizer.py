@@ -17,7 +17,6 @@ it needs, and train the head on the cache.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import torch
@@ -25,22 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.logmel import LogMelUpstream, parse_logmel_name
 
 MODES = ("weighted-sum", "finetune", "last", "layer")
-
-
-def load_upstream(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
-                  pretrained: bool = True) -> nn.Module:
-    """``"logmel"`` -> :class:`LogMelUpstream`, ``"logmel-ctxK"`` -> the same with K frames of context each
-    side; anything else goes to :func:`audiorep.load`."""
-    context = parse_logmel_name(os.fspath(name_or_path))
-    if context is not None:
-        model: nn.Module = LogMelUpstream(context=context)
-        return model.to(device) if device is not None else model
-    from ..loading import load
-
-    return load(name_or_path, pretrained=pretrained, device=device)
 
 
 def weighted_layer_sum(logits: torch.Tensor, states: torch.Tensor, dim: int = 0) -> torch.Tensor:

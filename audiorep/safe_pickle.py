@@ -10,7 +10,7 @@ import _compat_pickle
 import pickle
 from typing import Any
 
-from ..errors import CheckpointError
+from .errors import CheckpointError
 
 # (module, name) pairs a tensor checkpoint legitimately needs; nothing here runs user-controlled code.
 _ALLOWED: set[tuple[str, str]] = {

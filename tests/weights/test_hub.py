@@ -20,9 +20,10 @@ import torch
 
 import audiorep
 from audiorep.cli import main
-from audiorep.compat.s3prl import export_s3prl_checkpoint
+from audiorep.weights.s3prl import export_s3prl_checkpoint
+from audiorep.weights.hub import push_to_hub
 from audiorep.errors import ConfigError, DownloadError, PublishError, WeightsUnavailableError
-from audiorep.hub import model_dir
+from audiorep.weights.cache import model_dir
 from audiorep.registry import ModelSpec, get_spec, register_model, unregister_model
 
 pytest.importorskip("huggingface_hub")
@@ -317,7 +318,7 @@ def fake_api(monkeypatch):
 
 def test_push_to_hub_uploads_a_folder_that_loads_back(monkeypatch, fake_api, tiny_model):
     model = tiny_model().eval()
-    url = model.push_to_hub("me/tiny", private=True, token="t0k", commit_message="first")
+    url = push_to_hub(model, "me/tiny", private=True, token="t0k", commit_message="first")
     assert url == f"https://hub.test/me/tiny/commit/{COMMIT}"
     (_, init), (_, created), (_, upload) = fake_api.calls
     assert init["token"] == "t0k" and created["repo_id"] == "me/tiny" and created["private"] is True
@@ -335,13 +336,13 @@ def test_push_failures_are_one_line(monkeypatch, fake_api, tiny_model):
 
     monkeypatch.setattr(FakeHfApi, "upload_folder", refuse)
     with pytest.raises(PublishError, match=r"me/tiny: the upload failed \(OSError: 401 Client Error.*HF_TOKEN") as err:
-        tiny_model().push_to_hub("me/tiny")
+        push_to_hub(tiny_model(), "me/tiny")
     assert "\n" not in str(err.value)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PublishError, match="HF_HUB_OFFLINE=1"):
-        tiny_model().push_to_hub("me/tiny")
+        push_to_hub(tiny_model(), "me/tiny")
     with pytest.raises(ConfigError):
-        tiny_model().push_to_hub("not a repo")
+        push_to_hub(tiny_model(), "not a repo")
 
 
 def test_push_command(tmp_path, fake_api, tiny_model, capsys):

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
-from .errors import CheckpointError, ConfigError
-from .models import ARCHITECTURES
-from .models.base import WEIGHTS_NAME, PretrainedModel, load_state_strict, read_config, read_weights
-from .registry import get_spec, list_models
+from ..errors import CheckpointError, ConfigError
+from ..models.logmel import LogMelUpstream, parse_logmel_name
+from ..models.base import WEIGHTS_NAME, PretrainedModel, load_state_strict, read_config, read_weights
+from ..registry import get_architecture, get_spec, list_architectures, list_models
 
 if TYPE_CHECKING:
-    from .models.foreign import ForeignUpstream
+    from ..models.foreign import ForeignUpstream
 
 
 def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str | torch.device | None = None,
@@ -26,7 +27,7 @@ def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str |
     - a folder written by ``model.save_pretrained``;
     - an s3prl ``states-*.ckpt`` file (read without executing pickled code);
     - ``"hf-hub:org/name"`` (``@revision`` optional): an audiorep repository on the Hugging Face hub (config.json +
-      model.safetensors, as :meth:`~audiorep.models.base.PretrainedModel.push_to_hub` writes it), through the
+      model.safetensors, as :func:`audiorep.weights.hub.push_to_hub` writes it), through the
       hub's cache; ``HF_HUB_OFFLINE``, ``HF_ENDPOINT`` and ``HF_TOKEN`` apply;
     - ``"hf:<repo id or folder>"``: a transformers speech encoder (wav2vec2, HuBERT, WavLM, data2vec-audio);
       ``"torchaudio:<bundle>"``: a ``torchaudio.pipelines`` bundle (e.g. ``WAV2VEC2_BASE``). Both are wrapped
@@ -40,13 +41,13 @@ def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str |
         folder = hub_snapshot(name_or_path[len(HUB_PREFIX):], weights=pretrained, progress=progress)
         model = load_folder(folder) if pretrained else _build(read_config(folder), folder)
     elif isinstance(name_or_path, str) and name_or_path.startswith(("hf:", "torchaudio:")):
-        from .models.foreign import load_foreign
+        from ..models.foreign import load_foreign
 
         model = load_foreign(name_or_path, pretrained=pretrained)
     elif path.is_dir():
         model = load_folder(path)
     elif path.is_file():
-        from .compat.s3prl import load_s3prl_checkpoint
+        from .s3prl import load_s3prl_checkpoint
 
         model = load_s3prl_checkpoint(path)
     elif isinstance(name_or_path, str) and name_or_path in list_models():
@@ -56,7 +57,7 @@ def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str |
 
             model = load_folder(fetch_pretrained(spec, progress=progress))
         else:
-            model = ARCHITECTURES[spec.architecture](spec.config(), spec.features())
+            model = get_architecture(spec.architecture)(spec.config(), spec.features())
     else:
         raise ConfigError(
             f"{name_or_path}: neither a registered model ({', '.join(list_models())}) nor an existing file or folder "
@@ -80,9 +81,20 @@ def load_folder(directory: str | os.PathLike) -> PretrainedModel:
 def _build(meta: dict, directory: str | os.PathLike) -> PretrainedModel:
     """The untrained model a saved config.json describes."""
     arch = meta.get("architecture")
-    if arch not in ARCHITECTURES:
-        raise CheckpointError(f"{directory}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    if arch not in list_architectures():
+        raise CheckpointError(f"{directory}: unknown architecture {arch!r}; known: {list_architectures()}")
     try:
-        return ARCHITECTURES[arch].from_config_dict(meta, str(directory))
+        return get_architecture(arch).from_config_dict(meta, str(directory))
     except ConfigError as exc:
         raise CheckpointError(f"{directory}/config.json: {exc}") from exc
+
+
+def load_upstream(name_or_path: str | os.PathLike, device: str | torch.device | None = None,
+                  pretrained: bool = True) -> nn.Module:
+    """``"logmel"`` -> :class:`LogMelUpstream`, ``"logmel-ctxK"`` -> the same with K frames of context each
+    side; anything else goes to :func:`audiorep.load`."""
+    context = parse_logmel_name(os.fspath(name_or_path))
+    if context is not None:
+        model: nn.Module = LogMelUpstream(context=context)
+        return model.to(device) if device is not None else model
+    return load(name_or_path, pretrained=pretrained, device=device)

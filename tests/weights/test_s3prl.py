@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import audiorep
-from audiorep.compat.s3prl import export_s3prl_checkpoint, load_s3prl_checkpoint
+from audiorep.weights.s3prl import export_s3prl_checkpoint, load_s3prl_checkpoint
 
 s3model = pytest.importorskip("s3prl.upstream.mockingjay.model")
 

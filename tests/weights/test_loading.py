@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import audiorep
-from audiorep.compat.s3prl import export_s3prl_checkpoint
+from audiorep.weights.s3prl import export_s3prl_checkpoint
 from audiorep.models import MockingjayConfig, SpecPredictionHead
 from audiorep.registry import ModelSpec, register_model, unregister_model
 

@@ -18,7 +18,7 @@ from ..errors import CheckpointError, ConfigError
 from ..features import FeatureConfig
 from ..models.base import check_finite_weights
 from ..models.mockingjay import MockingjayConfig, MockingjayModel, SpecPredictionHead
-from .safe_pickle import safe_torch_load
+from ..safe_pickle import safe_torch_load
 
 # our layer-local name -> s3prl's, relative to encoder.layer.{i}
 _LAYER_MAP = {

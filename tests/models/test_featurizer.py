@@ -148,7 +148,7 @@ def test_mean_linear_is_blind_on_cmvn_features_mean_mlp_is_not():
 
 def test_stacked_logmel_concatenates_neighbours_with_zeros_outside_the_utterance():
     from audiorep.models.logmel import parse_logmel_name, stack_context
-    from audiorep.probe.featurizer import load_upstream
+    from audiorep.weights.loading import load_upstream
 
     feats = torch.arange(1.0, 6.0).reshape(1, 5, 1).repeat(2, 1, 2)  # (B=2, T=5, D=2): frame t holds t+1
     lens = torch.tensor([5, 3])

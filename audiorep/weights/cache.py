@@ -1,0 +1,47 @@
+"""Where audiorep keeps what it fetched (``AUDIOREP_HOME``) and whether it may fetch at all (offline mode)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..registry import ModelSpec
+
+
+def cache_dir() -> Path:
+    """``$AUDIOREP_HOME`` or ``~/.cache/audiorep``."""
+    return Path(os.environ.get("AUDIOREP_HOME", Path.home() / ".cache" / "audiorep")).expanduser()
+
+
+def model_dir(name: str) -> Path:
+    """Folder holding the converted copy of a named model."""
+    return cache_dir() / "models" / name
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}  # huggingface_hub's reading
+
+
+def offline_reason() -> str | None:
+    """Why audiorep must not touch the network (``"AUDIOREP_OFFLINE=1"``, ``"HF_HUB_OFFLINE=1"``), or None."""
+    if os.environ.get("AUDIOREP_OFFLINE") == "1":
+        return "AUDIOREP_OFFLINE=1"
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if _is_true(os.environ.get(var)):
+            return f"{var}={os.environ[var]}"
+    return None
+
+
+def how_to_proceed(spec: ModelSpec) -> str:
+    return (
+        f"Ways on: audiorep.load({spec.name!r}, pretrained=False) for random weights "
+        "(on the command line: audiorep extract --no-pretrained, or a folder or checkpoint path in place of "
+        "the name); "
+        f"audiorep.load('path/to/states-*.ckpt') or a folder written by save_pretrained; "
+        f"put a converted model at {model_dir(spec.name)} (audiorep convert CKPT {model_dir(spec.name)}); "
+        "or pretrain your own with recipes/pretrain_aalbert.sh."
+    )
+
+
+# A whole download gets this long (AUDIOREP_DOWNLOAD_TIMEOUT overrides it); a server silent for STALL_S
+# seconds is given up on sooner. The published checkpoints are 100-350 MB.
