@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 from ..errors import ConfigError
 from .manifest import Utterance
 
+PR_SUBSETS = {"train-clean-100": "train", "dev-clean": "dev", "test-clean": "test"}  # SUPERB PR's LibriSpeech splits
 LEXICON_FILES = ("librispeech-lexicon-200k-g2p.txt", "librispeech-lexicon-allothers-g2p.txt")
 LEXICON_URL = "https://github.com/s3prl/s3prl/tree/main/s3prl/downstream/ctc/lexicon"
 LEXICON_HELP = (f"SUPERB PR needs the lexicons {' and '.join(LEXICON_FILES)} from {LEXICON_URL}: download both and "
