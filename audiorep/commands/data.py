@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "pronunciation in the order given wins); writes only train-clean-100/dev-clean/test-clean "
                            "as train/dev/test")
     prep.add_argument("--phones", action="store_true",
-                      help="librispeech: require SUPERB PR phone labels (an error naming the lexicons when --lexicon is missing)")
+                      help="librispeech: require SUPERB PR phone labels (an error naming the lexicons when "
+                           "--lexicon is missing)")
     prep.add_argument("--meta-data", type=Path, default=None, metavar="DIR",
                       help="iemocap: s3prl's emotion/meta_data folder; take SUPERB's exact utterance lists from it")
     prep.add_argument("--on-error", choices=["raise", "skip"], default="raise",

@@ -264,7 +264,8 @@ def test_iemocap_folds_match_s3prl(tmp_path, monkeypatch):
         cfg = {"datarc": {"root": str(root), "meta_data": str(root / "meta_data"), "test_fold": f"fold{s}",
                           "pre_load": False, "train_batch_size": 2, "eval_batch_size": 2, "num_workers": 0,
                           "valid_ratio": 0.2},
-               "modelrc": {"projector_dim": 4, "select": "UtteranceLevel", "UtteranceLevel": {"pooling": "MeanPooling"}}}
+               "modelrc": {"projector_dim": 4, "select": "UtteranceLevel",
+                           "UtteranceLevel": {"pooling": "MeanPooling"}}}
         e = ex.DownstreamExpert(upstream_dim=8, downstream_expert=cfg, expdir=str(tmp_path / "exp"))
         meta = e.train_dataset.dataset.meta_data
         assert [meta[i]["path"] for i in e.train_dataset.indices] == [rel[u.id] for u in fold["train"]]
