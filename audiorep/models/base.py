@@ -61,6 +61,9 @@ class PretrainedModel(WaveformUpstream):
 
     architecture: ClassVar[str]
     config_class: ClassVar[type]
+    # config fields that make a model of this family small enough for the registry's contract test (seconds
+    # on a CPU); the family's default config is the published one
+    tiny_config: ClassVar[dict[str, Any]] = {}
 
     def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, nn.Module] | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into ``directory`` (created if needed), atomically.
@@ -163,3 +166,45 @@ def check_finite_weights(state: dict[str, Any], source: str) -> None:
             n_bad = int((~torch.isfinite(value)).sum())
             raise CheckpointError(f"{source}: tensor {name!r} holds {n_bad} NaN or infinite value(s); the file is "
                                   "corrupt or was saved from a diverged run")
+
+
+class PretrainableEncoder:
+    """What masked acoustic pretraining (:mod:`audiorep.pretrain`) needs of an encoder family, with defaults.
+
+    A :class:`PretrainedModel` subclass that also inherits this (and registers its architecture) can be
+    pretrained with ``model.architecture=<its name>``: pretraining builds it as ``cls(config, feature_config)``
+    from ``cls.config_class``, runs :meth:`encode` on altered feature frames and trains
+    :meth:`reconstruction_head` to rebuild the clean frames.
+    """
+
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+        """Feature frames (B, T, D) with valid counts (B,) -> every hidden state; zero past each length."""
+        raise NotImplementedError(f"{type(self).__name__}.encode")
+
+    @property
+    def target_dim(self) -> int:
+        """Size of the frames the head rebuilds; default: the input feature size."""
+        return self.feature_config.dim  # type: ignore[attr-defined]
+
+    def reconstruction_head(self) -> nn.Module:
+        """Hidden states (..., H) -> frames (..., target_dim). Default: Linear H->H, GELU, LayerNorm, Linear."""
+        H = self.hidden_size  # type: ignore[attr-defined]
+        return nn.Sequential(nn.Linear(H, H), nn.GELU(), nn.LayerNorm(H), nn.Linear(H, self.target_dim))
+
+    def packs(self, x: torch.Tensor) -> bool:
+        """Whether a padded batch runs packed (valid frames only, :meth:`encode_packed`); default never."""
+        return False
+
+    def encode_packed(self, feats: torch.Tensor, lens: list[int], positions: torch.Tensor) -> list[torch.Tensor]:
+        """Packed frames (N, D) -> every hidden state (N, H); only called when :meth:`packs` says so."""
+        raise NotImplementedError(f"{type(self).__name__}.encode_packed")
+
+    def attention_probabilities(self, hidden_states: tuple[torch.Tensor, ...], lengths: torch.Tensor
+                                ) -> list[torch.Tensor]:
+        """Per layer, its attention (B, heads, T, T) given its input ``hidden_states[i]`` (the held-out check
+        reports where the model looks); default: none (an encoder without attention)."""
+        return []
+
+    def s3prl_exportable(self) -> bool:
+        """Whether the final model is also written as an s3prl checkpoint; default no."""
+        return False

@@ -23,7 +23,7 @@ from ..kernels.fused import cpu_inference
 from ..layers import SinusoidalPositions, TransformerLayer
 from ..registry import ModelSpec, register_architecture, register_model
 from ..validate import check_bool, check_choice, check_float, check_int
-from .base import EncoderOutput, PretrainedModel
+from .base import EncoderOutput, PretrainableEncoder, PretrainedModel
 
 
 # Upper bounds far above any published or sensible model (Mockingjay-large: 12 layers of 768), low enough
@@ -127,11 +127,12 @@ def tera_base(**overrides: Any) -> MockingjayConfig:
 
 
 @register_architecture
-class MockingjayModel(PretrainedModel):
+class MockingjayModel(PretrainableEncoder, PretrainedModel):
     """Waveforms -> log-mel features -> transformer encoder -> every layer's hidden states."""
 
     architecture = "mockingjay"
     config_class = MockingjayConfig
+    tiny_config = {"hidden_size": 32, "num_heads": 2, "intermediate_size": 64, "num_layers": 2}
 
     def __init__(self, config: MockingjayConfig | None = None, feature_config: FeatureConfig | None = None):
         super().__init__()
@@ -224,6 +225,21 @@ class MockingjayModel(PretrainedModel):
         if not all_valid:
             hidden = [h * keep for h in hidden]
         return EncoderOutput(hidden_states=tuple(hidden), last_hidden_state=hidden[-1], lengths=lengths)
+
+    @property
+    def target_dim(self) -> int:
+        return self.config.target_dim
+
+    def reconstruction_head(self) -> nn.Module:
+        return SpecPredictionHead(self.config)
+
+    def attention_probabilities(self, hidden_states: tuple[torch.Tensor, ...], lengths: torch.Tensor
+                                ) -> list[torch.Tensor]:
+        return [self.layers[0 if self.config.share_layers else i].attn.probabilities(hidden_states[i], lengths)
+                for i in range(self.config.num_layers)]  # (B, nh, T, T) each
+
+    def s3prl_exportable(self) -> bool:
+        return not self.config.embedding_size and not self.config.distance_bias  # neither exists in s3prl
 
     def packs(self, x: torch.Tensor) -> bool:
         """Whether a padded batch ``x`` runs packed (valid frames only) right now.

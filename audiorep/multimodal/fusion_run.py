@@ -25,6 +25,7 @@ from ..fileio import atomic_write_bytes
 from ..config import load
 from ..train.distributed import DistContext
 from ..train.optim import OptimConfig, build_optimizer
+from ..train.task import TrainTask
 from ..train.trainer import TrainConfig, Trainer
 from ..scoring import check_select_metric, regression_metrics
 from .common import FusionHead, FusionOutput, TextEncoder
@@ -182,7 +183,7 @@ class FusionModel(nn.Module):
         return _forward(self.head, b, self.featurizer, device, True)
 
 
-class FusionTask:
+class FusionTask(TrainTask):
     """A fusion head as a :class:`~audiorep.train.Trainer` task: shuffled index batches of the training split
     (a seeded generator, one permutation per epoch) -> the head's total loss; dev -> MMSA metrics."""
 
@@ -313,7 +314,7 @@ def run(cfg: FusionConfig) -> dict[str, Any]:
 
 
 def _run(cfg: FusionConfig) -> dict[str, Any]:
-    from ..train.checkpoint import seed_everything
+    from ..train.rng import seed_everything
 
     featurizer = None
     if cfg.mmsa:

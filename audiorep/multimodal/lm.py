@@ -24,6 +24,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_directory
+from ..train.task import TrainTask
 from .teasel_config import SmallLMConfig
 from .text import SmallGPT2Config, load_decoder, load_encoder, load_local
 
@@ -78,7 +79,7 @@ def _cache_key(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config) -> st
     return h.hexdigest()[:12]
 
 
-class SmallLMTask:
+class SmallLMTask(TrainTask):
     """Small-LM training as a :class:`~audiorep.train.Trainer` task: a seeded permutation of the tokenised
     transcripts per epoch, each batch cut to its longest row; masked-LM (RoBERTa, BERT masking drawn from the
     same generator right after the permutation) or next-token (GPT-2, padding ignored) loss."""

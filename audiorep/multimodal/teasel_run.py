@@ -27,9 +27,10 @@ from ..errors import ConfigError
 from ..locking import lock_run_folder
 from ..models.wav2vec2 import Wav2Vec2CNNFrontEnd
 from ..fileio import atomic_write_bytes
-from ..train.checkpoint import seed_everything
+from ..train.rng import seed_everything
 from ..train.distributed import DistContext
 from ..train.optim import OptimConfig, build_optimizer, param_groups
+from ..train.task import TrainableState, TrainTask
 from ..train.trainer import TrainConfig, Trainer
 from .teasel import (
     LAAConfig,
@@ -227,7 +228,7 @@ def build_model(cfg: TeaselRunConfig, mlm_model, front_end: nn.Module | None, st
     return model
 
 
-class Trainee(nn.Module):
+class Trainee(TrainableState, nn.Module):
     """The TEASEL model as the Trainer sees it: ``train()`` leaves fully frozen parts (a frozen LM, the front end)
     in eval mode, so no dropout runs where nothing learns; best-weight snapshots leave out the frozen front end's
     own weights."""
@@ -338,7 +339,7 @@ def dev_mlm_loss(model: TeaselModel, examples: Sequence[Example], tok, cfg: Teas
     return total / max(n, 1)
 
 
-class LAAPretrainTask:
+class LAAPretrainTask(TrainTask):
     """LAA pretraining as a :class:`~audiorep.train.Trainer` task: a seeded shuffle of the (speech, transcript)
     pairs per pass, BERT masking drawn from the task's own generator batch by batch; the MLM loss (a token mean
     per batch). ``evaluate``: the dev MLM loss with and without the speech prefix (fixed masking)."""
@@ -443,7 +444,7 @@ def predict(model: TeaselModel, examples: Sequence[Example], pad_id: int, cfg: T
     return torch.cat(preds).numpy()
 
 
-class FinetuneTask:
+class FinetuneTask(TrainTask):
     """Sentiment fine-tuning as a :class:`~audiorep.train.Trainer` task: a seeded shuffle of the training
     examples per epoch, MSE on ``<s>`` (a batch mean); ``evaluate``: MMSA metrics on dev, one ``dev_history``
     row per epoch (with the epoch's mean training MSE)."""

@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError
 from ..features import FeatureConfig
-from ..models.mockingjay import MockingjayConfig
-from ..config import load, to_dict
+from ..config import build, load, to_dict
+from ..registry import get_architecture
 from ..train.optim import OptimConfig
 from ..train.trainer import TrainConfig
 from .masking import MaskingConfig
@@ -49,7 +49,9 @@ class PretrainConfig:
 
     name: str = "pretrain"  # run name; the default output folder is exp/<name>
     out_dir: str | None = None  # run folder (checkpoints, logs, final model); None = exp/<name>
-    model: MockingjayConfig = field(default_factory=MockingjayConfig)  # the encoder (+ head size via output_dim)
+    # the encoder: ``architecture`` (a registered family that declares PretrainableEncoder; default mockingjay)
+    # and the fields of that family's config dataclass, checked by it (Mockingjay: head size via output_dim)
+    model: dict[str, Any] = field(default_factory=dict)
     features: FeatureConfig = field(default_factory=FeatureConfig)  # input front end (80 log-mel)
     target_features: FeatureConfig | None = None  # other target front end (Mockingjay-large: kind=linear)
     masking: MaskingConfig = field(default_factory=MaskingConfig)  # input alteration
@@ -61,6 +63,33 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("l1", "mse"):
             raise ConfigError(f"loss must be 'l1' or 'mse', got {self.loss!r}")
+        self.encoder_class  # an unknown or unpretrainable family is refused here, where the config is read
+        self.encoder_config  # and the family's own checks run on its fields
+
+    @property
+    def architecture(self) -> str:
+        arch = self.model.get("architecture", "mockingjay")
+        if not isinstance(arch, str):
+            raise ConfigError(f"model.architecture: expected a registered family name, got {arch!r}")
+        return arch
+
+    @property
+    def encoder_class(self) -> type:
+        """The registered model class that ``model.architecture`` names."""
+        from .. import models  # noqa: F401  (importing the package registers every family file in it)
+        from ..models.base import PretrainableEncoder
+
+        cls = get_architecture(self.architecture)
+        if not issubclass(cls, PretrainableEncoder):
+            raise ConfigError(f"model.architecture={self.architecture}: {cls.__name__} cannot be pretrained "
+                              "(it does not declare PretrainableEncoder)")
+        return cls
+
+    @property
+    def encoder_config(self) -> Any:
+        """``model``'s fields as the family's config dataclass (type-checked, named ``model.<field>``)."""
+        fields = {k: v for k, v in self.model.items() if k != "architecture"}
+        return build(self.encoder_class.config_class, fields, "model")
 
     @property
     def run_dir(self) -> str:

@@ -78,9 +78,7 @@ def attended_distance(encoder, hidden_states: Sequence[torch.Tensor], lengths: t
     dist = (t[:, None] - t[None, :]).abs().float()  # (T, T)
     n = float(queries.sum())
     out = []
-    for i in range(encoder.config.num_layers):
-        layer = encoder.layers[0 if encoder.config.share_layers else i]
-        probs = layer.attn.probabilities(hidden_states[i], lengths)  # (B, nh, T, T)
+    for probs in encoder.attention_probabilities(hidden_states, lengths):  # (B, nh, T, T) per layer
         per_query = (probs * dist).sum(-1).mean(1)  # (B, T) expected distance, mean over heads
         out.append((float(per_query[queries].sum()), n))
     return out

@@ -9,30 +9,34 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..features import FeatureConfig, FeatureExtractor
-from ..models.mockingjay import MockingjayModel, SpecPredictionHead
+from ..models.base import PretrainableEncoder, PretrainedModel
+from ..train.task import TrainTask
 from .loss import masked_error_sum
 from .masking import MaskingConfig, MaskPlan, apply_plan, make_plan, utterance_keys
 
 
 class MaskedAcousticModel(nn.Module):
-    """Encoder + :class:`SpecPredictionHead` trained to rebuild clean frames at altered positions.
+    """Encoder + its reconstruction head trained to rebuild clean frames at altered positions.
 
     The targets are the clean input features, or — with ``target_features`` (Mockingjay-large) — another
     front end's frames of the same waveforms, e.g. the 201-bin log linear spectrum.
     """
 
-    def __init__(self, encoder: MockingjayModel, masking: MaskingConfig, loss: str = "l1",
-                 target_features: FeatureConfig | None = None, head: SpecPredictionHead | None = None):
+    def __init__(self, encoder: PretrainableEncoder, masking: MaskingConfig, loss: str = "l1",
+                 target_features: FeatureConfig | None = None, head: nn.Module | None = None):
         super().__init__()
+        if not isinstance(encoder, PretrainableEncoder) or not isinstance(encoder, PretrainedModel):
+            raise ConfigError(f"{type(encoder).__name__} cannot be pretrained: its family does not declare "
+                              "PretrainableEncoder")
         self.encoder = encoder
-        self.head = head or SpecPredictionHead(encoder.config)
+        self.head = head or encoder.reconstruction_head()
         self.masking = masking
         self.loss = loss
         self.target_features = FeatureExtractor(target_features) if target_features is not None else None
         target_dim = target_features.dim if target_features is not None else encoder.feature_config.dim
-        if encoder.config.target_dim != target_dim:
+        if encoder.target_dim != target_dim:
             raise ConfigError(
-                f"model.output_dim ({encoder.config.target_dim}) must equal the target front end's size ({target_dim})"
+                f"model.output_dim ({encoder.target_dim}) must equal the target front end's size ({target_dim})"
             )
         if target_dim != encoder.feature_config.dim and masking.freq_proportion > 0:
             raise ConfigError("frequency masking needs targets of the input's size; set masking.freq_proportion=0 "
@@ -97,7 +101,7 @@ class MaskedAcousticModel(nn.Module):
         return masked_error_sum(pred, targets, mask, self.loss), mask.sum()
 
 
-class PretrainTask:
+class PretrainTask(TrainTask):
     """Glue for :class:`audiorep.train.Trainer`: keys per utterance and step, the plan, and its counts.
 
     With ``held_out`` (a callable returning :func:`~audiorep.pretrain.evaluate.reconstruction_report`'s
@@ -112,17 +116,17 @@ class PretrainTask:
 
     def __init__(self, model: MaskedAcousticModel, seed: int, held_out: Callable[[], dict] | None = None):
         self.model, self.seed = model, seed
-        if held_out is not None:
-            self._held_out = held_out
-            L = model.encoder.config.num_layers
-            self.log_metrics = (["model", "zero", "interpolation"]
-                                + [f"attn_dist_L{i + 1}" for i in range(L)])
-            self.evaluate = self._evaluate
+        self.held_out = held_out
+        L = model.encoder.num_layers
+        self.log_metrics = ["model", "zero", "interpolation"] + [f"attn_dist_L{i + 1}" for i in range(L)]
 
-    def _evaluate(self) -> dict[str, float]:
+    def evaluates(self) -> bool:
+        return self.held_out is not None  # without held-out utterances there is nothing to score
+
+    def evaluate(self) -> dict[str, float]:
         """Held-out L1 of the model and both references, and each layer's mean attended distance (frames)
         from hidden query frames."""
-        rep = self._held_out()
+        rep = self.held_out()
         row = {k: rep[k] for k in ("model", "zero", "interpolation") if k in rep}
         for i, d in enumerate(rep["attention_distance"]["hidden_frames"]):
             row[f"attn_dist_L{i + 1}"] = d

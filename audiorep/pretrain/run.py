@@ -13,8 +13,8 @@ import yaml
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from ..locking import lock_run_folder
-from ..models.mockingjay import MockingjayModel
-from ..train.checkpoint import CheckpointManager, seed_everything
+from ..train.checkpoint import CheckpointManager
+from ..train.rng import seed_everything
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
 from ..train.loader import ResumableBatches
 from ..train.metrics import plot_held_out, plot_loss_curve, read_metrics
@@ -99,7 +99,7 @@ def build_batches(cfg: PretrainConfig, ctx: DistContext, run_dir: Path | None = 
 
 
 def build_model(cfg: PretrainConfig) -> MaskedAcousticModel:
-    encoder = MockingjayModel(cfg.model, cfg.features)
+    encoder = cfg.encoder_class(cfg.encoder_config, cfg.features)
     return MaskedAcousticModel(encoder, cfg.masking, cfg.loss, cfg.target_features)
 
 
@@ -110,7 +110,7 @@ def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: Pret
 
     final = model.encoder.save_pretrained(run_dir / "final", extra={"head": model.head})
     s3 = None
-    if not cfg.model.embedding_size and not cfg.model.distance_bias:  # neither exists in s3prl
+    if model.encoder.s3prl_exportable():
         s3 = run_dir / "s3prl" / f"states-{step}.ckpt"
         s3.parent.mkdir(parents=True, exist_ok=True)
         m = cfg.masking

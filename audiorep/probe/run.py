@@ -37,11 +37,13 @@ from ..data.manifest import Utterance
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
 from ..locking import lock_run_folder
-from ..train.checkpoint import CheckpointManager, seed_everything
+from ..train.checkpoint import CheckpointManager
+from ..train.rng import seed_everything
 from ..config import load, to_dict
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
 from ..train.optim import OptimConfig, build_optimizer, param_groups
 from ..train.run_folder import prepare_run_folder
+from ..train.task import TrainableState, TrainTask
 from ..train.trainer import TrainConfig, Trainer, autocast_context
 from .cache import cache_file, feature_cache_key, load_features, save_features, utterance_ident
 from ..models.featurizer import MODES, Featurizer
@@ -135,7 +137,7 @@ class DownstreamResult:
     train_seconds: float = 0.0  # epochs (train + dev) of this call
 
 
-class DownstreamModel(nn.Module):
+class DownstreamModel(TrainableState, nn.Module):
     """Featurizer + head; :meth:`forward` on waveforms, :meth:`forward_states` on cached hidden states."""
 
     def __init__(self, featurizer: Featurizer, head: nn.Module):
@@ -319,7 +321,7 @@ def evaluate(model: DownstreamModel, task: Task, split: _Split, cfg: DownstreamC
 
 # ---------------------------------------------------------------- the run
 
-class ProbeTask:
+class ProbeTask(TrainTask):
     """Probing as a :class:`~audiorep.train.Trainer` task: a batch of cached states (or waveforms) -> the head's
     mean loss; :meth:`evaluate` -> the task's metrics on dev."""
 

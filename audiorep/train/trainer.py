@@ -1,8 +1,9 @@
 """The one training loop: step or epoch budgets, dev evaluation, early stopping on a named metric, the best
 checkpoint, DDP, gradient accumulation, bf16 autocast, clipping, logs and exact, atomic resume.
 
-The workload is a task object (:class:`TrainTask`): it turns a batch into forward inputs plus a loss
-normaliser count, runs the forward, and (optionally) evaluates on dev. The trainer divides the loss by the
+The workload is a :class:`~audiorep.train.task.TrainTask`: it turns a batch into forward inputs plus a loss
+normaliser count, runs the forward, and (optionally) evaluates on dev; every hook the loop calls is declared
+there with its default. The trainer divides the loss by the
 count summed over every micro-batch of the step and every rank, so the loss is the mean over the whole
 global batch however it is split across processes and accumulation steps: a 2-process run computes the
 same loss and gradient as a 1-process run over the same utterances. A task whose forward already returns
@@ -23,21 +24,23 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
-from .checkpoint import CheckpointManager, capture_rng, restore_rng
+from .checkpoint import CheckpointManager
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, barrier
 from .loader import ResumableBatches
 from .metrics import MetricsLogger
 from .optim import OptimConfig, build_optimizer, build_scheduler
+from .rng import capture_rng, restore_rng
 from .select import Selection
+from .task import TrainableState, TrainTask, load_model_state, model_state
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +88,6 @@ class TrainConfig:
             raise ConfigError(f"train.select_mode must be 'auto', 'max' or 'min', got {self.select_mode!r}")
 
 
-class TrainTask(Protocol):
-    """What the trainer needs from a task (optional parts: see :class:`Trainer`)."""
-
-    name: str  # shown on the progress bar and in logs
-
-    def prepare(self, batch: Any, step: int, device: torch.device) -> tuple[Any, torch.Tensor, torch.Tensor]:
-        """Batch -> (forward inputs on ``device``, loss normaliser count, frames processed) (scalars)."""
-        ...
-
-
 @dataclass
 class StepLog:
     step: int
@@ -116,11 +109,9 @@ def autocast_context(device: torch.device, precision: str):
 class Trainer:
     """Trains ``model`` on ``task``'s batches (``batches`` when given, else ``task.train_batches``).
 
-    Optional task methods: ``forward(runner, inputs) -> (loss, outputs)`` (default: ``runner(**inputs)`` is
-    the loss), ``after_step(outputs, batches, epoch)``, ``evaluate() -> {metric: value}`` (dev),
-    ``steps_per_epoch()``, ``parameters()`` (what trains and is clipped, in that order). Optional model
-    methods: ``trainable_state_dict()`` / ``load_trainable(state, source)`` (frozen parts stay out of files).
-    ``optimizer`` replaces the one built from ``model`` and ``optim`` (e.g. per-group learning rates).
+    The task's hooks are :class:`~audiorep.train.task.TrainTask`'s; a model that leaves frozen parts out of
+    checkpoints is a :class:`~audiorep.train.task.TrainableState`. ``optimizer`` replaces the one built from
+    ``model`` and ``optim`` (e.g. per-group learning rates).
     """
 
     def __init__(self, model: nn.Module, task: TrainTask, batches: ResumableBatches | None, train: TrainConfig,
@@ -129,8 +120,6 @@ class Trainer:
                  find_unused_parameters: bool = False):
         self.model = model.to(ctx.device)  # the unwrapped module (saved in checkpoints)
         self.task, self.batches, self.train, self.optim_cfg, self.ctx = task, batches, train, optim, ctx
-        if batches is None and not hasattr(task, "train_batches"):
-            raise ConfigError(f"task {task.name!r}: give a batch stream or a task with train_batches(epoch)")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.config_dict = config_dict or {}
         self.optimizer = optimizer or build_optimizer(self.model, optim)
@@ -141,8 +130,8 @@ class Trainer:
         self.epoch = 0  # finished epochs (epoch runs)
         self.selection = Selection(train.select_metric, train.select_mode, train.patience)
         self.best_state: dict[str, torch.Tensor] | None = None  # in memory when there is no run folder
-        self.params = list(task.parameters()) if hasattr(task, "parameters") else \
-            [p for p in self.model.parameters() if p.requires_grad]
+        chosen = task.parameters()
+        self.params = list(chosen) if chosen is not None else [p for p in self.model.parameters() if p.requires_grad]
         runner: nn.Module = self.model
         if train.compile:
             runner = torch.compile(runner)  # type: ignore[assignment]
@@ -158,24 +147,16 @@ class Trainer:
         """The lr schedule's length: max_steps, or epochs x optimiser steps per epoch."""
         if self.train.epochs is None:
             return self.train.max_steps
-        per_epoch = self.task.steps_per_epoch() if hasattr(self.task, "steps_per_epoch") else 1
+        per_epoch = self.task.steps_per_epoch()
         return self.train.epochs * max(1, math.ceil(per_epoch / self.train.grad_accum))
 
     # ---- checkpoints ----
     def model_state(self) -> dict[str, torch.Tensor]:
-        """The weights a checkpoint keeps (frozen parts left out when the model says which they are)."""
-        if hasattr(self.model, "trainable_state_dict"):
-            return self.model.trainable_state_dict()
-        return self.model.state_dict()
+        """The weights a checkpoint keeps (frozen parts left out when the model is a TrainableState)."""
+        return model_state(self.model)
 
     def load_model_state(self, state: dict[str, torch.Tensor], source: str) -> None:
-        if hasattr(self.model, "load_trainable"):
-            self.model.load_trainable(state, source)
-            return
-        try:
-            self.model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{source}: the checkpoint does not fit this model config: {exc}") from exc
+        load_model_state(self.model, state, source)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -186,6 +167,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "loader": self.batches.state_dict() if self.batches is not None else {},
             "selection": self.selection.state_dict(),
+            "task": self.task.state_dict(),
             "config": self.config_dict,
             "world_size": self.ctx.world_size,
         }
@@ -211,6 +193,7 @@ class Trainer:
         if self.batches is not None:
             self.batches.load_state_dict(state["loader"])
         self.selection.load_state_dict(state.get("selection") or {})
+        self.task.load_state_dict(state.get("task") or {})
         self.step = int(state["step"])
         self.epoch = int(state.get("epoch", 0))
         rngs = state.get("rng") or []
@@ -276,16 +259,12 @@ class Trainer:
         denom = totals[0].clamp_min(1.0).float()
         loss_sum = torch.zeros((), device=ctx.device)
         outputs = []
-        forward = getattr(self.task, "forward", None)
         for i, (inputs, _, _) in enumerate(prepared):
             last = i == len(prepared) - 1
             sync = contextlib.nullcontext() if (last or not ctx.distributed) else self.runner.no_sync()
             with sync:
                 with autocast_context(ctx.device, cfg.precision):
-                    if forward is None:
-                        out, extra = self.runner(**inputs), None  # scalar loss sum over this micro-batch
-                    else:
-                        out, extra = forward(self.runner, inputs)
+                    out, extra = self.task.forward(self.runner, inputs)  # scalar loss over this micro-batch
                 # DDP averages gradients over ranks; * world_size turns that into the global sum / denom
                 (out.float() * (ctx.world_size / denom)).backward()
             loss_sum = loss_sum + out.detach().float()
@@ -312,7 +291,7 @@ class Trainer:
         dev = self.task.evaluate()
         self.model.train()
         improved = self.selection.update(dev, self.epoch, self.step)
-        if improved and getattr(self.task, "keeps_best", True):  # pretraining only watches its held-out curve
+        if improved and self.task.keeps_best:
             self._keep_best(dev)
         plateau = self.train.plateau_patience
         if not improved and plateau and self.selection.bad % plateau == 0:
@@ -329,7 +308,7 @@ class Trainer:
         if self._dev_metrics is not None:
             self._dev_metrics.log(row)
         if self.ctx.is_main:
-            keys = [self.selection.metric] if self.selection.metric else getattr(self.task, "show_metrics", ["loss"])
+            keys = [self.selection.metric] if self.selection.metric else list(self.task.show_metrics)
             shown = "".join(f"  dev_{k} {dev[k]:.4f}" for k in keys if k in dev)
             where = f"epoch {self.epoch}" if self.train.epochs is not None else f"step {self.step}"
             print(f"{self.task.name} {where}: train_loss {row['train_loss']:.4f}{shown}"
@@ -346,103 +325,144 @@ class Trainer:
     def fit(self, step_budget: int | None = None,
             on_log: Callable[[StepLog], None] | None = None) -> list[StepLog]:
         """Train until the step or epoch budget is spent, early stopping says stop, or for at most
-        ``step_budget`` more steps (e.g. a job's time slot; step runs only).
+        ``step_budget`` more steps (e.g. a job's time slot).
 
         Returns the step logs of this call (every step, also those between CSV rows).
         """
+        cfg = self.train
+        run = self._open_run(step_budget, on_log)
+        self.model.train()
+        try:
+            if cfg.epochs is None:
+                self._fit_steps(run)
+            else:
+                self._fit_epochs(run)
+        finally:
+            run.close()
+        self.history.extend(run.logs)
+        return run.logs
+
+    def _fit_steps(self, run: "_Run") -> None:
+        """Step budget: ``max_steps`` optimiser steps over an endless stream or as many task passes as it takes;
+        a checkpoint every ``ckpt_every`` steps and at the end."""
+        while not self._done() and self.step < run.end:
+            it, pass_start = self._batch_source(), self.step
+            while self.step < run.end:
+                micro = [b for _, b in zip(range(self.train.grad_accum), it)]
+                if len(micro) < self.train.grad_accum:  # the pass is over (a partial accumulation is dropped)
+                    break
+                stop = self._step(micro, run)
+                if self.step % self.train.ckpt_every == 0 or self.step == run.end or stop:
+                    self.save_checkpoint()
+                if stop:
+                    return
+            if self.batches is None and self.step < run.end:  # the task's pass ended: the next one
+                if self.step == pass_start:
+                    raise ConfigError(f"task {self.task.name!r}: a pass over the training data gave no full step "
+                                      f"({self.train.grad_accum} batches)")
+                self.epoch += 1
+
+    def _fit_epochs(self, run: "_Run") -> None:
+        """Epoch budget: ``epochs`` passes of ``task.train_batches``; dev evaluation (unless ``eval_every``
+        sets its own interval) and a checkpoint at the end of every epoch."""
+        while not self._done() and self.step < run.end:
+            it = self._batch_source()
+            while self.step < run.end:
+                micro = [b for _, b in zip(range(self.train.grad_accum), it)]
+                if len(micro) < self.train.grad_accum:  # the epoch is over (a partial accumulation is dropped)
+                    break
+                if self._step(micro, run):
+                    return
+            if self.step >= run.end:
+                return
+            self.epoch += 1
+            if run.bar is not None:
+                run.bar.update(1)
+            if run.evaluates and self.train.eval_every == 0:
+                self._evaluate(run.since_eval, run.t_start)
+                run.since_eval = []
+            self.save_checkpoint()
+
+    def _step(self, micro: list[Any], run: "_Run") -> bool:
+        """One optimiser step and what follows it: the task's after_step, logs, the CSV row, a dev evaluation
+        every ``eval_every`` steps. Returns True when early stopping says stop."""
+        cfg = self.train
+        entry, outputs = self._train_step(micro, run.t_start)
+        self.task.after_step(outputs, micro, self.epoch)
+        run.logs.append(entry)
+        run.window.append(entry)
+        run.since_eval.append(entry)
+        if run.on_log is not None:
+            run.on_log(entry)
+        if run.bar is not None:
+            if cfg.epochs is None:
+                run.bar.update(1)
+            run.bar.set_postfix(loss=f"{entry.loss:.4f}", lr=f"{entry.lr:.2e}", fps=f"{entry.frames_per_s:,.0f}")
+        if run.steps is not None and (self.step % cfg.log_every == 0 or self.step == run.end or self.step == 1):
+            # one row per interval: the mean loss / grad norm / throughput of the steps since the last row, so
+            # the curve shows the trend rather than one batch's luck
+            n = len(run.window)
+            run.steps.log({"step": self.step, "loss": sum(e.loss for e in run.window) / n, "lr": entry.lr,
+                           "grad_norm": sum(e.grad_norm for e in run.window) / n,
+                           "frames_per_s": sum(e.frames_per_s for e in run.window) / n,
+                           "elapsed_s": entry.elapsed_s})
+            run.window = []
+        if run.evaluates and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+            stop = self._evaluate(run.since_eval, run.t_start)
+            run.since_eval = []
+            return stop
+        return False
+
+    def _open_run(self, step_budget: int | None, on_log: Callable[[StepLog], None] | None) -> "_Run":
+        """The logs, progress bar and budget of one :meth:`fit` call."""
         ctx, cfg = self.ctx, self.train
-        evaluates = hasattr(self.task, "evaluate") and (cfg.epochs is not None or cfg.eval_every > 0)
+        by_steps = cfg.epochs is None
+        evaluates = self.task.evaluates() and (not by_steps or cfg.eval_every > 0)
         # A task that names a ``dev_log`` file keeps its per-interval step rows in metrics.csv and writes its
-        # dev rows there (pretraining: the loss curve and the held-out check side by side); otherwise an
-        # evaluating run's metrics.csv holds the dev rows.
-        dev_log = getattr(self.task, "dev_log", None) if evaluates else None
-        step_rows = not evaluates or dev_log is not None
-        self._metrics = self._dev_metrics = None
-        if ctx.is_main and self.out_dir is not None:
-            if step_rows:
-                self._metrics = MetricsLogger(self.out_dir, ["step", "loss", "lr", "grad_norm", "frames_per_s",
-                                                             "elapsed_s"], resume_step=self.step)
-            if evaluates:
-                dev_fields = (["epoch", "step", "train_loss"] + [f"dev_{k}" for k in self.task.log_metrics]
-                              + ["elapsed_s"])
-                self._dev_metrics = MetricsLogger(self.out_dir, dev_fields, resume_step=self.step,
-                                                  tensorboard=False, filename=dev_log or "metrics.csv")
-        end = math.inf if cfg.epochs is not None else cfg.max_steps
+        # dev rows there; otherwise an evaluating run's metrics.csv holds the dev rows.
+        dev_log = self.task.dev_log if evaluates else None
+        end = cfg.max_steps if by_steps else math.inf
         if step_budget is not None:
             end = min(end, self.step + step_budget)
+        steps = dev = None
+        if ctx.is_main and self.out_dir is not None:
+            if not evaluates or dev_log is not None:
+                steps = MetricsLogger(self.out_dir, ["step", "loss", "lr", "grad_norm", "frames_per_s", "elapsed_s"],
+                                      resume_step=self.step)
+            if evaluates:
+                fields = ["epoch", "step", "train_loss"] + [f"dev_{k}" for k in self.task.log_metrics] + ["elapsed_s"]
+                dev = MetricsLogger(self.out_dir, fields, resume_step=self.step, tensorboard=False,
+                                    filename=dev_log or "metrics.csv")
+        self._dev_metrics = dev
         bar = None
         if ctx.is_main and cfg.progress and not self._done() and end > self.step:
             from tqdm.auto import tqdm
 
-            total = self.total_steps if cfg.epochs is None else cfg.epochs
-            bar = tqdm(total=total, initial=self.step if cfg.epochs is None else self.epoch, desc=self.task.name,
-                       unit="step" if cfg.epochs is None else "epoch", dynamic_ncols=True, file=sys.stderr)
-        t_start = time.perf_counter()
-        logs: list[StepLog] = []
-        window: list[StepLog] = []  # steps since the last CSV row
-        since_eval: list[StepLog] = []  # steps since the last evaluation
-        after_step = getattr(self.task, "after_step", None)
-        self.model.train()
-        try:
-            while not self._done() and self.step < end:
-                it = self._batch_source()
-                stop = False
-                pass_start = self.step
-                while self.step < end:
-                    micro = [b for _, b in zip(range(cfg.grad_accum), it)]
-                    if len(micro) < cfg.grad_accum:  # the epoch is over (a partial accumulation is dropped)
-                        break
-                    entry, outputs = self._train_step(micro, t_start)
-                    if after_step is not None:
-                        after_step(outputs, micro, self.epoch)
-                    logs.append(entry)
-                    window.append(entry)
-                    since_eval.append(entry)
-                    if on_log is not None:
-                        on_log(entry)
-                    if bar is not None:
-                        if cfg.epochs is None:
-                            bar.update(1)
-                        bar.set_postfix(loss=f"{entry.loss:.4f}", lr=f"{entry.lr:.2e}",
-                                        fps=f"{entry.frames_per_s:,.0f}")
-                    if (step_rows and self._metrics is not None
-                            and (self.step % cfg.log_every == 0 or self.step == end or self.step == 1)):
-                        # one row per interval: the mean loss / grad norm / throughput of the steps since the
-                        # last row, so the curve shows the trend rather than one batch's luck
-                        n = len(window)
-                        self._metrics.log({"step": self.step, "loss": sum(e.loss for e in window) / n,
-                                           "lr": entry.lr, "grad_norm": sum(e.grad_norm for e in window) / n,
-                                           "frames_per_s": sum(e.frames_per_s for e in window) / n,
-                                           "elapsed_s": entry.elapsed_s})
-                        window = []
-                    if evaluates and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
-                        stop = self._evaluate(since_eval, t_start)
-                        since_eval = []
-                    if cfg.epochs is None and (self.step % cfg.ckpt_every == 0 or self.step == end or stop):
-                        self.save_checkpoint()
-                    if stop:
-                        break
-                if cfg.epochs is None:
-                    if self.batches is None and not stop and self.step < end:  # a step budget over task passes
-                        if self.step == pass_start:
-                            raise ConfigError(f"task {self.task.name!r}: a pass over the training data gave no "
-                                              f"full step ({cfg.grad_accum} batches)")
-                        self.epoch += 1
-                    continue  # an endless stream only leaves the inner loop at the budget or a stop
-                if stop or self.step >= end:
-                    break
-                self.epoch += 1
-                if bar is not None:
-                    bar.update(1)
-                if evaluates and cfg.eval_every == 0:
-                    self._evaluate(since_eval, t_start)
-                    since_eval = []
-                self.save_checkpoint()
-        finally:
-            if bar is not None:
-                bar.close()
-            for logger in (self._metrics, self._dev_metrics):
-                if logger is not None:
-                    logger.close()
-        self.history.extend(logs)
-        return logs
+            bar = tqdm(total=self.total_steps if by_steps else cfg.epochs,
+                       initial=self.step if by_steps else self.epoch, desc=self.task.name,
+                       unit="step" if by_steps else "epoch", dynamic_ncols=True, file=sys.stderr)
+        return _Run(end=end, evaluates=evaluates, steps=steps, dev=dev, bar=bar, on_log=on_log,
+                    t_start=time.perf_counter())
+
+
+@dataclass
+class _Run:
+    """What one :meth:`Trainer.fit` call carries from step to step."""
+
+    end: float  # the step this call stops at (inf: the epoch budget decides)
+    evaluates: bool  # the task evaluates on dev in this run
+    steps: MetricsLogger | None  # per-interval step rows (metrics.csv), None when the dev rows go there
+    dev: MetricsLogger | None  # dev rows
+    bar: Any  # tqdm bar on rank 0, or None
+    on_log: Callable[[StepLog], None] | None
+    t_start: float
+    logs: list[StepLog] = field(default_factory=list)  # every step of this call
+    window: list[StepLog] = field(default_factory=list)  # steps since the last CSV row
+    since_eval: list[StepLog] = field(default_factory=list)  # steps since the last evaluation
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        for logger in (self.steps, self.dev):
+            if logger is not None:
+                logger.close()

@@ -16,6 +16,7 @@ from audiorep.train import (CheckpointManager, MetricsLogger, OptimConfig, apply
                                build_optimizer, build_scheduler, capture_rng, lr_factor, param_groups,
                                read_metrics, restore_rng)
 from audiorep.train.metrics import plot_loss_curve
+from audiorep.train.task import TrainTask
 
 
 @dataclass
@@ -127,7 +128,7 @@ def test_metrics_csv_resume_truncates_and_plot(tmp_path):
     assert png is not None and Path(png).read_bytes()[:4] == b"\x89PNG"
 
 
-class _PassTask:
+class _PassTask(TrainTask):
     """Three batches per pass over a fixed list; the trainer must cycle passes to spend a step budget."""
 
     name = "toy passes"
