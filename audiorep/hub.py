@@ -519,14 +519,20 @@ def push_folder(model: "PretrainedModel", repo_id: str, *, revision: str | None 
 def check_output_folder(target: Path, overwrite: bool = False) -> None:
     """Refuse (ConfigError) an output folder that writing a model into could cost the user something.
 
-    The rule of :mod:`audiorep.ownership`: config.json and model.safetensors may be written where they are
-    new, or with ``overwrite`` where audiorep's marker lists them; a folder audiorep did not write keeps
-    its files, ``overwrite`` or not.
+    The rule of :mod:`audiorep.ownership`: a new or empty folder, or one whose marker says audiorep wrote
+    it (config.json and model.safetensors replaced only with ``overwrite``, and only if listed). Any other
+    non-empty folder (a transformers model, a project folder) is refused, ``overwrite`` or not.
     """
     from .models.base import CONFIG_NAME, WEIGHTS_NAME
-    from .ownership import check_output_dir, check_writable
+    from .ownership import MARKER, check_output_dir, check_writable, owned_names
 
     check_output_dir(target, flag="")
+    if target.is_dir() and any(target.iterdir()) and not owned_names(target):
+        raise ConfigError(f"{target}: not empty and not an audiorep model folder (no {MARKER} listing what "
+                          "audiorep wrote); audiorep only writes into a new, an empty or its own model folder")
+    if not overwrite and any((target / n).exists() for n in (CONFIG_NAME, WEIGHTS_NAME)):
+        raise ConfigError(f"{target}: already holds an audiorep model; pass --overwrite to replace its "
+                          f"{CONFIG_NAME} and {WEIGHTS_NAME}, or choose another folder")
     check_writable(target, [CONFIG_NAME, WEIGHTS_NAME], replace=overwrite, flag="")
 
 

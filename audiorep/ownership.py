@@ -62,8 +62,9 @@ def check_output_dir(folder: str | os.PathLike, flag: str = "--out") -> None:
     folder = Path(folder)
     existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
     if existing is not None and not existing.is_dir():
-        what = "a broken symbolic link" if not existing.exists() else "a file, not a folder"
-        raise ConfigError(f"{_label(flag, folder)}: {existing} is {what}")
+        what = "a broken symbolic link" if not existing.exists() else "not a folder"
+        where = "exists and is" if existing == folder else f"{existing} is"
+        raise ConfigError(f"{_label(flag, folder)}: {where} {what}")
     base = existing if existing is not None else Path(".")
     try:
         name_max = os.pathconf(base, "PC_NAME_MAX")
@@ -81,7 +82,7 @@ def check_writable(folder: str | os.PathLike, names: Iterable[str], *, replace: 
                    flag: str = "--out", dirs: Iterable[str] = ()) -> None:
     """ConfigError unless every name in ``names`` (files) and ``dirs`` (subfolders) may be written in ``folder``.
 
-    A name that does not exist is fine. An existing one must be listed in the folder's marker (else it is
+    A name that does not exist is fine, and so is an existing subfolder. An existing file must be listed in the folder's marker (else it is
     the user's and is refused, ``--overwrite`` or not) and ``replace`` must be set (else the message says
     to pass ``--overwrite``). A file where a subfolder goes (or the reverse) is refused too.
     """
@@ -99,6 +100,8 @@ def check_writable(folder: str | os.PathLike, names: Iterable[str], *, replace: 
             raise ConfigError(f"{_label(flag, folder)}: {path} is a file where audiorep writes a folder; move it away")
         if not want_dir and path.is_dir():
             raise ConfigError(f"{_label(flag, folder)}: {path} is a folder where audiorep writes a file; move it away")
+        if want_dir:
+            continue  # an existing folder is written into under new names; its own marker rules inside it
         if name not in owned:
             raise ConfigError(f"{_label(flag, folder)}: {path} exists and audiorep did not write it (not listed in "
                               f"{MARKER}); it is never replaced, even with --overwrite: move it or choose "

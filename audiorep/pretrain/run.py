@@ -36,9 +36,9 @@ class PretrainResult:
     s3prl_checkpoint: Path | None  # s3prl-layout export of the final model
     step: int
     logs: list[StepLog] = field(default_factory=list)  # steps trained by this call
-    loss_png: Path | None = None  # the loss-curve plot (None without matplotlib)
     first_loss: float | None = None  # loss at step 1 of the whole run (metrics.csv)
     last_loss: float | None = None  # mean of the last 5 logged rows (each a mean over its interval)
+    loss_png: Path | None = None  # the loss-curve plot (None without matplotlib)
 
 
 # Settings a resumed run may change: budget, cadence, where and how visibly it runs. Everything else

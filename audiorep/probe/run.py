@@ -372,7 +372,7 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
     """
     check_output_dir(cfg.run_dir())  # a file in the way or a name too long: refused before any work
     if cfg.cache_dir:
-        check_output_dir(Path(cfg.cache_dir), "cache_dir")
+        check_output_dir(Path(cfg.cache_dir), "--cache-dir")
     ctx = init_distributed(cfg.device)
     lock = None
     try:
