@@ -103,8 +103,8 @@ def check_resume_config(saved_path: Path, config: dict[str, Any], may_change: Co
 
     changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not allowed(k)]
     if changed:
-        diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+        diffs = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
         more = f" (+{len(changed) - 4} more)" if len(changed) > 4 else ""
-        raise ConfigError(f"--resume: {diffs}{more} differ from the run in {saved_path.parent}; a resumed run keeps "
-                          f"its model, optimiser and data settings (may change: {', '.join(sorted(may_change))}); "
-                          "start a new run with --overwrite or another --out")
+        raise ConfigError(f"--resume of {saved_path.parent} with changed settings: {diffs}{more}; a resumed run "
+                          f"keeps its model, optimiser and data settings (only {', '.join(sorted(may_change))} may "
+                          "change); start a new run with --overwrite or another --out")
