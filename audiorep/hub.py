@@ -506,6 +506,9 @@ def push_folder(model: "PretrainedModel", repo_id: str, *, revision: str | None 
     message = commit_message or f"audiorep {__version__}: {model.architecture} model"
     with tempfile.TemporaryDirectory(prefix="audiorep-push-") as tmp:
         model.save_pretrained(tmp, extra=extra)
+        from .ownership import MARKER
+
+        (Path(tmp) / MARKER).unlink(missing_ok=True)  # a local bookkeeping file, not part of the model
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             info = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
