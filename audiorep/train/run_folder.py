@@ -13,6 +13,7 @@ ones. The config file the run writes afterwards is the one that runs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
@@ -88,7 +89,9 @@ def check_resume_config(saved_path: Path, config: dict[str, Any], may_change: Co
     """ConfigError naming every setting that differs between the run's saved config and ``config``,
     except those in ``may_change`` (dotted keys; ``train`` covers ``train.*``)."""
     try:
-        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+        text = saved_path.read_text(encoding="utf-8")
+        # JSON through json: YAML 1.1 reads a JSON float such as 5e-05 as a string
+        saved = json.loads(text) if saved_path.suffix == ".json" else yaml.safe_load(text)
     except FileNotFoundError:
         return  # a run killed before it wrote its config: nothing to compare with
     except (OSError, ValueError, yaml.YAMLError) as exc:
