@@ -128,3 +128,42 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
+
+
+def pid_temp_prefix(target: str | os.PathLike) -> str:
+    """The temp-name prefix for a long write to ``target`` whose leftovers a later run may remove:
+    ``.NAME.PID.`` (:func:`remove_dead_temps` deletes those whose process is gone)."""
+    return f".{Path(target).name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive, and not ours to judge
+    except OverflowError:
+        return False
+    return True
+
+
+def remove_dead_temps(target: str | os.PathLike) -> list[Path]:
+    """Delete ``.NAME.PID.XXXXXXXX.part`` files beside ``target`` whose writing process no longer runs.
+
+    Only the names :func:`pid_temp_prefix` makes for this very target are considered, and a file whose
+    pid is alive (a write in progress, or an unrelated process that reused the pid) stays.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[A-Za-z0-9_]{{8}}\.part$")
+    folder = target.parent
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        m = pattern.match(entry.name)
+        if m and int(m.group(1)) != os.getpid() and entry.is_file() and not entry.is_symlink() \
+                and not _pid_alive(int(m.group(1))):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

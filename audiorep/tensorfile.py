@@ -19,11 +19,12 @@ from typing import Iterable
 
 import torch
 
-from .fileio import make_temp_file, storage_error
+from .fileio import make_temp_file, pid_temp_prefix, storage_error
 
 _DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
            torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 _MAX_RANK = 3  # extraction writes (T, H) or (L+1, T, H)
+RESERVED = "__metadata__"  # the header key safetensors keeps for string metadata; no tensor may have it
 _BIG = 10 ** 19  # more digits than any shape or byte offset can have
 
 
@@ -43,6 +44,8 @@ class StreamingSafetensorsWriter:
     def __init__(self, path: str | os.PathLike, names: Iterable[str], metadata: dict[str, str] | None = None):
         self.path = Path(path)
         self.names = list(dict.fromkeys(names))
+        if RESERVED in self.names:
+            raise ValueError(f"{RESERVED!r}: safetensors reserves this key for the file's metadata")
         self.metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
         worst = {n: _entry("BOOL_", [_BIG] * _MAX_RANK, _BIG, _BIG) for n in self.names}
         worst["__metadata__"] = self.metadata
@@ -51,7 +54,8 @@ class StreamingSafetensorsWriter:
         self.offset = 0  # bytes of tensor data written so far
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = make_temp_file(self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+            # the pid in the name lets a later run remove the leftovers of a killed one (remove_dead_temps)
+            fd, self.tmp = make_temp_file(self.path.parent, prefix=pid_temp_prefix(self.path), suffix=".part")
         except OSError as exc:
             raise storage_error(self.path, exc) from exc
         self.file = os.fdopen(fd, "wb")

@@ -1,7 +1,9 @@
 # Shared argument handling for recipes/pretrain_{aalbert,mockingjay,tera}.sh (sourced by them, not a recipe itself).
 #   recipes/pretrain_X.sh [DATA] [OUT] [key=value ...] [--budget 60m] [--resume] [--overwrite]
 # DATA: bundled corpus name (default: synth), a corpus folder, a .jsonl manifest or a LibriSpeech root.
-# OUT:  run folder (default: exp/<config name>-<date>-<time> under the repository).
+# OUT:  run folder (default: $EXP/<config name>-<date>-<time>, EXP defaulting to exp/ under the repository;
+#       a finished default run is then also reachable as $EXP/<config name>, a symbolic link to the newest
+#       finished one, e.g. exp/aalbert-small/final).
 # Config: the small-corpus variant for the bundled corpus, the published LibriSpeech one for anything
 # else; --budget 60m picks the small variant's longer configuration (configs/pretrain/<small>-60m.yaml);
 # CONFIG=path/to.yaml picks another.
@@ -46,9 +48,26 @@ run_pretrain() {  # run_pretrain SMALL_CONFIG BASE_CONFIG "$@"
   fi
   local name
   name=$(basename "$config" .yaml)
-  out=${out:-$ROOT/exp/$name-$(date +%Y%m%d-%H%M%S)}
+  local exp=${EXP:-$ROOT/exp} stable=""
+  if [[ -z $out ]]; then
+    out=$exp/$name-$(date +%Y%m%d-%H%M%S)
+    stable=$exp/$name  # the stable name the README and the downstream recipes use
+  fi
   echo "config: $config" >&2
   echo "data:   $data" >&2
   echo "out:    $out" >&2
-  exec audiorep pretrain --config "$config" --data "$data" --out "$out" ${extra[@]+"${extra[@]}"}
+  if [[ -z $stable ]]; then
+    exec audiorep pretrain --config "$config" --data "$data" --out "$out" ${extra[@]+"${extra[@]}"}
+  fi
+  local status=0
+  audiorep pretrain --config "$config" --data "$data" --out "$out" ${extra[@]+"${extra[@]}"} || status=$?
+  if (( status == 0 )) && [[ -f $out/final/config.json ]]; then
+    if [[ -L $stable || ! -e $stable ]]; then  # a real folder of that name is the user's: never replaced
+      ln -sfn "$(basename "$out")" "$stable"
+      echo "stable path: $stable -> $(basename "$out")" >&2
+    else
+      echo "$stable exists and is not a link made by this recipe: left alone (the run is in $out)" >&2
+    fi
+  fi
+  exit $status
 }

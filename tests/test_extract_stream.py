@@ -132,3 +132,37 @@ def test_bf16_extraction_of_an_fp32_only_upstream_is_one_line():
 
     with pytest.raises(ConfigError, match=r"--precision bf16: hf:x \(Linear\) runs in fp32 only"):
         _to_bf16(torch.nn.Linear(2, 2), "hf:x")  # an upstream without reduced_precision (e.g. a foreign encoder)
+
+
+def test_a_file_named_like_the_metadata_key_is_refused_or_kept_as_typed(setup, tmp_path, capsys, monkeypatch):
+    _, folder, paths = setup
+    monkeypatch.chdir(tmp_path)
+    os.replace(paths[1], tmp_path / "__metadata__")
+    os.replace(paths[2], tmp_path / "b.wav")
+    out = tmp_path / "f.safetensors"
+    assert main(["extract", str(folder), "__metadata__", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "./__metadata__" in err and "\n" not in err and not out.exists()
+    assert main(["extract", str(folder), "./__metadata__", "./b.wav", "--out", str(out)]) == 0
+    assert sorted(load_file(out)) == ["./__metadata__", "./b.wav"]  # the keys are the paths as typed
+    assert main(["extract", str(folder), "b.wav", "--out", str(out), "--overwrite"]) == 0  # its own file: replaced
+    assert sorted(load_file(out)) == ["b.wav"]
+    with pytest.raises(ValueError, match="reserves"):
+        StreamingSafetensorsWriter(tmp_path / "x.safetensors", ["__metadata__"])
+
+
+def test_leftovers_of_a_killed_extract_are_removed_by_the_next_run(setup, tmp_path):
+    import subprocess
+    import sys
+
+    _, folder, paths = setup
+    out = tmp_path / "f.safetensors"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".f.safetensors.{int(gone.stdout)}.abcd1234.part"  # its writer has exited
+    live = tmp_path / f".f.safetensors.{os.getppid()}.abcd1234.part"  # a process that still runs
+    other = tmp_path / ".notes.txt.123.abcd1234.part"  # not this target's name
+    for p in (dead, live, other):
+        p.write_bytes(b"x" * 100)
+    assert main(["extract", str(folder), paths[0], "--out", str(out)]) == 0
+    assert not dead.exists() and live.exists() and other.exists()
+    assert not any(p.name.startswith(".f.safetensors.") and p != live for p in tmp_path.iterdir())

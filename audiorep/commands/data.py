@@ -6,6 +6,9 @@ import argparse
 from pathlib import Path
 
 
+PHONES_NAME = "converted_aligned_phones.txt"  # the frame-label file a LibriSpeech corpus folder carries
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="inspect corpora, write manifests",
                        description="Corpus tools: counts of a corpus, the bundled corpora, manifest preparation.")
@@ -37,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="iemocap: s3prl's emotion/meta_data folder; take SUPERB's exact utterance lists from it")
     prep.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                       help="stop at the first missing/unreadable file (default) or skip it and list it at the end")
-    prep.add_argument("--overwrite", action="store_true", help="replace manifests already in OUT")
+    prep.add_argument("--overwrite", action="store_true",
+                      help="replace manifests that audiorep wrote in OUT (a file audiorep did not write is never "
+                           "replaced)")
     prep.set_defaults(func=run_prepare)
 
 
@@ -58,7 +63,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    import shutil
     import sys
 
     from ..data import write_manifest
@@ -66,9 +70,9 @@ def run_prepare(args: argparse.Namespace) -> int:
     from ..data.lexicon import LEXICON_HELP, PR_SUBSETS, add_phone_labels, read_lexicon
     from ..data.readers import read_librispeech, read_mosi, read_voxceleb1
     from ..errors import ConfigError
+    from ..ownership import check_output_dir, check_writable, claim_new, copy_owned, owned_names
 
-    if args.out.exists() and not args.out.is_dir():
-        raise ConfigError(f"{args.out}: exists and is not a folder")
+    check_output_dir(args.out, "OUT")
     if args.kind == "mosi" and args.labels is None:
         raise ConfigError("data prepare mosi: --labels LABEL_CSV is required")
     if (args.lexicon or args.phones) and args.kind != "librispeech":
@@ -77,10 +81,15 @@ def run_prepare(args: argparse.Namespace) -> int:
         raise ConfigError(f"data prepare librispeech --phones: no --lexicon given; {LEXICON_HELP}")
     if args.meta_data is not None and args.kind != "iemocap":
         raise ConfigError(f"data prepare {args.kind}: --meta-data is for iemocap only")
+    # Checked before the corpus scan, over every name this command may write: an edited manifest or
+    # alignment file of the user's must not vanish, and a refusal must not cost a scan.
     existing = sorted(p.name for p in args.out.glob("*.jsonl")) if args.out.is_dir() else []
-    if existing and not args.overwrite:  # checked before the corpus scan; an edited manifest must not vanish
-        raise ConfigError(f"{args.out}: already holds {', '.join(existing)}; pass --overwrite to replace the "
-                          "manifests it writes, or choose another OUT")
+    foreign = [n for n in existing if n not in owned_names(args.out)]
+    if foreign:
+        raise ConfigError(f"OUT {args.out}: already holds {', '.join(foreign)}, which audiorep did not write; "
+                          "manifests are written only into a folder without foreign ones (even with --overwrite): "
+                          "choose another OUT")
+    check_writable(args.out, [*existing, PHONES_NAME], replace=args.overwrite, flag="OUT")
     if args.kind == "librispeech" and args.lexicon:
         lexicon = read_lexicon(args.lexicon)  # before the corpus scan: a bad lexicon fails fast
         res = read_librispeech(args.root, on_error=args.on_error, subsets=PR_SUBSETS)
@@ -94,13 +103,15 @@ def run_prepare(args: argparse.Namespace) -> int:
         res = read_voxceleb1(args.root, args.split_file, on_error=args.on_error)
     else:
         res = read_mosi(args.root, args.labels, on_error=args.on_error)
-    args.out.mkdir(parents=True, exist_ok=True)
+    names = [f"{split}.jsonl" for split in res.splits]
+    claim_new(args.out, names + ([PHONES_NAME] if res.frame_labels is not None else []), replace=args.overwrite,
+              flag="OUT")
     for split, utts in res.splits.items():
         path = write_manifest(utts, args.out / f"{split}.jsonl")
         print(f"{split}: {len(utts)} utterances -> {path}")
     if res.frame_labels is not None:
-        shutil.copyfile(res.frame_labels, args.out / "converted_aligned_phones.txt")
-        print(f"frame labels: {res.frame_labels} -> {args.out / 'converted_aligned_phones.txt'}")
+        copy_owned(res.frame_labels, args.out / PHONES_NAME)
+        print(f"frame labels: {res.frame_labels} -> {args.out / PHONES_NAME}")
     if res.skipped:
         print(f"skipped {len(res.skipped)} entries:", file=sys.stderr)
         for _what, reason in res.skipped[:50]:

@@ -12,6 +12,7 @@ stdout gets the test metrics as ``key: value`` lines (and the run folder last); 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..multimodal.runners import SENTIMENT_HEADS
 from . import add_config_args, flag_overrides, print_config, start_logging
@@ -145,6 +146,9 @@ def run_probe_table(args: argparse.Namespace) -> int:
                 overrides={"lr": args.lr} if args.lr is not None else None)
     if args.print_config:  # the grid's settings (each cell is a DownstreamConfig built from them)
         return print_config({"models": dict(models), **grid})
+    from ..ownership import check_output_dir
+
+    check_output_dir(Path(args.out))  # a file in the way: one line now, not after the first cell
     table = probe_table(models, **grid)
     print(table.markdown)
     print(f"written: {table.out_dir}")

@@ -3,7 +3,7 @@
 Files are sorted by duration and run in batches of similar length (little padding); each batch's
 features go to disk as soon as they are computed (:class:`audiorep.tensorfile.StreamingSafetensorsWriter`),
 so memory holds one batch, however long the input list. The output is one safetensors file keyed by the
-input paths, as given.
+input paths exactly as typed on the command line (``./b.flac`` and ``b.flac`` are different keys).
 """
 
 from __future__ import annotations
@@ -20,11 +20,16 @@ DEFAULT_BATCH_SECONDS = 60.0  # padded audio per batch: ~75 MB of mockingjay-bas
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="extract hidden states of audio files",
                        description="Run an upstream over audio files and save one tensor per file "
-                                   "(frames x hidden, or layers x frames x hidden) into a safetensors file keyed "
-                                   "by the file path. Files run in batches of similar duration and each batch "
-                                   "is written as soon as it is computed: memory holds one batch.")
+                                   "(frames x hidden, or layers x frames x hidden) into a safetensors file. The "
+                                   "key of each tensor is the audio path exactly as given on the command line "
+                                   "(./b.flac stays ./b.flac); a file named __metadata__ (a key safetensors "
+                                   "reserves) must be given as ./__metadata__. Files run in batches of similar "
+                                   "duration and each batch is written as soon as it is computed: memory holds "
+                                   "one batch.")
     p.add_argument("model", help="registered name, model folder or s3prl checkpoint")
-    p.add_argument("audio", nargs="+", type=Path, help="audio files (any rate; resampled to the model's)")
+    p.add_argument("audio", nargs="+",
+                   help="audio files (any rate; resampled to the model's); each one's key in the output is the path "
+                        "as given")
     p.add_argument("--out", type=Path, required=True,
                    help="output .safetensors file (an existing one is replaced only with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an --out file that audiorep extract wrote")
@@ -59,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-seconds {args.batch_seconds}: must be positive")
     _check_out(args.out, args.overwrite)
     check_output_file(args.out)
+    from ..fileio import remove_dead_temps
+    from ..tensorfile import RESERVED
+
+    remove_dead_temps(args.out)  # leftovers of an extract into this --out that was killed mid-write
+    if RESERVED in args.audio:
+        raise ConfigError(f"audio file {RESERVED}: safetensors reserves that key for the file's metadata; "
+                          f"give the file as ./{RESERVED} (the key is the path as given)")
     skipped: list[str] = []  # one line per file left out under --on-error skip
 
     def bad(message: str) -> None:
@@ -66,15 +78,18 @@ def run(args: argparse.Namespace) -> int:
             raise AudioError(message)
         skipped.append(message)
 
-    paths = list(dict.fromkeys(args.audio))  # a file named twice is extracted once
+    # each file is known by the path as typed (its key in the output; Path("./b") would drop the "./");
+    # a path given twice is extracted once
+    paths = list(dict.fromkeys(args.audio))
     durations = {}
-    for path in paths:
+    for key in paths:
+        path = Path(key)
         if path.is_dir():
             bad(f"{path}: a folder, not an audio file")
         elif not path.is_file():
             bad(f"{path}: no such audio file")
         else:
-            durations[path] = _duration(path, bad)
+            durations[key] = _duration(path, bad)
     durations = {p: d for p, d in durations.items() if d is not None}
     model = load(args.model, pretrained=not args.no_pretrained, device=args.device)
     if args.precision == "bf16":
@@ -84,14 +99,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--layer {args.layer}: the model has hidden states 0..{n_states - 1}")
     meta = {"format": EXTRACT_FORMAT, "model": str(args.model), "layer": str(args.layer), "precision": args.precision}
     written = 0
-    with StreamingSafetensorsWriter(args.out, [str(p) for p in durations], meta) as writer, \
+    with StreamingSafetensorsWriter(args.out, list(durations), meta) as writer, \
             torch.inference_mode(), tqdm(total=len(durations), desc="extract", unit="file") as bar:
         for batch in length_batches(durations, args.batch_seconds):
             wavs, names = [], []
-            for path in batch:
+            for key in batch:
                 try:
-                    wavs.append(read_audio(path, model.sample_rate)[0])  # (S,)
-                    names.append(str(path))
+                    wavs.append(read_audio(Path(key), model.sample_rate)[0])  # (S,)
+                    names.append(key)
                 except AudioError as exc:
                     bad(str(exc))
             if wavs:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     print(f"run folder: {res.run_dir}", file=err)
     if res.first_loss is not None:
-        print(f"masked L1 loss: {res.first_loss:.4f} at step 1 -> {res.last_loss:.4f} (mean of the last logged intervals, see metrics.csv and loss.png)", file=err)
+        print(f"masked L1 loss: {res.first_loss:.4f} at step 1 -> {res.last_loss:.4f} (mean of the last logged intervals, see metrics.csv{' and ' + res.loss_png.name if res.loss_png else ''})", file=err)
     if res.s3prl_checkpoint is not None:
         print(f"s3prl checkpoint: {res.s3prl_checkpoint}", file=err)
     print(res.final_dir)

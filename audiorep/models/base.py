@@ -75,8 +75,11 @@ class PretrainedModel(WaveformUpstream):
 
         from ..version import __version__
 
+        from ..ownership import claim_new
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        # a folder audiorep did not write (a transformers model) keeps its config.json and weights
+        claim_new(directory, [WEIGHTS_NAME, CONFIG_NAME], replace=True, flag="")
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         for prefix, module in (extra or {}).items():
             state.update({f"{prefix}.{k}": v.detach().contiguous().cpu() for k, v in module.state_dict().items()})

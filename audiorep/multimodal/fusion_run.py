@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import BusyError, ConfigError
 from ..fileio import atomic_write_bytes
+from ..ownership import claim_new
 from ..config import load
 from ..train.distributed import DistContext
 from ..train.optim import OptimConfig, build_optimizer
@@ -308,6 +309,7 @@ def run(cfg: FusionConfig) -> dict[str, Any]:
         raise BusyError(f"{cfg.out_dir}: another run of head {cfg.head!r} (pid {lock.holder()}) is writing "
                         f"{cfg.head}.json here; wait for it to finish or choose another out_dir")
     try:
+        claim_new(Path(cfg.out_dir), [f"{cfg.head}.json"], replace=True)  # a user's file: refused before the work
         return _run(cfg)
     finally:
         lock.release()
@@ -360,7 +362,7 @@ def write_results(out_dir: str, head: str, runs: list[dict[str, Any]], config: d
     """``<out_dir>/<head>.json`` = {"head", "config", "runs", "summary"}, written atomically."""
     res = {"head": head, "config": config, "runs": runs, "summary": summarize(runs)}
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_new(out, [f"{head}.json"], replace=True)  # a user's file of that name is refused, not replaced
     atomic_write_bytes(out / f"{head}.json", (json.dumps(res, indent=2, default=_nan_safe) + "\n").encode())
     return res
 

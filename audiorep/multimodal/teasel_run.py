@@ -25,6 +25,7 @@ from torch import nn
 from ..scoring import regression_metrics, swapped_audio
 from ..errors import ConfigError
 from ..locking import lock_run_folder
+from ..ownership import check_output_dir, claim_new
 from ..models.wav2vec2 import Wav2Vec2CNNFrontEnd
 from ..fileio import atomic_write_bytes
 from ..train.rng import seed_everything
@@ -383,6 +384,7 @@ def run_pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
     ``max_steps`` steps, else ``epochs`` passes. Writes ``laa-step<N>.safetensors`` every ``save_every`` steps,
     ``laa.safetensors`` at the end and ``pretrain_results.json``. Returns the results dict.
     """
+    check_output_dir(Path(cfg.out_dir), "out_dir")
     with lock_run_folder(cfg.out_dir):  # two runs into one folder would interleave their files
         return _pretrain(cfg)
 
@@ -392,7 +394,7 @@ def _pretrain(cfg: TeaselRunConfig) -> dict[str, Any]:
         raise ConfigError("LAA pretraining needs audio (use_audio must be true)")
     t_start = time.time()
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_new(out_dir, ["laa.safetensors", "pretrain_results.json"], replace=True)  # a user's file: refused now
     tok, mlm_model, lm_dir, front_end, fe_label, data, feat_s = _prepare(
         cfg, [cfg.train_split, cfg.dev_split], need_label=False)
     model = build_model(cfg, mlm_model, front_end, "pretrain").to(cfg.device)
@@ -493,6 +495,7 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
     ``use_audio=False`` gives the text-only RoBERTa baseline through the same code. Writes ``best.safetensors``
     and ``finetune_results.json`` under ``out_dir``; returns the results dict.
     """
+    check_output_dir(Path(cfg.out_dir), "out_dir")
     with lock_run_folder(cfg.out_dir):  # two runs into one folder would interleave their files
         return _finetune(cfg)
 
@@ -500,7 +503,7 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
 def _finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
     t_start = time.time()
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_new(out_dir, ["best.safetensors", "finetune_results.json"], replace=True)  # a user's file: refused now
     tok, mlm_model, lm_dir, front_end, fe_label, data, feat_s = _prepare(
         cfg, [cfg.train_split, cfg.dev_split, cfg.test_split], need_label=True)
     model = build_model(cfg, mlm_model, front_end, "finetune")

@@ -13,6 +13,7 @@ import yaml
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from ..locking import lock_run_folder
+from ..ownership import check_output_dir
 from ..train.checkpoint import CheckpointManager
 from ..train.rng import seed_everything
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
@@ -37,6 +38,24 @@ class PretrainResult:
     logs: list[StepLog] = field(default_factory=list)  # steps trained by this call
     first_loss: float | None = None  # loss at step 1 of the whole run (metrics.csv)
     last_loss: float | None = None  # mean of the last 5 logged rows (each a mean over its interval)
+    loss_png: Path | None = None  # the loss-curve plot (None without matplotlib)
+
+
+# Settings a resumed run may change: budget, cadence, where and how visibly it runs. Everything else
+# (model, features, masking, optimiser, data, seed) belongs to the checkpoint being continued.
+RESUME_MAY_CHANGE = ("name", "out_dir", "train.max_steps", "train.log_every", "train.ckpt_every",
+                     "train.keep_last", "train.device", "train.progress", "train.eval_every", "train.compile",
+                     "data.num_workers")
+
+
+def manifest_cache_name(cfg: PretrainConfig) -> str:
+    """The run folder's cached LibriSpeech manifest, named by what it was scanned from: a run started
+    over on other data (or other subsets) never reads the old corpus's list."""
+    import hashlib
+
+    ident = {"root": str(Path(cfg.data.train).resolve()), "subsets": list(cfg.data.librispeech_subsets),
+             "on_error": cfg.data.on_error}
+    return f"train_manifest-{hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]}.jsonl"
 
 
 def _is_librispeech_root(path: Path) -> bool:
@@ -48,14 +67,15 @@ def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: Di
     """The training Utterances: a corpus (bundled name, folder of manifests, .jsonl) or a LibriSpeech root.
 
     A LibriSpeech tree is scanned once (file headers only) by rank 0 and cached as
-    ``<run_dir>/train_manifest.jsonl``; the other ranks and resumed runs read that file.
+    ``<run_dir>/train_manifest-<key>.jsonl`` (:func:`manifest_cache_name`); the other ranks and resumed runs
+    read that file.
     """
     from .. import data as D
 
     src = cfg.data.train
     path = Path(src)
     if _is_librispeech_root(path):
-        cache = (run_dir or Path(cfg.run_dir)) / "train_manifest.jsonl"
+        cache = (run_dir or Path(cfg.run_dir)) / manifest_cache_name(cfg)
         if ctx is None or ctx.is_main:
             if not cache.is_file():
                 from ..data.readers import read_librispeech
@@ -108,11 +128,13 @@ def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: Pret
     """``final/`` via save_pretrained (head kept as an extra) and ``s3prl/states-STEP.ckpt``."""
     from ..weights.s3prl import export_s3prl_checkpoint
 
+    from ..ownership import claim_new
+
     final = model.encoder.save_pretrained(run_dir / "final", extra={"head": model.head})
     s3 = None
     if model.encoder.s3prl_exportable():
         s3 = run_dir / "s3prl" / f"states-{step}.ckpt"
-        s3.parent.mkdir(parents=True, exist_ok=True)
+        claim_new(s3.parent, [s3.name], replace=True)
         m = cfg.masking
         export_s3prl_checkpoint(model.encoder, s3, head=model.head, step=step, task={
             "loss": cfg.loss.upper() if cfg.loss == "mse" else "L1", "mask_proportion": m.time_proportion,
@@ -199,13 +221,21 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
     lock = None
     try:
         run_dir = Path(cfg.run_dir)
+        check_output_dir(run_dir)  # a file in the way or a name too long: refused before the lock and the work
         ckpts = CheckpointManager(run_dir / "checkpoints")
         if ctx.is_main:
             # Before looking at what the folder holds: two runs started together both see it empty.
             lock = lock_run_folder(run_dir)
         barrier(ctx)
+        from ..models.base import CONFIG_NAME, WEIGHTS_NAME
+
         prepare_run_folder(run_dir, ckpts, ctx, resume=resume, overwrite=overwrite,
-                           outputs=("metrics.csv", "loss.png"), temp_folders=("final", "s3prl"))
+                           outputs=("config.yaml", "metrics.csv", "loss.png", "heldout.csv", "heldout.png",
+                                    "eval.json", manifest_cache_name(cfg)),
+                           temp_folders=("final", "s3prl"),
+                           folder_files={"final": (CONFIG_NAME, WEIGHTS_NAME),
+                                         "s3prl": (f"states-{cfg.train.max_steps}.ckpt",)},
+                           config_file="config.yaml", config=cfg.to_dict(), may_change=RESUME_MAY_CHANGE)
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
@@ -222,14 +252,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
             if ctx.is_main:
                 log.info("resumed %s at step %d", run_dir, trainer.step)
         logs = trainer.fit(step_budget=step_budget)
-        final = s3 = None
+        final = s3 = png = None
         if trainer.step >= cfg.train.max_steps and ctx.is_main:
             final, s3 = export_final(model, run_dir, trainer.step, cfg)
             held_out_check(model, cfg, run_dir)
-            plot_loss_curve(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{cfg.name}: masked L1")
+            png = plot_loss_curve(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{cfg.name}: masked L1")
         barrier(ctx)
         first, last = loss_summary(run_dir) if ctx.is_main else (None, None)
-        return PretrainResult(run_dir, final, s3, trainer.step, logs, first, last)
+        return PretrainResult(run_dir, final, s3, trainer.step, logs, first, last, png)
     finally:
         if lock is not None:
             lock.release()

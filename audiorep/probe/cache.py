@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -19,6 +20,8 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 
 def weights_hash(module: nn.Module) -> str:
@@ -40,11 +43,36 @@ def feature_cache_key(upstream: nn.Module, **ident: Any) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+FINGERPRINT_BLOCK = 65536  # bytes hashed at each end of an audio file: its header and its last samples
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """Size, mtime and a hash of the first and last :data:`FINGERPRINT_BLOCK` bytes of ``path``.
+
+    Audio edited in place at the same length changes the mtime (and, unless the edit is in the middle
+    of a long file and the mtime was put back, the hashed bytes); reading the whole corpus on every run
+    would cost as much as a cache miss on a large one. An unreadable file gets a fingerprint of its own,
+    so the cache misses and the read that follows reports the file.
+    """
+    try:
+        st = os.stat(path)
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            h.update(f.read(FINGERPRINT_BLOCK))
+            if st.st_size > FINGERPRINT_BLOCK:
+                f.seek(max(FINGERPRINT_BLOCK, st.st_size - FINGERPRINT_BLOCK))
+                h.update(f.read(FINGERPRINT_BLOCK))
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{h.hexdigest()[:16]}"
+
+
 def utterance_ident(utts: Iterable[Any]) -> str:
-    """A short hash of a split's utterances (id, path, length) for :func:`feature_cache_key`."""
+    """A short hash of a split's utterances (id, path, length and each file's :func:`file_fingerprint`)
+    for :func:`feature_cache_key`: audio changed in place never meets its old features."""
     h = hashlib.sha256()
     for u in utts:
-        h.update(f"{u.id}:{u.path}:{u.num_samples}\n".encode())
+        h.update(f"{u.id}:{u.path}:{u.num_samples}:{file_fingerprint(u.path)}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -54,12 +82,17 @@ def cache_file(folder: str | os.PathLike, name: str, key: str) -> Path:
 
 
 def load_features(path: str | os.PathLike | None, ids: Iterable[str]) -> dict[str, torch.Tensor] | None:
-    """The stored ``{id: tensor}`` when ``path`` holds every id in ``ids``; None when it is absent or short."""
+    """The stored ``{id: tensor}`` when ``path`` holds every id in ``ids``; None when it is absent or short,
+    or unreadable (cut short, overwritten): then a one-line warning, and the caller rebuilds it."""
     if path is None or not Path(path).is_file():
         return None
     from safetensors.torch import load_file
 
-    stored = load_file(str(path))
+    try:
+        stored = load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ...: any unreadable cache is rebuilt
+        log.warning("%s: unreadable feature cache (%s); computing it again", path, str(exc).splitlines()[0][:120])
+        return None
     return stored if all(i in stored for i in ids) else None
 
 

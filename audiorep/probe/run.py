@@ -42,6 +42,7 @@ from ..train.rng import seed_everything
 from ..config import load, to_dict
 from ..train.distributed import DistContext, barrier, init_distributed, shutdown
 from ..train.optim import OptimConfig, build_optimizer, param_groups
+from ..ownership import check_output_dir
 from ..train.run_folder import prepare_run_folder
 from ..train.task import TrainableState, TrainTask
 from ..train.trainer import TrainConfig, Trainer, autocast_context
@@ -358,6 +359,12 @@ def _param_groups(model: DownstreamModel, cfg: DownstreamConfig) -> list[dict]:
     return groups
 
 
+# Settings a resumed run may change: how long it may go on and where and how visibly it runs. The rest
+# (upstream, task, head, data, optimiser, seed) belongs to the checkpoint being continued.
+RESUME_MAY_CHANGE = ("out_dir", "epochs", "patience", "device", "progress", "cache", "cache_dir",
+                     "cache_batch_seconds")
+
+
 def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool = False,
                    upstream: nn.Module | None = None) -> DownstreamResult:
     """Train and evaluate one (task, upstream, mode, head) combination; see the module doc.
@@ -366,6 +373,9 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
     for an empty split, a task the corpus has no labels for, labels outside the class set, or an upstream
     whose frame rate or sample rate does not match the data. Under torchrun every rank calls this.
     """
+    check_output_dir(cfg.run_dir())  # a file in the way or a name too long: refused before any work
+    if cfg.cache_dir:
+        check_output_dir(Path(cfg.cache_dir), "--cache-dir")
     ctx = init_distributed(cfg.device)
     lock = None
     try:
@@ -384,7 +394,9 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
     out_dir = cfg.run_dir()
     ckpts = CheckpointManager(out_dir / "checkpoints", keep_last=1)
     prepare_run_folder(out_dir, ckpts, ctx, resume=resume, overwrite=overwrite,
-                       outputs=("best.pt", "metrics.csv", "results.json"))
+                       outputs=("config.json", "best.pt", "metrics.csv", "results.json", "layer_weights.png",
+                                "learning_curve.png"),
+                       config_file="config.json", config=to_dict(cfg), may_change=RESUME_MAY_CHANGE)
     device = ctx.device
 
     # 1. data and labels, checked before anything heavy

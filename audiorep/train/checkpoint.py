@@ -18,6 +18,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..fileio import atomic_write_bytes
+from ..ownership import claim, owned_names, remove_owned
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 log = logging.getLogger(__name__)
@@ -45,15 +46,18 @@ class CheckpointManager:
         return items[-1][1] if items else None
 
     def save(self, state: dict[str, Any], step: int) -> Path:
-        """Write ``state`` as step ``step`` (temp file + rename), then delete all but the newest ``keep_last``."""
+        """Write ``state`` as step ``step`` (temp file + rename), then delete all but the newest ``keep_last``
+        of the checkpoints this manager wrote (a file it did not write is never deleted)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.save(state, buf)
         path = self.path(step)
+        claim(self.directory, [path.name])  # recorded first: only files on that list are ever deleted
         atomic_write_bytes(path, buf.getvalue())
         if self.keep_last > 0:
-            for _, old in self.list()[: -self.keep_last]:
-                old.unlink(missing_ok=True)
+            ours = owned_names(self.directory)
+            remove_owned(self.directory, [old.name for _, old in self.list()[: -self.keep_last]
+                                          if old.name in ours])
         return path
 
     def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:

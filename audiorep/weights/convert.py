@@ -7,30 +7,25 @@ from pathlib import Path
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_directory
 from ..models.base import CONFIG_NAME, WEIGHTS_NAME
+from ..ownership import MARKER, check_output_dir, check_writable, owned_names
 from .s3prl import load_s3prl_checkpoint
 
 
 def check_output_folder(target: Path, overwrite: bool = False) -> None:
     """Refuse (ConfigError) an output folder that writing a model into could cost the user something.
 
-    Accepted: a new path, an empty folder, or with ``overwrite`` a model folder audiorep wrote (it holds
-    config.json or model.safetensors). Refused: a file, and any other non-empty folder, even with
-    ``overwrite``: audiorep never empties a folder it did not write.
+    The rule of :mod:`audiorep.ownership`: a new or empty folder, or one whose marker says audiorep wrote
+    it (config.json and model.safetensors replaced only with ``overwrite``, and only if listed). Any other
+    non-empty folder (a transformers model, a project folder) is refused, ``overwrite`` or not.
     """
-    if not target.exists():
-        if target.is_symlink():
-            raise ConfigError(f"{target}: a broken symbolic link; choose another output folder")
-        return
-    if not target.is_dir():
-        raise ConfigError(f"{target}: exists and is not a folder; give a new or empty folder for the model")
-    if not any(target.iterdir()):
-        return
-    if not ((target / CONFIG_NAME).is_file() or (target / WEIGHTS_NAME).is_file()):
-        raise ConfigError(f"{target}: not empty and not an audiorep model folder (no {CONFIG_NAME} or "
-                          f"{WEIGHTS_NAME}); audiorep only writes into a new, an empty or its own model folder")
-    if not overwrite:
+    check_output_dir(target, flag="")
+    if target.is_dir() and any(target.iterdir()) and not owned_names(target):
+        raise ConfigError(f"{target}: not empty and not an audiorep model folder (no {MARKER} listing what "
+                          "audiorep wrote); audiorep only writes into a new, an empty or its own model folder")
+    if not overwrite and any((target / n).exists() for n in (CONFIG_NAME, WEIGHTS_NAME)):
         raise ConfigError(f"{target}: already holds an audiorep model; pass --overwrite to replace its "
                           f"{CONFIG_NAME} and {WEIGHTS_NAME}, or choose another folder")
+    check_writable(target, [CONFIG_NAME, WEIGHTS_NAME], replace=overwrite, flag="")
 
 
 def convert_to_folder(ckpt: Path, target: Path, source_format: str = "s3prl", overwrite: bool = False) -> Path:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import (CheckpointError, ConfigError, DownloadError, PublishError, StorageError,
                      WeightsUnavailableError)
 from ..locking import FileLock
+from ..ownership import MARKER
 from ..registry import ModelSpec
 from .cache import cache_dir, how_to_proceed, model_dir, offline_reason
 from .convert import convert_to_folder
@@ -293,6 +294,7 @@ def push_to_hub(model: "PretrainedModel", repo_id: str, *, revision: str | None 
     message = commit_message or f"audiorep {__version__}: {model.architecture} model"
     with tempfile.TemporaryDirectory(prefix="audiorep-push-") as tmp:
         model.save_pretrained(tmp, extra=extra)
+        (Path(tmp) / MARKER).unlink(missing_ok=True)  # a local bookkeeping file, not part of the model
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
             info = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,

@@ -55,7 +55,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(manifest, tmp_path
     full = pretrain(_cfg(manifest, tmp_path / "full", *common))
     part = pretrain(_cfg(manifest, tmp_path / "part", *common), step_budget=3)  # "killed" after step 3
     assert part.step == 3 and part.final_dir is None
-    ckpts = sorted(p.name for p in (tmp_path / "part" / "checkpoints").iterdir())
+    ckpts = sorted(p.name for p in (tmp_path / "part" / "checkpoints").glob("step-*"))
     assert ckpts == ["step-00000002.pt", "step-00000003.pt"]  # keep_last=2
     with pytest.raises(ConfigError, match="--resume"):
         pretrain(_cfg(manifest, tmp_path / "part", *common))  # never silently restarts over a run
@@ -63,7 +63,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(manifest, tmp_path
     full_losses = [l.loss for l in full.logs]
     assert [l.loss for l in part.logs] + [l.loss for l in rest.logs] == full_losses  # bit-identical on CPU
     assert _csv_losses(tmp_path / "part") == _csv_losses(tmp_path / "full")
-    assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").glob("step-*")) == [
         "step-00000004.pt", "step-00000005.pt"]
     ckpt = torch.load(tmp_path / "full" / "checkpoints" / "step-00000005.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "step", "rng", "loader"} <= set(ckpt)

@@ -52,3 +52,15 @@ def test_budget_flag_picks_the_longer_config_or_says_which_exist(tmp_path):
                          capture_output=True, text=True, timeout=60, env=ENV)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("--budget 5m: no configuration")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_default_run_is_reachable_under_the_stable_name(tmp_path):
+    """The README's ``exp/aalbert-small/final``: a default-OUT run links exp/<config name> to its dated folder."""
+    env = {**ENV, "EXP": str(tmp_path)}
+    proc = subprocess.run(["bash", str(ROOT / "recipes" / "pretrain_aalbert.sh"), "synth", "train.max_steps=2",
+                           "train.progress=false", "data.eval_split=null"], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stable = tmp_path / "aalbert-small"
+    assert stable.is_symlink() and (stable / "final" / "config.json").is_file()
+    assert Path(proc.stdout.strip().splitlines()[-1]).resolve() == (stable / "final").resolve()

@@ -41,3 +41,34 @@ def test_save_and_load_round_trip_and_partial_files_miss(tmp_path):
     assert all(torch.equal(got[k], v) for k, v in feats.items())
     assert load_features(path, ["u1", "u3"]) is None  # a file that lacks an utterance is recomputed
     save_features(None, feats)  # memory-only: nothing to write
+
+
+def test_audio_changed_in_place_at_the_same_length_changes_the_key(tmp_path):
+    import os
+
+    import numpy as np
+    import soundfile as sf
+
+    from audiorep.data import Utterance
+    from audiorep.probe.cache import utterance_ident
+
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros(8000, dtype=np.float32), 16000)
+    utts = [Utterance("a", str(path), 8000, 16000, "s", "", {})]
+    before = utterance_ident(utts)
+    st = os.stat(path)
+    sf.write(path, np.full(8000, 0.5, dtype=np.float32), 16000)  # same length, other samples
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old mtime put back
+    assert utterance_ident(utts) != before
+
+
+def test_a_truncated_cache_file_is_rebuilt_with_a_warning(tmp_path, caplog):
+    path = cache_file(tmp_path, "dev", "abc")
+    save_features(path, {"u1": torch.randn(3, 4)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with caplog.at_level("WARNING"):
+        assert load_features(path, ["u1"]) is None  # a miss: the caller computes and rewrites it
+    assert "unreadable feature cache" in caplog.text and len(caplog.records) == 1
+    save_features(path, {"u1": torch.ones(3, 4)})
+    assert torch.equal(load_features(path, ["u1"])["u1"], torch.ones(3, 4))

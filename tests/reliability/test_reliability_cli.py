@@ -85,5 +85,5 @@ def test_data_prepare_does_not_replace_manifests_without_overwrite(tmp_path, cap
     out.mkdir()
     (out / "train-clean-100.jsonl").write_text("# edited by hand\n")
     assert main(["data", "prepare", "librispeech", str(tmp_path / "nowhere"), str(out)]) == 2
-    assert f"{out}: already holds train-clean-100.jsonl; pass --overwrite" in _err(capsys)
+    assert f"{out}: already holds train-clean-100.jsonl, which audiorep did not write" in _err(capsys)
     assert (out / "train-clean-100.jsonl").read_text() == "# edited by hand\n"

@@ -21,6 +21,7 @@ import torch
 import audiorep
 from audiorep.cli import main
 from audiorep.weights.s3prl import export_s3prl_checkpoint
+from audiorep.ownership import MARKER
 from audiorep.weights.hub import push_to_hub
 from audiorep.errors import ConfigError, DownloadError, PublishError, WeightsUnavailableError
 from audiorep.weights.cache import model_dir
@@ -50,7 +51,8 @@ def hub_cache(cache: Path, repo_id: str, files: dict[str, bytes], commit: str = 
 
 
 def folder_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+    """What a push uploads from a saved folder: everything but audiorep's local ownership marker."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != MARKER}
 
 
 @pytest.fixture
