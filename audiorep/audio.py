@@ -359,7 +359,11 @@ def resample(
     """Resample ``wav`` (..., S) from ``orig_sr`` to ``new_sr`` Hz with a polyphase windowed-sinc filter.
 
     The rates are reduced by their gcd; output phase ``p`` is one FIR filter applied with stride
-    ``orig`` (one ``conv1d``), so the cost is ``S * new/orig * (2 * width + orig)`` multiply-adds.
+    ``orig`` (one ``conv1d``), so the cost is ``S * new/orig * (2 * width + orig)`` multiply-adds. That dense
+    (new, 2 width + orig) filter bank grows with the product of the reduced rates (22,254 -> 16,000 Hz reduce
+    to 11,127 / 8,000), so above ``MAX_POLYPHASE_ELEMENTS`` the same filter is applied sparsely instead: each
+    output gathers only the ``2 width + 2`` inputs around its exact position (:func:`_resample_sparse`),
+    in memory bounded by the chunk size, with the same weights and no approximation of the ratio.
     ``method`` picks the window: ``"sinc_kaiser"`` (default; ``beta``) or ``"sinc_hann"`` (torchaudio's
     default filter). ``zero_crossings`` (filter half-length in zero crossings) and ``rolloff`` (cut-off as
     a fraction of the lower Nyquist) default per method. The output has ``ceil(S * new / orig)`` samples.
@@ -376,6 +380,9 @@ def resample(
         return wav
     g = math.gcd(int(orig_sr), int(new_sr))
     orig, new = int(orig_sr) // g, int(new_sr) // g
+    width = math.ceil(zero_crossings * orig / (min(orig, new) * rolloff))
+    if new * (2 * width + orig) > MAX_POLYPHASE_ELEMENTS:
+        return _resample_sparse(wav, orig, new, method, zero_crossings, float(rolloff), float(beta))
     kernel, width = _sinc_kernel(orig, new, method, zero_crossings, rolloff, beta, wav.device, wav.dtype)
     shape = wav.shape
     x = wav.reshape(-1, 1, shape[-1])  # (N, 1, S)
@@ -384,6 +391,71 @@ def resample(
     y = y.transpose(1, 2).reshape(x.shape[0], -1)  # (N, new * (S // orig + 1)): phases interleaved
     out_len = -(-new * shape[-1] // orig)  # ceil
     return y[:, :out_len].reshape(*shape[:-1], out_len)
+
+
+MAX_POLYPHASE_ELEMENTS = 2**22  # dense filter bank entries (32 MiB in float64) before the sparse path takes over
+_SPARSE_CHUNK_ELEMENTS = 2**20  # gathered (input, weight) pairs per step of the sparse path
+_SPARSE_TABLE_ELEMENTS = 2**23  # per-phase weight table kept when it is at most this big; else weights per chunk
+
+
+def _sinc_weights(frac: torch.Tensor, width: int, cutoff: float, orig: int, method: str, zero_crossings: int,
+                  beta: float) -> torch.Tensor:
+    """(n, 2 width + 2) float64 weights of inputs ``floor(pos) - width .. floor(pos) + width + 1`` for outputs
+    at input positions ``floor(pos) + frac`` (``frac`` (n,) in [0, 1)): the filter of :func:`_sinc_kernel_cpu`."""
+    d = torch.arange(-width, width + 2, dtype=torch.float64)  # (D,)
+    t = ((d[None, :] - frac[:, None]) * (cutoff / orig)).clamp(-zero_crossings, zero_crossings)  # (n, D)
+    if method == "sinc_hann":
+        window = torch.cos(t * math.pi / zero_crossings / 2) ** 2  # (n, D)
+    else:
+        arg = (1 - (t / zero_crossings) ** 2).clamp_min(0).sqrt()
+        window = torch.special.i0(beta * arg) / torch.special.i0(torch.tensor(beta, dtype=torch.float64))
+    x = t * math.pi
+    sinc = torch.where(x == 0, torch.ones_like(x), torch.sin(x) / torch.where(x == 0, torch.ones_like(x), x))
+    return sinc * window * (cutoff / orig)  # (n, D)
+
+
+@functools.lru_cache(maxsize=8)
+def _sparse_table(orig: int, new: int, method: str, zero_crossings: int, rolloff: float,
+                  beta: float) -> torch.Tensor:
+    """(new, D) float64 weights, one row per output phase (the phases repeat every ``new`` outputs)."""
+    cutoff = min(orig, new) * rolloff
+    width = math.ceil(zero_crossings * orig / cutoff)
+    p = torch.arange(new, dtype=torch.int64)
+    return _sinc_weights((p * orig % new).double() / new, width, cutoff, orig, method, zero_crossings, beta)
+
+
+def _resample_sparse(wav: torch.Tensor, orig: int, new: int, method: str, zero_crossings: int, rolloff: float,
+                     beta: float) -> torch.Tensor:
+    """:func:`resample` for rates whose dense polyphase bank would be large: per output, gather the inputs
+    its filter reaches and weight them, in chunks, so memory stays bounded whatever the rates."""
+    cutoff = min(orig, new) * rolloff
+    width = math.ceil(zero_crossings * orig / cutoff)
+    D = 2 * width + 2
+    shape = wav.shape
+    S = shape[-1]
+    x = wav.reshape(-1, S)  # (N, S)
+    N = x.shape[0]
+    out_len = -(-new * S // orig)  # ceil, as the dense path
+    xp = torch.nn.functional.pad(x, (width + 1, width + 2))  # (N, S + D + 1): every gathered index exists
+    table = None
+    if new * D <= _SPARSE_TABLE_ELEMENTS:
+        table = _sparse_table(orig, new, method, zero_crossings, rolloff, beta).to(device=wav.device,
+                                                                                   dtype=wav.dtype)  # (new, D)
+    offsets = torch.arange(1, D + 1, device=wav.device)  # (D,): d = -width .. width + 1, shifted by the pad
+    out = torch.empty(N, out_len, dtype=wav.dtype, device=wav.device)
+    step = max(1, _SPARSE_CHUNK_ELEMENTS // (D * N))
+    for k0 in range(0, out_len, step):
+        k = torch.arange(k0, min(out_len, k0 + step), dtype=torch.int64, device=wav.device)  # (n,)
+        pos = k * orig  # exact input position times new
+        base = pos // new  # (n,) floor of the input position
+        if table is not None:
+            w = table[k % new]  # (n, D)
+        else:
+            frac = (pos % new).double().cpu() / new
+            w = _sinc_weights(frac, width, cutoff, orig, method, zero_crossings, beta).to(wav.device, wav.dtype)
+        idx = base[:, None] + offsets[None, :]  # (n, D) into xp (xp[j + width + 1] = x[j])
+        out[:, k0:k0 + k.numel()] = (xp[:, idx] * w).sum(-1)  # (N, n, D) -> (N, n)
+    return out.reshape(*shape[:-1], out_len)
 
 
 @functools.lru_cache(maxsize=32)
