@@ -20,6 +20,7 @@ import yaml
 from .errors import ConfigError
 
 _NONE_WORDS = ("none", "null", "~")
+MAX_OVERRIDE_CHARS = 65_536  # one key=value on a command line; paths and lists fit, a pasted file does not
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -177,6 +178,8 @@ def apply_overrides(cls: type, data: dict[str, Any], overrides: Sequence[str]) -
         key, raw = item.split("=", 1)
         key = key.strip()
         tp = _field_type(cls, key)
+        if len(raw) > MAX_OVERRIDE_CHARS:  # checked before the YAML scanner walks it character by character
+            raise ConfigError(f"override {key}: a value of {len(raw)} characters (at most {MAX_OVERRIDE_CHARS})")
         try:
             parsed = parse_yaml(raw, f"override {key}") if raw.strip() else ""
         except yaml.YAMLError:
@@ -282,6 +285,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
                           f"save the config as UTF-8") from None
     try:
         data = parse_yaml(text, str(path))
+    except ConfigError:
+        raise
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer past Python's digit limit
         raise ConfigError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from exc
     if data is None:

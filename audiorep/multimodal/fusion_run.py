@@ -87,7 +87,7 @@ class FusionConfig:
         if self.head not in HEADS:
             raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
         check_ranges(self, "", {
-            "layer": ints(0, 10**4, "(a hidden-state index)", optional=True), "audio_pool": ints(1, 10**4, "frames"),
+            "layer": ints(-10**4, 10**4, "(a hidden-state index; negative counts from the last)", optional=True), "audio_pool": ints(1, 10**4, "frames"),
             "max_utts": ints(1, 10**9, "utterances", optional=True), "max_tokens": ints(1, 10**6, "tokens"),
             "epochs": ints(1, 10**6, "epochs"), "patience": ints(1, 10**6, "epochs"),
             "batch_size": ints(1, 10**6, "utterances"), "lr": LR, "text_lr": LR, "weight_decay": WEIGHT_DECAY,

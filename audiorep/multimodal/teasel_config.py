@@ -96,7 +96,7 @@ class TeaselRunConfig:
         check_ranges(self, "", {
             "max_text_tokens": ints(1, 10**6, "tokens"),
             "max_audio_seconds": reals(0.0, 10**5, "seconds", low_open=True),
-            "upstream_layer": ints(0, 10**4, "(a hidden-state index)", optional=True), "seed": SEED,
+            "upstream_layer": ints(-10**4, 10**4, "(a hidden-state index; negative counts from the last)", optional=True), "seed": SEED,
             "num_threads": ints(1, 4096, "threads", optional=True), "batch_size": ints(1, 10**6, "utterances"),
             "lr": LR, "head_lr": LR._replace(optional=True), "weight_decay": WEIGHT_DECAY,
             "warmup_ratio": reals(0.0, 1.0, "(a fraction of the steps)", high_open=True),

@@ -97,7 +97,7 @@ class DownstreamConfig:
         if self.cache not in ("memory", "none"):
             raise ConfigError(f"cache must be 'memory' or 'none', got {self.cache!r}")
         check_ranges(self, "", {
-            "layer": ints(0, 10**4, "(a hidden-state index)", optional=True),
+            "layer": ints(-10**4, 10**4, "(a hidden-state index; negative counts from the last)", optional=True),
             "mlp_size": ints(1, 2**20, "hidden units"), "dropout": DROPOUT,
             "max_utts": ints(1, 10**9, "utterances", optional=True),
             "max_train_utts": ints(1, 10**9, "utterances", optional=True),
