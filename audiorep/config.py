@@ -123,7 +123,11 @@ def build(cls: type, data: Any, where: str = "config") -> Any:
     kwargs = {name: coerce(v, hints[name], f"{where}.{name}" if where else name) for name, v in data.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ConfigError) as exc:
+    except ConfigError as exc:
+        if not where or str(exc).startswith(f"{where}."):  # the message already names the dotted key
+            raise
+        raise ConfigError(f"{where}: {exc}") from exc
+    except TypeError as exc:
         raise ConfigError(f"{where or 'config'}: {exc}") from exc
 
 
@@ -216,7 +220,7 @@ def to_yaml(cfg: Any) -> str:
 
 
 MAX_YAML_DEPTH = 100  # nesting levels; real configs use 3, and the composer recurses once per level
-MAX_YAML_BYTES = 10 * 2**20  # a config is a few KB; this bounds the time and memory of a mistaken path
+MAX_YAML_BYTES = 2**20  # a config is a few KB; this bounds the time and memory of a mistaken path
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -134,3 +134,12 @@ def test_non_utf8_config_names_file_and_offset(tmp_path):
 def test_override_values_use_the_same_limits():
     with pytest.raises(ConfigError, match="nested deeper than 100"):
         load(FusionConfig, None, ["seeds=" + "[" * 3000 + "]" * 3000])
+
+
+def test_config_file_past_a_mebibyte_is_refused_before_parsing(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text("name: " + "x" * 10_000_000 + "\n")
+    t = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"big.yaml: 10000007 bytes is not a config file \(at most 1 MiB\)"):
+        read_yaml(p)
+    assert time.perf_counter() - t < 2
