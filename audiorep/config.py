@@ -20,6 +20,15 @@ import yaml
 from .errors import ConfigError
 
 _NONE_WORDS = ("none", "null", "~")
+MAX_OVERRIDE_CHARS = 65_536  # one key=value on a command line; paths and lists fit, a pasted file does not
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 10 MB string must not be echoed back)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value) if not isinstance(value, (list, dict, tuple)) or len(value) < 20 else type(value).__name__
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _type_name(tp: Any) -> str:
@@ -62,21 +71,23 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= 100:  # int() of a long digit string is quadratic
             try:
                 return int(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected int, got {value!r}")
+        raise ConfigError(f"{key}: expected int, got {_short(value)}")
     if inner is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads "2e-4" (no dot) as a string
-            try:
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected float, got {value!r}")
+            if isinstance(value, str):  # PyYAML reads "2e-4" (no dot) as a string
+                return float(value)
+        except ValueError:
+            pass
+        except OverflowError:  # an integer of hundreds of digits
+            raise ConfigError(f"{key}: {_short(value)} is too large for a float") from None
+        raise ConfigError(f"{key}: expected float, got {_short(value)}")
     if inner is str:
         if isinstance(value, str):
             return value
@@ -112,7 +123,11 @@ def build(cls: type, data: Any, where: str = "config") -> Any:
     kwargs = {name: coerce(v, hints[name], f"{where}.{name}" if where else name) for name, v in data.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ConfigError) as exc:
+    except ConfigError as exc:
+        if not where or str(exc).startswith(f"{where}."):  # the message already names the dotted key
+            raise
+        raise ConfigError(f"{where}: {exc}") from exc
+    except TypeError as exc:
         raise ConfigError(f"{where or 'config'}: {exc}") from exc
 
 
@@ -167,8 +182,10 @@ def apply_overrides(cls: type, data: dict[str, Any], overrides: Sequence[str]) -
         key, raw = item.split("=", 1)
         key = key.strip()
         tp = _field_type(cls, key)
+        if len(raw) > MAX_OVERRIDE_CHARS:  # checked before the YAML scanner walks it character by character
+            raise ConfigError(f"override {key}: a value of {len(raw)} characters (at most {MAX_OVERRIDE_CHARS})")
         try:
-            parsed = yaml.safe_load(raw) if raw.strip() else ""
+            parsed = parse_yaml(raw, f"override {key}") if raw.strip() else ""
         except yaml.YAMLError:
             parsed = raw
         inner, _ = _split_optional(tp)
@@ -202,15 +219,80 @@ def to_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False, width=120)
 
 
+MAX_YAML_DEPTH = 100  # nesting levels; real configs use 3, and the composer recurses once per level
+MAX_YAML_BYTES = 2**20  # a config is a few KB; this bounds the time and memory of a mistaken path
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, minus what makes a small file expensive or ambiguous.
+
+    Aliases are refused (nested ones expand exponentially: a 600-byte file becomes gigabytes), nesting is
+    bounded before the recursive composer reaches Python's stack limit, and a key given twice in one
+    mapping (a second ``optim:`` section) is an error instead of silently replacing the first.
+    """
+
+    source = "config"
+
+    def compose_node(self, parent, index):  # noqa: D102 (PyYAML hook)
+        if self.check_event(yaml.events.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.source}: line {mark.line + 1}: YAML aliases (*name) are not accepted in "
+                              f"configs; write the value out")
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"{self.source}: line {mark.line + 1}: nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):  # noqa: D102 (PyYAML hook)
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if duplicate:
+                raise ConfigError(f"{self.source}: line {line}: key {key!r} given twice in one mapping (first on "
+                                  f"line {seen[key]}); merge the two")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, source: str = "config") -> Any:
+    """YAML text -> Python objects with :class:`_StrictLoader`'s limits; ConfigError naming ``source``."""
+    loader = _StrictLoader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """A YAML file holding a mapping; ConfigError naming the file otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes is not a config file (at most "
+                          f"{MAX_YAML_BYTES // 2**20} MiB)")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          f"save the config as UTF-8") from None
+    try:
+        data = parse_yaml(text, str(path))
+    except ConfigError:
+        raise
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer past Python's digit limit
+        raise ConfigError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -77,3 +77,41 @@ def test_read_audio_window_reads_a_slice_and_refuses_one_past_the_end(tmp_path):
     w.write_bytes(w.read_bytes()[:6000])  # a copy cut short: the header still declares 5000 frames
     with pytest.raises(audiorep.AudioError, match="cut.wav: truncated"):
         read_audio_window(w, 0, 100)
+
+
+# (extension, soundfile format, subtype): every container soundfile writes that a user may hand in
+CONTAINERS = [("wav", "WAV", "PCM_16"), ("wav", "WAVEX", "PCM_16"), ("wav", "RF64", "PCM_16"),
+              ("w64", "W64", "PCM_16"), ("aiff", "AIFF", "PCM_16"), ("aifc", "AIFF", "FLOAT"),
+              ("au", "AU", "PCM_16"), ("au", "AU", "ULAW"), ("flac", "FLAC", "PCM_16"),
+              ("ogg", "OGG", "VORBIS"), ("mp3", "MP3", "MPEG_LAYER_III")]
+
+
+@pytest.mark.parametrize("ext,fmt,subtype", CONTAINERS, ids=[f"{c[1]}-{c[2]}" for c in CONTAINERS])
+@pytest.mark.parametrize("keep", [0.5, 0.97])
+def test_truncated_file_of_every_container_is_an_error_naming_it(tmp_path, ext, fmt, subtype, keep):
+    x = (0.3 * np.sin(np.arange(32000) / 5.0)).astype(np.float32)
+    p = tmp_path / f"whole-{fmt}.{ext}"
+    sf.write(p, x, 16000, format=fmt, subtype=subtype)
+    wav, _ = audiorep.read_audio(p)  # the complete file reads, at its declared length
+    assert abs(wav.numel() - 32000) <= (1152 if fmt == "MP3" else 0)
+    cut = tmp_path / f"cut-{fmt}.{ext}"
+    data = p.read_bytes()
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(audiorep.AudioError, match=f"cut-{fmt}.{ext}: (truncated|cannot read)"):
+        audiorep.read_audio(cut)
+
+
+def test_2d_input_that_looks_transposed_is_refused():
+    with pytest.raises(audiorep.AudioError, match=r"wavs: shape \(16000, 2\) looks like \(samples, channels\); "
+                                                  r"expected \(batch, samples\)"):
+        batch_waveforms(torch.randn(16000, 2))
+    wavs, lens = batch_waveforms(torch.randn(3, 16000))  # a real batch still passes
+    assert wavs.shape == (3, 16000) and lens.tolist() == [16000] * 3
+
+
+@pytest.mark.parametrize("lens", [[1.9, 800.7], torch.tensor([1.5, 800.0]), np.array([2.0, 800.5])])
+def test_non_integer_wav_lens_are_an_error(lens):
+    with pytest.raises(audiorep.AudioError, match=r"wav_lens: lengths must be whole sample counts, got"):
+        batch_waveforms(torch.randn(2, 1000), lens)
+    wavs, out = batch_waveforms(torch.randn(2, 1000), [2.0, 800.0])  # integral floats are fine
+    assert out.tolist() == [2, 800]

@@ -149,3 +149,29 @@ def test_a_broken_torchaudio_gives_one_line_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchaudio", None)  # not installed at all
     with pytest.raises(MissingDependencyError, match=r'is not installed .*pip install "audiorep\[torchaudio\]"'):
         require("torchaudio", "the pitch check")
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
+def test_sparse_resampler_equals_the_polyphase_bank(sr, monkeypatch):
+    import audiorep.audio as A
+
+    x = torch.randn(2, sr // 2, dtype=torch.float64)
+    dense = resample(x, sr, 16000)
+    monkeypatch.setattr(A, "MAX_POLYPHASE_ELEMENTS", 0)  # force the sparse path
+    sparse = resample(x, sr, 16000)
+    assert sparse.shape == dense.shape and torch.allclose(sparse, dense, atol=1e-12)
+
+
+@pytest.mark.parametrize("sr,new", [(22254, 16000), (11127, 16000), (7418, 16000), (16000, 22254)])
+def test_odd_rates_resample_in_bounded_memory_at_full_quality(sr, new):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    y = resample(_sine(1000.0, sr).double(), sr, new)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"{sr} -> {new} Hz grew the peak memory by {grown_mb:.0f} MB"
+    ref = _sine(1000.0, new).double()
+    assert y.shape == ref.shape
+    m = new // 10
+    err = (y - ref)[m:-m].abs().max().item()  # interior: the edges see the zero padding
+    assert err < 1e-5, err

@@ -60,16 +60,31 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _check_finite_labels(value: Any, where: str, key: str) -> None:
+MAX_INT_DIGITS = 30  # far past any sample count or label; a 400-digit integer overflows every float it meets
+MAX_SAMPLES = 2**40  # samples in one utterance (two years at 16 kHz): anything larger is a corrupt row
+MAX_SAMPLE_RATE = 10**7  # Hz
+MAX_JSON_DEPTH = 64  # nesting of a row's labels
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _check_finite_labels(value: Any, where: str, key: str, depth: int = 0) -> None:
     """Task labels are numbers, strings, lists or objects; a non-finite number is never a label."""
+    if depth > MAX_JSON_DEPTH:
+        raise ConfigError(f"{where}: label {key.split('.')[0].split('[')[0]!r} is nested deeper than "
+                          f"{MAX_JSON_DEPTH} levels")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}: label {key!r} is {value}, not a finite number")
     if isinstance(value, dict):
         for k, v in value.items():
-            _check_finite_labels(v, where, f"{key}.{k}")
+            _check_finite_labels(v, where, f"{key}.{k}", depth + 1)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _check_finite_labels(v, where, f"{key}[{i}]")
+            _check_finite_labels(v, where, f"{key}[{i}]", depth + 1)
 
 
 def _parse_row(obj: Any, where: str, base: Path, allow_outside: bool = True) -> Utterance:
@@ -85,10 +100,10 @@ def _parse_row(obj: Any, where: str, base: Path, allow_outside: bool = True) -> 
     for key in ("id", "path", "speaker"):
         if not isinstance(obj[key], str) or not obj[key]:
             raise ConfigError(f"{where}: field {key!r} must be a non-empty string, got {obj[key]!r}")
-    for key in ("num_samples", "sample_rate"):
+    for key, high in (("num_samples", MAX_SAMPLES), ("sample_rate", MAX_SAMPLE_RATE)):
         v = obj[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ConfigError(f"{where}: field {key!r} must be a positive integer, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= high:
+            raise ConfigError(f"{where}: field {key!r} must be a positive integer (at most {high}), got {v!r}")
     text = obj.get("text", "")
     if not isinstance(text, str):
         raise ConfigError(f"{where}: field 'text' must be a string, got {type(text).__name__}")
@@ -142,9 +157,11 @@ def read_manifest(path: str | os.PathLike, allow_outside: bool = False) -> list[
                     allow_outside = True
                 continue
             try:
-                obj = json.loads(line, parse_constant=_reject_constant)
+                obj = json.loads(line, parse_constant=_reject_constant, parse_int=_bounded_int)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+            except RecursionError:  # the decoder recurses once per nesting level
+                raise ConfigError(f"{where}: nested too deeply to be a manifest row") from None
             except ValueError as exc:
                 raise ConfigError(f"{where}: not valid JSON ({exc})") from exc
             utt = _parse_row(obj, where, base, allow_outside)

@@ -16,7 +16,9 @@ MMSA feature pickles are read by :mod:`audiorep.data.mmsa`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import os
 import re
@@ -26,6 +28,20 @@ from pathlib import Path
 from ..audio import audio_info
 from ..errors import AudioError, ConfigError
 from .manifest import Utterance
+
+
+@contextlib.contextmanager
+def _utf8(path: Path):
+    """A corpus text file (transcripts, label CSVs, split lists) as a text stream; a file that is not UTF-8
+    fails in one line naming it, its line and the byte, instead of a decoder traceback halfway through."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text (byte "
+                          f"0x{data[exc.start]:02x} at offset {exc.start}); convert it to UTF-8") from None
+    yield io.StringIO(text, newline="")
 
 
 @dataclass
@@ -88,7 +104,7 @@ def read_librispeech(root: str | os.PathLike, on_error: str = "raise",
         split = "all" if subset_dir.resolve() == root.resolve() else subset_dir.name
         if subsets is not None:
             split = subsets[subset_dir.relative_to(root).parts[0]]
-        with open(tf, encoding="utf-8") as f:
+        with _utf8(tf) as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -154,7 +170,7 @@ def read_voxceleb1(root: str | os.PathLike, split_file: str | os.PathLike | None
         raise ConfigError(f"{split_path}: no such split file")
     if split_path.is_file():
         entries = []
-        with open(split_path, encoding="utf-8") as f:
+        with _utf8(split_path) as f:
             for lineno, line in enumerate(f, 1):
                 parts = line.split()
                 if not parts:
@@ -211,7 +227,7 @@ def read_mosi(audio_dir: str | os.PathLike, label_csv: str | os.PathLike, on_err
     if not label_csv.is_file():
         raise ConfigError(f"{label_csv}: no such labels CSV")
     res = ReadResult()
-    with open(label_csv, newline="", encoding="utf-8") as f:
+    with _utf8(label_csv) as f:
         reader = csv.DictReader(f)
         need = {"video_id", "clip_id", "label", "mode"}
         missing = need - set(reader.fieldnames or [])

@@ -232,10 +232,14 @@ def load_hf(source: str, pretrained: bool = True) -> HFSpeechUpstream:
             fe = transformers.AutoFeatureExtractor.from_pretrained(where, local_files_only=local)
             do_normalize = bool(getattr(fe, "do_normalize", True))
             use_mask = getattr(fe, "return_attention_mask", None)
-            sr = int(getattr(fe, "sampling_rate", 16000))
+            sr = getattr(fe, "sampling_rate", 16000)
         except Exception as exc:  # noqa: BLE001
             if local:
                 raise CheckpointError(f"{label}: cannot read preprocessor_config.json ({_first_line(exc)})") from exc
+    if isinstance(sr, bool) or not isinstance(sr, int) or not 1000 <= sr <= 10**6:
+        # a rate of 0 would otherwise surface later as an error blamed on every audio file
+        raise CheckpointError(f"{label}: preprocessor_config.json: sampling_rate must be an integer in "
+                              f"[1000, 1000000] Hz, got {sr!r}")
     return HFSpeechUpstream(model, label, do_normalize, use_mask, sr).eval()
 
 

@@ -29,6 +29,7 @@ from ..train.optim import OptimConfig, build_optimizer
 from ..train.task import TrainTask
 from ..train.trainer import TrainConfig, Trainer
 from ..scoring import check_select_metric, regression_metrics
+from ..validate import GRAD_CLIP, LR, SEED, WEIGHT_DECAY, check_int, check_ranges, ints, reals
 from .common import FusionHead, FusionOutput, TextEncoder
 from .data import FusionSplit
 
@@ -87,6 +88,18 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
+        check_ranges(self, "", {
+            "layer": ints(-10**4, 10**4, "(a hidden-state index; negative counts from the last)", optional=True), "audio_pool": ints(1, 10**4, "frames"),
+            "max_utts": ints(1, 10**9, "utterances", optional=True), "max_tokens": ints(1, 10**6, "tokens"),
+            "epochs": ints(1, 10**6, "epochs"), "patience": ints(1, 10**6, "epochs"),
+            "batch_size": ints(1, 10**6, "utterances"), "lr": LR, "text_lr": LR, "weight_decay": WEIGHT_DECAY,
+            "warmup_ratio": reals(0.0, 1.0, "(a fraction of the steps)", high_open=True), "grad_clip": GRAD_CLIP,
+        })
+        if not self.seeds:
+            raise ConfigError("seeds is empty: give at least one seed, e.g. seeds=[0]")
+        for i, seed in enumerate(self.seeds):
+            check_int("", f"seeds[{i}]", seed, int(SEED.low), int(SEED.high), unit=SEED.unit)
+        _check_head_args(self.head, self.head_args)
         check_select_metric(self.select_metric)
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"lr_schedule must be 'constant' or 'cosine'; got {self.lr_schedule!r}")
@@ -97,6 +110,30 @@ class FusionConfig:
 def load_fusion_config(path: str | None = None, overrides: Sequence[str] = ()) -> FusionConfig:
     """YAML file + ``key=value`` overrides (``head_args.NAME=V`` for a head setting) -> FusionConfig."""
     return load(FusionConfig, path, overrides)
+
+
+def _check_head_args(head: str, args: dict[str, Any]) -> None:
+    """Unknown ``head_args`` keys fail when the config is read, not after the features are cached."""
+    import inspect
+
+    if head == "deepmlf":
+        from .deepmlf import DeepMLFConfig as cls
+    elif head == "selfmm":
+        from .selfmm import SelfMMConfig as cls
+    elif head == "dmd":
+        from .dmd import DMDConfig as cls
+    else:
+        from .textonly import TextOnly
+
+        names = set(inspect.signature(TextOnly).parameters) - {"text_encoder", "self", "args", "kwargs"}
+        unknown = sorted(set(args) - names)
+        if unknown:
+            raise ConfigError(f"head_args: unknown TextOnly setting(s) {unknown}; known: {sorted(names)}")
+        return
+    names = {f.name for f in dataclasses.fields(cls)} - {"audio_dim", "vision_dim"}
+    unknown = sorted(set(args) - names)
+    if unknown:
+        raise ConfigError(f"head_args: unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
 
 
 def _head_config(cls, base: dict[str, Any], args: dict[str, Any]):

@@ -27,6 +27,10 @@ def _cell(mean: float, std: float | None = None, factor: float = 1.0) -> str:
 
 def table(folder: str) -> str:
     """Markdown table (mean ± std over seeds) over the result JSONs in ``folder`` (one row per head)."""
+    from ..errors import ConfigError
+
+    if not Path(folder).is_dir():
+        raise ConfigError(f"{folder}: no such results folder")
     rows = []
     files = sorted(Path(folder).glob("*.json"), key=lambda p: ORDER.index(p.stem) if p.stem in ORDER else 99)
     for p in files:
@@ -36,6 +40,9 @@ def table(folder: str) -> str:
         s = res["summary"]
         cells = [_cell(*s[k], factor=f) if k in s else "–" for k, _, f in COLUMNS]
         rows.append(f"| {res['head']} | {len(res['runs'])} | " + " | ".join(cells) + " |")
+    if not rows:
+        raise ConfigError(f"{folder}: no result JSONs with a summary (expected files written by "
+                          f"'audiorep sentiment train')")
     head = "| head | seeds | " + " | ".join(c for _, c, _ in COLUMNS) + " |"
     return "\n".join([head, "|" + "---|" * (len(COLUMNS) + 2)] + rows)
 

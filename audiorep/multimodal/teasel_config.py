@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from ..scoring import check_select_metric
 from ..errors import ConfigError
 from ..config import load
+from ..validate import GRAD_CLIP, LR, SEED, WEIGHT_DECAY, check_ranges, ints, reals
 
 
 @dataclass
@@ -25,6 +26,14 @@ class SmallLMConfig:
     batch_size: int = 32  # sentences per step
     lr: float = 5e-4  # from-scratch MLM on tiny data wants a large rate
     seed: int = 0  # tokenizer order and init
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "small_lm", {
+            "vocab_size": ints(8, 10**6, "tokens"), "hidden_size": ints(1, 2**16, "units"),
+            "num_layers": ints(1, 1024, "layers"), "num_heads": ints(1, 1024, "heads"),
+            "intermediate_size": ints(1, 2**18, "units"), "max_positions": ints(4, 2**20, "tokens"),
+            "epochs": ints(1, 10**6, "epochs"), "batch_size": ints(1, 10**6, "sentences"), "lr": LR, "seed": SEED,
+        })
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,11 +93,17 @@ class TeaselRunConfig:
     def __post_init__(self) -> None:
         if self.front_end not in ("wav2vec2", "upstream"):
             raise ConfigError(f"front_end must be 'wav2vec2' or 'upstream', got {self.front_end!r}")
-        for name in ("batch_size", "epochs", "max_text_tokens", "save_every"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        check_ranges(self, "", {
+            "max_text_tokens": ints(1, 10**6, "tokens"),
+            "max_audio_seconds": reals(0.0, 10**5, "seconds", low_open=True),
+            "upstream_layer": ints(-10**4, 10**4, "(a hidden-state index; negative counts from the last)", optional=True), "seed": SEED,
+            "num_threads": ints(1, 4096, "threads", optional=True), "batch_size": ints(1, 10**6, "utterances"),
+            "lr": LR, "head_lr": LR._replace(optional=True), "weight_decay": WEIGHT_DECAY,
+            "warmup_ratio": reals(0.0, 1.0, "(a fraction of the steps)", high_open=True),
+            "epochs": ints(1, 10**6, "epochs"), "max_steps": ints(1, 10**12, "steps", optional=True),
+            "grad_clip": GRAD_CLIP, "mlm_prob": reals(0.0, 1.0, "(a probability)", low_open=True),
+            "save_every": ints(1, 10**12, "steps"),
+        })
         check_select_metric(self.select_metric, "select_metric")
 
     @property

@@ -12,6 +12,7 @@ from ..config import build, load, to_dict
 from ..registry import get_architecture
 from ..train.optim import OptimConfig
 from ..train.trainer import TrainConfig
+from ..validate import MAX_WORKERS, check_name, check_ranges, ints, reals
 from .masking import MaskingConfig
 
 
@@ -32,15 +33,19 @@ class DataConfig:
     # held-out split for the end-of-run reconstruction check (audiorep.pretrain.evaluate): the training loss
     # alone cannot tell context use from the predict-the-average plateau. Corpus data only; None skips it.
     eval_split: str | None = "dev"
-    eval_max_utts: int = 100  # first N utterances of that split (bounds the check's time)
+    eval_max_utts: int | None = 100  # first N utterances of that split (bounds the check's time)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        check_ranges(self, "data", {
+            # 0 would crop every utterance to nothing; "no crop" is null
+            "max_seconds": reals(0.0, 10**6, "seconds (null = no crop)", optional=True, low_open=True),
+            "min_seconds": reals(0.0, 10**6, "seconds"), "batch_size": ints(1, 10**6, "utterances"),
+            "max_batch_seconds": reals(0.0, 10**7, "seconds of padded audio", optional=True, low_open=True),
+            "num_workers": ints(0, MAX_WORKERS, "worker processes"),
+            "eval_max_utts": ints(1, 10**9, "utterances (null = the whole split)", optional=True),
+        })
         if self.on_error not in ("raise", "skip"):
             raise ConfigError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
-        if self.num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
 
 
 @dataclass
@@ -61,6 +66,7 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
+        check_name("", "name", self.name)
         if self.loss not in ("l1", "mse"):
             raise ConfigError(f"loss must be 'l1' or 'mse', got {self.loss!r}")
         self.encoder_class  # an unknown or unpretrainable family is refused here, where the config is read

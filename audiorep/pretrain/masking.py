@@ -27,6 +27,7 @@ from typing import Sequence
 import torch
 
 from ..errors import ConfigError
+from ..validate import PROB, check_ranges, ints, reals
 from .rng import hash_key, random_bits, random_normal, random_uniform, string_key
 
 # stream ids: independent random numbers from the same utterance key
@@ -47,10 +48,12 @@ class MaskingConfig:
     noise_std: float = 0.2  # std of that noise, in CMVN-normalised feature units
 
     def __post_init__(self) -> None:
-        for name in ("time_proportion", "zero_prob", "random_prob", "freq_proportion", "noise_proportion"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ConfigError(f"MaskingConfig.{name} must lie in [0, 1], got {v}")
+        check_ranges(self, "masking", {
+            "time_proportion": reals(0.0, 1.0, "(a fraction of the frames)"), "zero_prob": PROB,
+            "random_prob": PROB, "freq_proportion": reals(0.0, 1.0, "(a fraction of the feature bins)"),
+            "noise_proportion": reals(0.0, 1.0, "(a fraction of the utterances)"),
+            "span": ints(1, 10**6, "frames"), "noise_std": reals(0.0, 100.0, "(CMVN feature units)"),
+        })
         if self.zero_prob + self.random_prob > 1.0 + 1e-9:
             raise ConfigError(
                 f"MaskingConfig: zero_prob + random_prob must be <= 1, got {self.zero_prob} + {self.random_prob}"

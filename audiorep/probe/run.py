@@ -51,6 +51,7 @@ from ..models.featurizer import MODES, Featurizer
 from ..weights.loading import load_upstream
 from .heads import build_head
 from .plots import plot_layer_weights, plot_learning_curves
+from ..validate import DROPOUT, GRAD_CLIP, LR, SEED, WEIGHT_DECAY, check_ranges, ints, reals
 from .tasks import Task, build_task
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class DownstreamConfig:
     lr: float = 1e-2  # head + layer weights; linear probes on frozen features converge slowly at 1e-3
     upstream_lr: float = 5e-5  # upstream learning rate in finetune mode (a large one destroys the pretraining)
     weight_decay: float = 0.0  # AdamW decay on weight matrices (not biases / norms)
-    grad_clip: float = 5.0  # max global grad norm; <= 0 disables
+    grad_clip: float = 5.0  # max global grad norm; 0 disables
     seed: int = 0  # init, shuffling and subsets
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
@@ -99,17 +100,19 @@ class DownstreamConfig:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.cache not in ("memory", "none"):
             raise ConfigError(f"cache must be 'memory' or 'none', got {self.cache!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise ConfigError("epochs, batch_size and patience must be >= 1")
-        if self.plateau_patience is not None and self.plateau_patience < 1:
-            raise ConfigError(f"plateau_patience must be >= 1 or null, got {self.plateau_patience}")
-        if self.lr <= 0 or self.upstream_lr <= 0:
-            raise ConfigError("lr and upstream_lr must be positive")
+        check_ranges(self, "", {
+            "layer": ints(-10**4, 10**4, "(a hidden-state index; negative counts from the last)", optional=True),
+            "mlp_size": ints(1, 2**20, "hidden units"), "dropout": DROPOUT,
+            "max_utts": ints(1, 10**9, "utterances", optional=True),
+            "max_train_utts": ints(1, 10**9, "utterances", optional=True),
+            "label_tolerance": ints(0, 10**6, "frames"), "epochs": ints(1, 10**6, "epochs"),
+            "patience": ints(1, 10**6, "epochs"), "plateau_patience": ints(1, 10**6, "epochs", optional=True),
+            "batch_size": ints(1, 10**6, "utterances"), "lr": LR, "upstream_lr": LR, "weight_decay": WEIGHT_DECAY,
+            "grad_clip": GRAD_CLIP, "seed": SEED,
+            "cache_batch_seconds": reals(0.0, 10**6, "seconds of padded audio", low_open=True),
+        })
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        for name in ("max_utts", "max_train_utts"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1 or null, got {getattr(self, name)}")
 
     def run_dir(self) -> Path:
         if self.out_dir:

@@ -15,6 +15,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..validate import GRAD_CLIP, LR, WEIGHT_DECAY, check_ranges, reals
+
+ADAM_BETA = reals(0.0, 1.0, "(an Adam moment decay)", high_open=True)
 
 SCHEDULES = ("linear", "cosine", "constant")
 ALGORITHMS = ("adamw", "adam")
@@ -33,16 +36,17 @@ class OptimConfig:
     # after warm-up: "linear" decay to 0 at the last step (s3prl), "cosine" half-cosine to 0 (Hugging Face's
     # get_cosine_schedule_with_warmup, which TEASEL and the small LMs were trained with), or "constant"
     schedule: str = "linear"
-    grad_clip: float = 5.0  # max global grad norm; <= 0 disables clipping
+    grad_clip: float = 5.0  # max global grad norm; 0 disables clipping
     # "adamw": decoupled weight decay (BERT, s3prl); "adam": L2 decay added to the gradient, as MMSA's
     # torch.optim.Adam trains the fusion heads (the two agree when weight_decay is 0)
     algorithm: str = "adamw"
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"optim.lr must be positive, got {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"optim.warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        check_ranges(self, "optim", {
+            "lr": LR, "weight_decay": WEIGHT_DECAY, "beta1": ADAM_BETA, "beta2": ADAM_BETA,
+            "eps": reals(0.0, 1.0, "(Adam's denominator floor)", low_open=True),
+            "warmup_ratio": reals(0.0, 1.0, "(a fraction of the steps)", high_open=True), "grad_clip": GRAD_CLIP,
+        })
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.algorithm not in ALGORITHMS:

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
+from ..validate import SEED, check_ranges, ints, reals
 from .checkpoint import CheckpointManager
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, barrier
 from .loader import ResumableBatches
@@ -40,7 +41,7 @@ from .metrics import MetricsLogger
 from .optim import OptimConfig, build_optimizer, build_scheduler
 from .rng import capture_rng, restore_rng
 from .select import Selection
-from .task import TrainableState, TrainTask, load_model_state, model_state
+from .task import TrainTask, load_model_state, model_state
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,15 @@ class TrainConfig:
     plateau_factor: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1 or self.grad_accum < 1 or self.log_every < 1 or self.ckpt_every < 1:
-            raise ConfigError("train.max_steps, grad_accum, log_every and ckpt_every must be >= 1")
+        check_ranges(self, "train", {
+            "max_steps": ints(1, 10**12, "optimiser steps"), "epochs": ints(1, 10**6, "epochs", optional=True),
+            "grad_accum": ints(1, 10**6, "micro-batches per step"), "log_every": ints(1, 10**12, "steps"),
+            "ckpt_every": ints(1, 10**12, "steps"), "keep_last": ints(1, 10**6, "checkpoints"), "seed": SEED,
+            "eval_every": ints(0, 10**12, "steps (0 = per epoch or never)"),
+            "patience": ints(1, 10**6, "evaluations", optional=True),
+            "plateau_patience": ints(1, 10**6, "evaluations", optional=True),
+            "plateau_factor": reals(0.0, 1.0, "(an lr multiplier)", low_open=True),
+        })
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"train.precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.epochs is not None and self.epochs < 1:

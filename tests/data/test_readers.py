@@ -180,3 +180,38 @@ def test_prepare_cli_writes_manifests(tmp_path, capsys):
     assert main(["data", "info", str(out)]) == 0
     info = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert info["speakers"] == "2" and info["utterances"] == "6"
+
+
+def test_non_utf8_transcript_and_label_csv_name_the_file_and_line(tmp_path):
+    _fake_librispeech(tmp_path / "ls")
+    tf = tmp_path / "ls" / "train-clean-100" / "26" / "495" / "26-495.trans.txt"
+    tf.write_bytes(tf.read_bytes().replace(b"NUMBER 1", "NUMB\u00c9R 1".encode("latin-1")))
+    with pytest.raises(ConfigError, match=r"26-495\.trans\.txt: line 2: not UTF-8 text \(byte 0xc9 at offset"):
+        read_librispeech(tmp_path / "ls")
+    _wav(tmp_path / "wav" / "v1" / "1.wav", 8000)
+    (tmp_path / "label.csv").write_bytes("video_id,clip_id,text,label,mode\nv1,1,caf\u00e9,1.0,train\n"
+                                         .encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"label\.csv: line 2: not UTF-8 text \(byte 0xe9"):
+        read_mosi(tmp_path / "wav", tmp_path / "label.csv")
+
+
+def _row(**extra):
+    import json
+
+    row = {"id": "a", "path": "a.wav", "num_samples": 16000, "sample_rate": 16000, "speaker": "s"}
+    return json.dumps({**row, **extra})
+
+
+@pytest.mark.parametrize("line,msg", [
+    ('{"id": "a", "path": "a.wav", "num_samples": 1' + "0" * 400 + ', "sample_rate": 16000, "speaker": "s"}',
+     "an integer of 401 digits"),
+    (_row(num_samples=2**41), r"'num_samples' must be a positive integer \(at most 1099511627776\)"),
+    (_row(sample_rate=10**9), r"'sample_rate' must be a positive integer \(at most 10000000\)"),
+    (_row()[:-1] + ', "labels": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}", "nested too deeply"),
+    (_row()[:-1] + ', "labels": {"x": ' + "[" * 200 + "]" * 200 + "}}", "label 'labels' is nested deeper than 64"),
+])
+def test_manifest_rows_with_huge_numbers_or_deep_nesting_are_one_line_errors(tmp_path, line, msg):
+    p = tmp_path / "m.jsonl"
+    p.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=r"m\.jsonl:1: .*" + msg):
+        read_manifest(p)

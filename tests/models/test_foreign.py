@@ -299,3 +299,12 @@ def test_teasel_front_end_from_hf(tmp_path, hf_folders):
         next(fe.parameters()).add_(1e-3)
     assert front_end_key(cfg, fe) != key
     json.loads((folder / "config.json").read_text())  # the folder is still a plain transformers folder
+
+
+@pytest.mark.parametrize("rate", [0, -16000, 16000.5])
+def test_preprocessor_sampling_rate_out_of_range_is_refused(tmp_path, rate):
+    folder, _ = make_hf_folder(tmp_path, "wav2vec2")
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=rate).save_pretrained(folder)
+    with pytest.raises(audiorep.CheckpointError, match=r"preprocessor_config.json: sampling_rate must be an "
+                                                      r"integer in \[1000, 1000000\] Hz"):
+        audiorep.load(f"hf:{folder}")

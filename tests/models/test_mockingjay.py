@@ -151,3 +151,13 @@ def test_distance_bias_floor_changes_nothing_but_keeps_scores_out_of_denormals()
         finally:
             tr.BIAS_FLOOR = floor
     torch.testing.assert_close(floored, exact, rtol=0, atol=1e-6)
+
+
+def test_model_call_refuses_transposed_audio_and_fractional_lengths():
+    import audiorep
+
+    m = audiorep.load("aalbert-base", pretrained=False)
+    with pytest.raises(audiorep.AudioError, match=r"looks like \(samples, channels\)"):
+        m(torch.randn(16000, 2))
+    with pytest.raises(audiorep.AudioError, match="whole sample counts"):
+        m(torch.randn(2, 1000), [1.9, 800.7])

@@ -612,3 +612,13 @@ def test_with_audio_swapped_moves_only_the_audio():
     assert sorted(src) == list(range(6)) and int(split.audio[0][0, 0]) == 0  # a permutation; the original kept
     b = sw.batch([0, 1])
     assert b["audio_lens"].tolist() == [src[0] + 1, src[1] + 1]
+
+
+def test_table_of_a_missing_or_empty_folder_is_an_error(tmp_path):
+    from audiorep.errors import ConfigError
+    from audiorep.multimodal.table import table
+
+    with pytest.raises(ConfigError, match="nope: no such results folder"):
+        table(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="no result JSONs with a summary"):
+        table(str(tmp_path))
