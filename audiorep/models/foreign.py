@@ -32,6 +32,7 @@ Frames past ``lengths`` are zero in every hidden state, as for audiorep's own up
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -219,13 +220,22 @@ def load_hf(source: str, pretrained: bool = True) -> HFSpeechUpstream:
         raise ConfigError(f"{label}: a {config.model_type!r} model is not a supported speech encoder; "
                           f"supported model types: {', '.join(HF_SPEECH_TYPES)}")
     config.layerdrop = 0.0  # every layer runs every step: the weighted sum needs all hidden states
+    declared = _declared_shapes(transformers, config, label)
+    if pretrained and local:
+        _check_declared_against_files(declared, path, getattr(config, "model_type", ""), label)
     try:
         if pretrained:
-            model = transformers.AutoModel.from_pretrained(where, config=config, local_files_only=local)
+            with _quiet_transformers(transformers):  # what is off is raised below in one line, not logged
+                model, info = transformers.AutoModel.from_pretrained(where, config=config, local_files_only=local,
+                                                                     output_loading_info=True)
         else:
-            model = transformers.AutoModel.from_config(config)
+            model, info = transformers.AutoModel.from_config(config), {}
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{label}: cannot build the model ({_first_line(exc)})") from exc
+    _check_loaded(model, info, label)
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+        # saved in float16/bfloat16: the wrapper feeds float32 waveforms and the rest of audiorep works in float32
+        model = model.float()
     do_normalize, use_mask, sr = True, None, 16000  # transformers' Wav2Vec2FeatureExtractor defaults
     if not local or (path / "preprocessor_config.json").is_file():
         try:
@@ -237,6 +247,87 @@ def load_hf(source: str, pretrained: bool = True) -> HFSpeechUpstream:
             if local:
                 raise CheckpointError(f"{label}: cannot read preprocessor_config.json ({_first_line(exc)})") from exc
     return HFSpeechUpstream(model, label, do_normalize, use_mask, sr).eval()
+
+
+def _declared_shapes(transformers: Any, config: Any, label: str) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes ``config`` declares, from a model built on the meta device; CheckpointError past
+    the parameter cap (a config.json alone may declare any size, and building it would allocate it all)."""
+    from .base import declared_shapes
+    from .mockingjay import MAX_PARAMETERS
+
+    model_class = transformers.AutoModel._model_mapping[type(config)]
+    try:
+        shapes = declared_shapes(lambda: model_class(config))
+    except Exception as exc:  # noqa: BLE001 - an inconsistent config: one line naming the source
+        raise CheckpointError(f"{label}: config.json does not describe a buildable model ({_first_line(exc)})") from exc
+    n = sum(math.prod(s) for s in shapes.values())
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(f"{label}: config.json declares {n:.3g} parameters, past audiorep's cap of "
+                              f"{MAX_PARAMETERS:.3g}; refused before building it")
+    return shapes
+
+
+def _check_declared_against_files(declared: dict[str, tuple[int, ...]], folder: Path, model_type: str,
+                                  label: str) -> None:
+    """CheckpointError when config.json declares tensors the folder's safetensors files cannot fill: more values
+    than the files hold in all, or a tensor of another shape. Read from the files' headers, before building."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return  # pytorch_model.bin: transformers reads it; the loading info below still applies
+    found: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                found.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError
+            raise CheckpointError(f"{label}: cannot read {file.name} (truncated or corrupt?): "
+                                  f"{_first_line(exc)}") from exc
+    prefix = model_type.replace("-", "_") + "."  # checkpoints saved from a model with a head: "wav2vec2.encoder..."
+    found = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in found.items()}
+    n_declared = sum(math.prod(s) for s in declared.values())
+    n_found = sum(math.prod(s) for s in found.values())
+    # a little slack: a few small tensors (masked_spec_embed) are absent from some published checkpoints
+    if n_declared > n_found + max(n_found // 100, 100_000):
+        raise CheckpointError(f"{label}: config.json declares {n_declared:,} parameters but the weights files hold "
+                              f"{n_found:,} values; config and weights do not belong together (refused before "
+                              "building the model)")
+    bad = [f"{k}: file {found[k]} vs config {v}" for k, v in declared.items() if k in found and found[k] != v]
+    if bad:
+        raise CheckpointError(f"{label}: weight shapes do not match config.json: {'; '.join(bad[:3])}"
+                              f"{' ...' if len(bad) > 3 else ''}")
+
+
+def _check_loaded(model: nn.Module, info: dict[str, Any], label: str) -> None:
+    """CheckpointError when transformers filled tensors with random values (missing or mismatched keys) or a
+    loaded tensor is NaN/inf: such a model runs, and its features are noise or NaN."""
+    from .base import check_finite_weights
+
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        what = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} ({len(missing)} in all)"
+            if missing else "",
+            f"shape mismatch {', '.join(mismatched[:3])}" if mismatched else "") if part)
+        raise CheckpointError(f"{label}: the weights do not fill the model its config describes: {what}; "
+                              "transformers would have left those tensors random")
+    check_finite_weights(dict(model.state_dict()), label)
+
+
+class _quiet_transformers:
+    """Silence transformers' logging for one call (its load report goes to stderr as a table)."""
+
+    def __init__(self, transformers: Any) -> None:
+        self.logging = transformers.utils.logging
+
+    def __enter__(self) -> None:
+        self.level = self.logging.get_verbosity()
+        self.logging.set_verbosity_error()
+
+    def __exit__(self, *exc: object) -> None:
+        self.logging.set_verbosity(self.level)
 
 
 def _first_line(exc: BaseException) -> str:
