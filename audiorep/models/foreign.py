@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import batch_waveforms, valid_mask
-from ..errors import AudioError, CheckpointError, ConfigError
+from ..errors import AudioError, CheckpointError, ConfigError, WeightsUnavailableError
+from ..network import hf_endpoint, hub_library_offline, offline_reason, unreachable_reason
 from .base import EncoderOutput
 
 HF_PREFIX = "hf:"
@@ -54,6 +55,7 @@ HF_SPEECH_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-co
 # layer-norm CNN and an attention mask their output does not depend on padding (checked in the tests)
 _HF_MASKABLE = ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
 # torchaudio's wav2vec2 CNN when a bundle does not spell it out: (channels, kernel, stride) per layer
+_TORCHAUDIO_HOST = "https://download.pytorch.org"  # where torchaudio's bundles download their weights from
 _TORCHAUDIO_DEFAULT_CONV = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 
 
@@ -212,9 +214,21 @@ def load_hf(source: str, pretrained: bool = True) -> HFSpeechUpstream:
     if not local and (path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1 or not source):
         raise CheckpointError(f"{label}: no such model folder")
     where = str(path) if local else source
+    # a hub id with the network off or out of reach: the Hugging Face cache or one line, never a retrying request
+    no_net = None if local else offline_reason() or unreachable_reason(hf_endpoint())
+    files_only = local or no_net is not None
+    with hub_library_offline(files_only):
+        return _load_hf(transformers, label, where, path, local, files_only, no_net, pretrained)
+
+
+def _load_hf(transformers: Any, label: str, where: str, path: Path, local: bool, files_only: bool,
+             no_net: str | None, pretrained: bool) -> HFSpeechUpstream:
     try:
-        config = transformers.AutoConfig.from_pretrained(where, local_files_only=local)
+        config = transformers.AutoConfig.from_pretrained(where, local_files_only=files_only)
     except Exception as exc:  # noqa: BLE001 - OSError, ValueError, hub errors: one line naming the source
+        if no_net:
+            raise WeightsUnavailableError(f"{label}: not in the Hugging Face cache and {no_net}; go online, point "
+                                          "HF_ENDPOINT at a reachable mirror, or load a local folder (hf:DIR)") from exc
         raise CheckpointError(f"{label}: cannot read a transformers config ({_first_line(exc)})") from exc
     if config.model_type not in HF_SPEECH_TYPES:
         raise ConfigError(f"{label}: a {config.model_type!r} model is not a supported speech encoder; "
@@ -226,7 +240,8 @@ def load_hf(source: str, pretrained: bool = True) -> HFSpeechUpstream:
     try:
         if pretrained:
             with _quiet_transformers(transformers):  # what is off is raised below in one line, not logged
-                model, info = transformers.AutoModel.from_pretrained(where, config=config, local_files_only=local,
+                model, info = transformers.AutoModel.from_pretrained(where, config=config,
+                                                                     local_files_only=files_only,
                                                                      output_loading_info=True)
         else:
             model, info = transformers.AutoModel.from_config(config), {}
@@ -239,7 +254,7 @@ def load_hf(source: str, pretrained: bool = True) -> HFSpeechUpstream:
     do_normalize, use_mask, sr = True, None, 16000  # transformers' Wav2Vec2FeatureExtractor defaults
     if not local or (path / "preprocessor_config.json").is_file():
         try:
-            fe = transformers.AutoFeatureExtractor.from_pretrained(where, local_files_only=local)
+            fe = transformers.AutoFeatureExtractor.from_pretrained(where, local_files_only=files_only)
             do_normalize = bool(getattr(fe, "do_normalize", True))
             use_mask = getattr(fe, "return_attention_mask", None)
             sr = int(getattr(fe, "sampling_rate", 16000))
@@ -410,6 +425,11 @@ def load_torchaudio(name: str, pretrained: bool = True, **overrides: Any) -> Tor
     except TypeError as exc:
         raise ConfigError(f"{label}: bad architecture override ({_first_line(exc)})") from exc
     if pretrained:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(bundle._path)
+        no_net = None if cached.is_file() else offline_reason() or unreachable_reason(_TORCHAUDIO_HOST)
+        if no_net:
+            raise WeightsUnavailableError(f"{label}: the pretrained weights are not in {cached.parent} and {no_net}; "
+                                          "load with pretrained=False for random weights, or put the file there")
         try:
             state = bundle._get_state_dict(None)  # torchaudio's own download + cache (torch.hub)
         except Exception as exc:  # noqa: BLE001 - URLError, OSError, ...
