@@ -12,7 +12,7 @@ from ..models.mockingjay import MockingjayConfig
 from ..config import load, to_dict
 from ..train.optim import OptimConfig
 from ..train.trainer import TrainConfig
-from .masking import MaskingConfig
+from .masking import MaskingConfig, check_maskable
 
 
 @dataclass
@@ -61,6 +61,9 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("l1", "mse"):
             raise ConfigError(f"loss must be 'l1' or 'mse', got {self.loss!r}")
+        if self.data.max_seconds is not None and self.data.max_seconds > 0:
+            crop = int(self.features.num_frames(int(self.data.max_seconds * self.features.sample_rate)))
+            check_maskable(self.masking, crop, f"the longest crop, data.max_seconds={self.data.max_seconds:g} s")
 
     @property
     def run_dir(self) -> str:
