@@ -270,8 +270,8 @@ def _declared_shapes(transformers: Any, config: Any, label: str) -> dict[str, tu
     from .base import declared_shapes
     from .mockingjay import MAX_PARAMETERS
 
-    model_class = transformers.AutoModel._model_mapping[type(config)]
     try:
+        model_class = transformers.AutoModel._model_mapping[type(config)]
         shapes = declared_shapes(lambda: model_class(config))
     except Exception as exc:  # noqa: BLE001 - an inconsistent config: one line naming the source
         raise CheckpointError(f"{label}: config.json does not describe a buildable model ({_first_line(exc)})") from exc

@@ -89,7 +89,7 @@ def test_hf_config_beyond_the_parameter_cap_is_refused_without_weights(tmp_path)
 
     folder = huge_hf_folder(tmp_path)
     meta = json.loads((folder / "config.json").read_text())
-    meta.update(num_hidden_layers=1000)  # 2e11 parameters: far past any machine
+    meta.update(hidden_size=16384, intermediate_size=65536, num_hidden_layers=4)  # 1.5e10 parameters
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"declares .* parameters"):
         audiorep.load(f"hf:{folder}", pretrained=False)
