@@ -7,6 +7,7 @@ module is passed to ``torch.load`` as its ``pickle_module`` so every class looku
 from __future__ import annotations
 
 import _compat_pickle
+import os
 import pickle
 from typing import Any
 
@@ -162,6 +163,35 @@ def restricted_load(file: Any, source: str, error: type[Exception] = CheckpointE
     return _named(source, error)(file, **kwargs).load()
 
 
+# torch.save stores its zip records uncompressed, so their declared sizes add up to about the file's size. A
+# record deflated by someone else may legitimately shrink a little; one that claims far more than the file
+# holds is a zip bomb: torch's reader allocates each record's declared size before inflating it.
+_ZIP_SLACK_BYTES = 64 << 20
+_ZIP_MAX_RATIO = 4
+
+
+def _check_zip_sizes(path: str) -> None:
+    """CheckpointError when a zip checkpoint's records declare more bytes than the file could hold."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        size = os.path.getsize(path)
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # torch.load says what is wrong with it
+    declared = sum(max(i.file_size, 0) for i in infos)
+    limit = _ZIP_MAX_RATIO * size + _ZIP_SLACK_BYTES
+    if declared > limit:
+        worst = max(infos, key=lambda i: i.file_size)
+        raise CheckpointError(
+            f"{path}: its zip records declare {declared / 1e6:.1f} MB uncompressed in a {size / 1e6:.1f} MB file "
+            f"({worst.filename!r} alone {worst.file_size / 1e6:.1f} MB, compressed to {worst.compress_size} bytes); "
+            "torch checkpoints are stored uncompressed, so this is not one (a zip bomb?); refused before reading")
+
+
 def safe_torch_load(path: str) -> Any:
     """torch.load a checkpoint on CPU with the restricted unpickler; errors name the file."""
     import torch
@@ -176,6 +206,7 @@ def safe_torch_load(path: str) -> Any:
         def load(file: Any, **kwargs: Any) -> Any:
             return unpickler(file, **kwargs).load()
 
+    _check_zip_sizes(path)
     try:
         return torch.load(path, map_location="cpu", pickle_module=_Module, weights_only=False)
     except CheckpointError:

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "audiorep"
 # Lowest first. A room may import its own room and any room on an earlier line, never a later one.
 LAYERS = [
     {"errors", "version", "validate", "fileio", "locking", "optional", "safe_pickle", "tensorfile", "config",
-     "ownership",
+     "ownership", "network",
      "plotting"},
     {"audio", "features"},
     {"kernels", "layers"},

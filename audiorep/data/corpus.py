@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import ConfigError
 from .labels import read_label_names
@@ -84,15 +84,19 @@ class Corpus:
         }
         for split, path in self.manifests.items():
             out[f"split.{split}"] = sum(1 for _ in read_manifest(path))
-        out["size_mb"] = round(_folder_bytes(self.root) / 1e6, 2) if self.root.is_dir() else 0.0
+        out["size_mb"] = round(_listed_bytes(utts, self.manifests.values()) / 1e6, 2)
         return out
 
 
-def _folder_bytes(root: Path) -> int:
+def _listed_bytes(utts: list[Utterance], manifests: Iterable[Path]) -> int:
+    """Bytes of the audio files the manifests list, and of the manifests: the corpus, not whatever else shares
+    its folder (walking that can take for ever and trips on any dangling link). Unreadable files count 0."""
     total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            total += os.path.getsize(os.path.join(dirpath, f))
+    for path in {u.path for u in utts} | {str(p) for p in manifests}:
+        try:
+            total += os.stat(path).st_size
+        except OSError:
+            pass
     return total
 
 

@@ -119,6 +119,12 @@ def _parse_row(obj: Any, where: str, base: Path, allow_outside: bool = True) -> 
         how = "is absolute" if Path(obj["path"]).is_absolute() else "climbs out of it"
         raise ConfigError(f"{where}: path {obj['path']!r} points outside the manifest's folder {base} ({how}); "
                           f"if that is intended, put the line '{ALLOW_OUTSIDE_LINE}' before the rows")
+    if not allow_outside:
+        real = os.path.realpath(path)  # a symlink below the folder may lead anywhere: judge where it ends
+        if os.path.commonpath([base, real]) != str(base):
+            raise ConfigError(f"{where}: path {obj['path']!r} leads through a symbolic link to {real}, outside the "
+                              f"manifest's folder {base}; if that is intended, put the line "
+                              f"'{ALLOW_OUTSIDE_LINE}' before the rows")
     return Utterance(
         id=obj["id"],
         path=str(path),

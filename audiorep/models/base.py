@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -138,22 +138,51 @@ def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read weights (truncated or corrupt file?): {exc}") from exc
 
 
-def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str,
-                      ignore_prefixes: tuple[str, ...] = ()) -> None:
-    """Load weights requiring every model key present with the right shape; name what is off."""
-    own = model.state_dict()
-    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+def declared_shapes(build: Callable[[], nn.Module]) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes of the module ``build()`` makes, built on the meta device: nothing is allocated.
+
+    A config can declare a model far larger than its weights file (a hidden size of 16384 over a few kB of
+    tensors); comparing these shapes with the file's before building the real module turns that into an
+    error instead of gigabytes of freshly initialised parameters.
+    """
+    with torch.device("meta"):
+        module = build()
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def check_state_fits(own: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], source: str,
+                     ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """CheckpointError unless ``found`` (name -> shape, from the file) has exactly the keys and shapes of ``own``."""
+    found = {k: v for k, v in found.items() if not k.startswith(ignore_prefixes)}
+    missing = sorted(set(own) - set(found))
+    unexpected = sorted(set(found) - set(own))
     if missing or unexpected:
         raise CheckpointError(
             f"{source}: weights do not fit this architecture; missing {missing[:6]}"
             f"{'...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''}"
         )
-    bad = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-           for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+    bad = [f"{k}: file {tuple(found[k])} vs model {tuple(own[k])}" for k in own if tuple(found[k]) != tuple(own[k])]
     if bad:
         raise CheckpointError(f"{source}: weight shapes do not match the config: {bad[:4]}")
+
+
+def weights_file_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every tensor in a safetensors file, read from its header alone (no tensor is loaded)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # SafetensorError, OSError, ...
+        raise CheckpointError(f"{path}: cannot read weights (truncated or corrupt file?): {exc}") from exc
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                      ignore_prefixes: tuple[str, ...] = ()) -> None:
+    """Load weights requiring every model key present with the right shape; name what is off."""
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
+    check_state_fits(own, {k: tuple(v.shape) for k, v in state.items()}, source)
     check_finite_weights(state, source)
     model.load_state_dict(state, strict=True)
 

@@ -32,6 +32,7 @@ Frames past ``lengths`` are zero in every hidden state, as for audiorep's own up
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import batch_waveforms, valid_mask
-from ..errors import AudioError, CheckpointError, ConfigError
+from ..errors import AudioError, CheckpointError, ConfigError, WeightsUnavailableError
+from ..network import hf_endpoint, hub_library_offline, offline_reason, unreachable_reason
 from .base import EncoderOutput
 
 HF_PREFIX = "hf:"
@@ -53,6 +55,7 @@ HF_SPEECH_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "wav2vec2-co
 # layer-norm CNN and an attention mask their output does not depend on padding (checked in the tests)
 _HF_MASKABLE = ("wav2vec2", "hubert", "wavlm", "unispeech", "unispeech-sat")
 # torchaudio's wav2vec2 CNN when a bundle does not spell it out: (channels, kernel, stride) per layer
+_TORCHAUDIO_HOST = "https://download.pytorch.org"  # where torchaudio's bundles download their weights from
 _TORCHAUDIO_DEFAULT_CONV = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 
 
@@ -211,25 +214,47 @@ def load_hf(source: str, pretrained: bool = True) -> HFSpeechUpstream:
     if not local and (path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1 or not source):
         raise CheckpointError(f"{label}: no such model folder")
     where = str(path) if local else source
+    # a hub id with the network off or out of reach: the Hugging Face cache or one line, never a retrying request
+    no_net = None if local else offline_reason() or unreachable_reason(hf_endpoint())
+    files_only = local or no_net is not None
+    with hub_library_offline(files_only):
+        return _load_hf(transformers, label, where, path, local, files_only, no_net, pretrained)
+
+
+def _load_hf(transformers: Any, label: str, where: str, path: Path, local: bool, files_only: bool,
+             no_net: str | None, pretrained: bool) -> HFSpeechUpstream:
     try:
-        config = transformers.AutoConfig.from_pretrained(where, local_files_only=local)
+        config = transformers.AutoConfig.from_pretrained(where, local_files_only=files_only)
     except Exception as exc:  # noqa: BLE001 - OSError, ValueError, hub errors: one line naming the source
+        if no_net:
+            raise WeightsUnavailableError(f"{label}: not in the Hugging Face cache and {no_net}; go online, point "
+                                          "HF_ENDPOINT at a reachable mirror, or load a local folder (hf:DIR)") from exc
         raise CheckpointError(f"{label}: cannot read a transformers config ({_first_line(exc)})") from exc
     if config.model_type not in HF_SPEECH_TYPES:
         raise ConfigError(f"{label}: a {config.model_type!r} model is not a supported speech encoder; "
                           f"supported model types: {', '.join(HF_SPEECH_TYPES)}")
     config.layerdrop = 0.0  # every layer runs every step: the weighted sum needs all hidden states
+    declared = _declared_shapes(transformers, config, label)
+    if pretrained and local:
+        _check_declared_against_files(declared, path, getattr(config, "model_type", ""), label)
     try:
         if pretrained:
-            model = transformers.AutoModel.from_pretrained(where, config=config, local_files_only=local)
+            with _quiet_transformers(transformers):  # what is off is raised below in one line, not logged
+                model, info = transformers.AutoModel.from_pretrained(where, config=config,
+                                                                     local_files_only=files_only,
+                                                                     output_loading_info=True)
         else:
-            model = transformers.AutoModel.from_config(config)
+            model, info = transformers.AutoModel.from_config(config), {}
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{label}: cannot build the model ({_first_line(exc)})") from exc
+    _check_loaded(model, info, label)
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+        # saved in float16/bfloat16: the wrapper feeds float32 waveforms and the rest of audiorep works in float32
+        model = model.float()
     do_normalize, use_mask, sr = True, None, 16000  # transformers' Wav2Vec2FeatureExtractor defaults
     if not local or (path / "preprocessor_config.json").is_file():
         try:
-            fe = transformers.AutoFeatureExtractor.from_pretrained(where, local_files_only=local)
+            fe = transformers.AutoFeatureExtractor.from_pretrained(where, local_files_only=files_only)
             do_normalize = bool(getattr(fe, "do_normalize", True))
             use_mask = getattr(fe, "return_attention_mask", None)
             sr = getattr(fe, "sampling_rate", 16000)
@@ -241,6 +266,87 @@ def load_hf(source: str, pretrained: bool = True) -> HFSpeechUpstream:
         raise CheckpointError(f"{label}: preprocessor_config.json: sampling_rate must be an integer in "
                               f"[1000, 1000000] Hz, got {sr!r}")
     return HFSpeechUpstream(model, label, do_normalize, use_mask, sr).eval()
+
+
+def _declared_shapes(transformers: Any, config: Any, label: str) -> dict[str, tuple[int, ...]]:
+    """The state-dict shapes ``config`` declares, from a model built on the meta device; CheckpointError past
+    the parameter cap (a config.json alone may declare any size, and building it would allocate it all)."""
+    from .base import declared_shapes
+    from .mockingjay import MAX_PARAMETERS
+
+    try:
+        model_class = transformers.AutoModel._model_mapping[type(config)]
+        shapes = declared_shapes(lambda: model_class(config))
+    except Exception as exc:  # noqa: BLE001 - an inconsistent config: one line naming the source
+        raise CheckpointError(f"{label}: config.json does not describe a buildable model ({_first_line(exc)})") from exc
+    n = sum(math.prod(s) for s in shapes.values())
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(f"{label}: config.json declares {n:.3g} parameters, past audiorep's cap of "
+                              f"{MAX_PARAMETERS:.3g}; refused before building it")
+    return shapes
+
+
+def _check_declared_against_files(declared: dict[str, tuple[int, ...]], folder: Path, model_type: str,
+                                  label: str) -> None:
+    """CheckpointError when config.json declares tensors the folder's safetensors files cannot fill: more values
+    than the files hold in all, or a tensor of another shape. Read from the files' headers, before building."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return  # pytorch_model.bin: transformers reads it; the loading info below still applies
+    found: dict[str, tuple[int, ...]] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                found.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError
+            raise CheckpointError(f"{label}: cannot read {file.name} (truncated or corrupt?): "
+                                  f"{_first_line(exc)}") from exc
+    prefix = model_type.replace("-", "_") + "."  # checkpoints saved from a model with a head: "wav2vec2.encoder..."
+    found = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in found.items()}
+    n_declared = sum(math.prod(s) for s in declared.values())
+    n_found = sum(math.prod(s) for s in found.values())
+    # a little slack: a few small tensors (masked_spec_embed) are absent from some published checkpoints
+    if n_declared > n_found + max(n_found // 100, 100_000):
+        raise CheckpointError(f"{label}: config.json declares {n_declared:,} parameters but the weights files hold "
+                              f"{n_found:,} values; config and weights do not belong together (refused before "
+                              "building the model)")
+    bad = [f"{k}: file {found[k]} vs config {v}" for k, v in declared.items() if k in found and found[k] != v]
+    if bad:
+        raise CheckpointError(f"{label}: weight shapes do not match config.json: {'; '.join(bad[:3])}"
+                              f"{' ...' if len(bad) > 3 else ''}")
+
+
+def _check_loaded(model: nn.Module, info: dict[str, Any], label: str) -> None:
+    """CheckpointError when transformers filled tensors with random values (missing or mismatched keys) or a
+    loaded tensor is NaN/inf: such a model runs, and its features are noise or NaN."""
+    from .base import check_finite_weights
+
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        what = "; ".join(part for part in (
+            f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} ({len(missing)} in all)"
+            if missing else "",
+            f"shape mismatch {', '.join(mismatched[:3])}" if mismatched else "") if part)
+        raise CheckpointError(f"{label}: the weights do not fill the model its config describes: {what}; "
+                              "transformers would have left those tensors random")
+    check_finite_weights(dict(model.state_dict()), label)
+
+
+class _quiet_transformers:
+    """Silence transformers' logging for one call (its load report goes to stderr as a table)."""
+
+    def __init__(self, transformers: Any) -> None:
+        self.logging = transformers.utils.logging
+
+    def __enter__(self) -> None:
+        self.level = self.logging.get_verbosity()
+        self.logging.set_verbosity_error()
+
+    def __exit__(self, *exc: object) -> None:
+        self.logging.set_verbosity(self.level)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -323,6 +429,11 @@ def load_torchaudio(name: str, pretrained: bool = True, **overrides: Any) -> Tor
     except TypeError as exc:
         raise ConfigError(f"{label}: bad architecture override ({_first_line(exc)})") from exc
     if pretrained:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(bundle._path)
+        no_net = None if cached.is_file() else offline_reason() or unreachable_reason(_TORCHAUDIO_HOST)
+        if no_net:
+            raise WeightsUnavailableError(f"{label}: the pretrained weights are not in {cached.parent} and {no_net}; "
+                                          "load with pretrained=False for random weights, or put the file there")
         try:
             state = bundle._get_state_dict(None)  # torchaudio's own download + cache (torch.hub)
         except Exception as exc:  # noqa: BLE001 - URLError, OSError, ...

@@ -13,7 +13,7 @@ from ..registry import get_architecture
 from ..train.optim import OptimConfig
 from ..train.trainer import TrainConfig
 from ..validate import MAX_WORKERS, check_name, check_ranges, ints, reals
-from .masking import MaskingConfig
+from .masking import MaskingConfig, check_maskable
 
 
 @dataclass
@@ -71,6 +71,9 @@ class PretrainConfig:
             raise ConfigError(f"loss must be 'l1' or 'mse', got {self.loss!r}")
         self.encoder_class  # an unknown or unpretrainable family is refused here, where the config is read
         self.encoder_config  # and the family's own checks run on its fields
+        if self.data.max_seconds is not None and self.data.max_seconds > 0:
+            crop = int(self.features.num_frames(int(self.data.max_seconds * self.features.sample_rate)))
+            check_maskable(self.masking, crop, f"the longest crop, data.max_seconds={self.data.max_seconds:g} s")
 
     @property
     def architecture(self) -> str:

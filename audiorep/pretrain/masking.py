@@ -69,6 +69,19 @@ class MaskingConfig:
         return dataclasses.asdict(self)
 
 
+def check_maskable(config: MaskingConfig, longest_frames: int, where: str) -> None:
+    """ConfigError when not one utterance of at most ``longest_frames`` frames can be altered.
+
+    Time spans need an utterance of at least ``span`` frames; without frequency bands nothing else is
+    predicted, so every step would have a loss of exactly 0 and the run would return its initial weights.
+    """
+    if config.freq_proportion > 0 or config.time_proportion == 0 or longest_frames >= config.span:
+        return
+    raise ConfigError(f"masking.span={config.span} frames is longer than {where} ({longest_frames} frames): no "
+                      "time span fits in any utterance and frequency masking is off, so there is nothing to "
+                      "predict; use a shorter span or longer utterances")
+
+
 def mockingjay_masking(**overrides) -> MaskingConfig:
     """Time alteration only (Mockingjay, AALBERT)."""
     return MaskingConfig(**overrides)

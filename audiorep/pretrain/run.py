@@ -22,6 +22,7 @@ from ..train.metrics import plot_held_out, plot_loss_curve, read_metrics
 from ..train.run_folder import prepare_run_folder
 from ..train.trainer import StepLog, Trainer
 from .config import PretrainConfig
+from .masking import check_maskable
 from .model import MaskedAcousticModel, PretrainTask
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,28 @@ def _is_librispeech_root(path: Path) -> bool:
     return path.is_dir() and not any(path.glob("*.jsonl"))
 
 
+LIBRISPEECH_SUBSETS = ("train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other",
+                       "test-clean", "test-other")
+
+
+def _librispeech_subsets(cfg: PretrainConfig, found: Any, src: str) -> list[str]:
+    """The asked-for subsets present under the root. A name that is no LibriSpeech subset (a typo) is an error,
+    and so is finding none of them: training on every subset there (test-clean included) is never meant."""
+    if set(found) == {"all"}:
+        return ["all"]  # data.train names one subset folder itself
+    asked = list(cfg.data.librispeech_subsets)
+    have = ", ".join(sorted(found)) or "none"
+    typos = [s for s in asked if s not in LIBRISPEECH_SUBSETS]
+    if typos:
+        raise ConfigError(f"data.librispeech_subsets: {', '.join(map(repr, typos))} is no LibriSpeech subset "
+                          f"(found under {src}: {have})")
+    present = [s for s in asked if s in found]
+    if not present:
+        raise ConfigError(f"data.librispeech_subsets: none of {', '.join(asked) or '[]'} is under {src} "
+                          f"(found: {have})")
+    return present
+
+
 def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: DistContext | None = None):
     """The training Utterances: a corpus (bundled name, folder of manifests, .jsonl) or a LibriSpeech root.
 
@@ -81,8 +104,7 @@ def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: Di
                 from ..data.readers import read_librispeech
 
                 found = read_librispeech(path, on_error=cfg.data.on_error)
-                wanted = [s for s in cfg.data.librispeech_subsets if s in found.splits]
-                utts = [u for s in (wanted or list(found.splits)) for u in found.splits[s]]
+                utts = [u for s in _librispeech_subsets(cfg, found.splits, src) for u in found.splits[s]]
                 if not utts:
                     raise ConfigError(f"data.train={src}: no LibriSpeech utterances found")
                 cache.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +120,8 @@ def resolve_utterances(cfg: PretrainConfig, run_dir: Path | None = None, ctx: Di
     kept = [u for u in utts if round(u.num_samples * cfg.features.sample_rate / u.sample_rate) >= min_samples]
     if not kept:
         raise ConfigError(f"data.train={src}: no utterance of at least {cfg.data.min_seconds} s")
+    longest = max(round(u.num_samples * cfg.features.sample_rate / u.sample_rate) for u in kept)
+    check_maskable(cfg.masking, int(cfg.features.num_frames(longest)), f"the longest utterance of data.train={src}")
     return kept
 
 

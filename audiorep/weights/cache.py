@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..network import offline_reason  # noqa: F401 - where audiorep's loaders have always found it
 from ..registry import ModelSpec
 
 
@@ -16,20 +17,6 @@ def cache_dir() -> Path:
 def model_dir(name: str) -> Path:
     """Folder holding the converted copy of a named model."""
     return cache_dir() / "models" / name
-
-
-def _is_true(value: str | None) -> bool:
-    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}  # huggingface_hub's reading
-
-
-def offline_reason() -> str | None:
-    """Why audiorep must not touch the network (``"AUDIOREP_OFFLINE=1"``, ``"HF_HUB_OFFLINE=1"``), or None."""
-    if os.environ.get("AUDIOREP_OFFLINE") == "1":
-        return "AUDIOREP_OFFLINE=1"
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if _is_true(os.environ.get(var)):
-            return f"{var}={os.environ[var]}"
-    return None
 
 
 def how_to_proceed(spec: ModelSpec) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import http.client
 import os
 import re
+import sys
 import urllib.error
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from ..errors import (CheckpointError, ConfigError, DownloadError, PublishError,
                      WeightsUnavailableError)
 from ..locking import FileLock
 from ..ownership import MARKER
+from ..network import hf_endpoint, hub_library_offline, unreachable_reason
 from ..registry import ModelSpec
 from .cache import cache_dir, how_to_proceed, model_dir, offline_reason
 from .convert import convert_to_folder
@@ -59,11 +61,7 @@ def fetch_pretrained(spec: ModelSpec, progress: bool = True) -> Path:
     if offline and spec.repo_id is None:  # the hub's cache may still hold a hub-hosted one: looked up below
         raise WeightsUnavailableError(
             f"{spec.name}: not in the cache ({target}) and {offline}. " + how_to_proceed(spec))
-    lock = FileLock(cache_dir() / "locks" / f"{spec.name}.lock")
-    # long enough for another process's whole download and conversion
-    if not lock.acquire(timeout=download_timeout() + 600):
-        raise WeightsUnavailableError(f"{spec.name}: another process (pid {lock.holder()}) has been fetching it "
-                                      f"for too long; try again later")
+    lock = _fetch_lock(spec, offline)
     try:
         if cached():  # fetched by another process while this one waited
             return target
@@ -85,6 +83,30 @@ def fetch_pretrained(spec: ModelSpec, progress: bool = True) -> Path:
         return target
     finally:
         lock.release()
+
+
+# Beyond the download itself, time for the other process to convert what it fetched.
+CONVERT_MARGIN_S = 600.0
+
+
+def _fetch_lock(spec: ModelSpec, offline: str | None) -> FileLock:
+    """The held fetch lock of ``spec``. Another process fetching it is waited for, said on stderr with its pid
+    and how long at most; offline nothing it could be fetching is worth waiting for: refused at once."""
+    lock = FileLock(cache_dir() / "locks" / f"{spec.name}.lock")
+    if lock.acquire(timeout=0):
+        return lock
+    holder = lock.holder()
+    if offline:
+        raise WeightsUnavailableError(
+            f"{spec.name}: another audiorep process (pid {holder}) is fetching it now, and with {offline} this one "
+            f"does not wait; run again once that process is done (its lock: {lock.path})")
+    wait = download_timeout() + CONVERT_MARGIN_S  # another process's whole download and conversion
+    print(f"audiorep: {spec.name}: waiting for process {holder}, which is fetching it, for at most {wait:g} s "
+          f"(AUDIOREP_DOWNLOAD_TIMEOUT + {CONVERT_MARGIN_S:g} s; its lock: {lock.path})", file=sys.stderr, flush=True)
+    if not lock.acquire(timeout=wait):
+        raise WeightsUnavailableError(f"{spec.name}: another process (pid {lock.holder()}) has been fetching it "
+                                      f"for more than {wait:g} s; try again later, or end that process")
+    return lock
 
 
 def _fetch_url_checkpoint(spec: ModelSpec, raw: Path, target: Path, progress: bool) -> None:
@@ -130,7 +152,7 @@ def _hub_download_options(progress: bool) -> dict[str, Any]:
     from ..version import __version__
 
     options = {"library_name": "audiorep", "library_version": __version__, **hub_options()}
-    if offline_reason():
+    if _network_off(options):
         options["local_files_only"] = True  # never a request: the cache or a clear error
     if not progress:
         import inspect
@@ -145,6 +167,11 @@ def _hub_download_options(progress: bool) -> dict[str, Any]:
 
             options["tqdm_class"] = Quiet
     return options
+
+
+def _network_off(options: dict[str, Any]) -> str | None:
+    """Why the hub must not (offline switch) or cannot (no route to it) be asked, or None."""
+    return offline_reason() or unreachable_reason(options.get("endpoint") or hf_endpoint())
 
 
 def _hub_failure(exc: BaseException) -> str:
@@ -182,9 +209,10 @@ def _fetch_hub_checkpoint(spec: ModelSpec, target: Path, progress: bool) -> Path
     hf = _hub()
     options = _hub_download_options(progress)
     try:
-        path = Path(hf.hf_hub_download(spec.repo_id, spec.filename, revision=spec.revision, **options))
+        with hub_library_offline(bool(options.get("local_files_only"))):
+            path = Path(hf.hf_hub_download(spec.repo_id, spec.filename, revision=spec.revision, **options))
     except Exception as exc:  # noqa: BLE001 - every failure of the hub library: one line with the ways on
-        offline = offline_reason()
+        offline = _network_off(options)
         where = f"not in the cache ({target}) nor in {_hub_cache_label(options)}"
         if offline and _hub_failure(exc) == "unreachable":
             why = offline
@@ -245,8 +273,9 @@ def hub_snapshot(text: str, weights: bool = True, progress: bool = True) -> Path
     options = _hub_download_options(progress)
     options.pop("tqdm_class", None)  # snapshot_download takes an asyncio tqdm class; keep its default
     try:
-        folder = Path(hf.snapshot_download(repo_id, revision=revision,
-                                           allow_patterns=[CONFIG_NAME, WEIGHTS_NAME][:1 + weights], **options))
+        with hub_library_offline(bool(options.get("local_files_only"))):
+            folder = Path(hf.snapshot_download(repo_id, revision=revision,
+                                               allow_patterns=[CONFIG_NAME, WEIGHTS_NAME][:1 + weights], **options))
     except Exception as exc:  # noqa: BLE001 - every failure of the hub library: one line
         kind = _hub_failure(exc)
         endpoint = options.get("endpoint") or "the hub"
@@ -255,7 +284,7 @@ def hub_snapshot(text: str, weights: bool = True, progress: bool = True) -> Path
                               "HF_TOKEN or `hf auth login`)") from exc
         if kind == "revision":
             raise ConfigError(f"{label}: the repository has no revision {revision!r}") from exc
-        offline = offline_reason()
+        offline = _network_off(options)
         why = offline if offline and kind == "unreachable" else (
             f"fetching it from {endpoint} failed ({_cause(exc)})")
         raise WeightsUnavailableError(

@@ -11,7 +11,8 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 from ..models.logmel import LogMelUpstream, parse_logmel_name
-from ..models.base import WEIGHTS_NAME, PretrainedModel, load_state_strict, read_config, read_weights
+from ..models.base import (CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, check_state_fits, declared_shapes,
+                          load_state_strict, read_config, read_weights, weights_file_shapes)
 from ..registry import get_architecture, get_spec, list_architectures, list_models
 
 if TYPE_CHECKING:
@@ -72,9 +73,15 @@ def load(name_or_path: str | os.PathLike, pretrained: bool = True, device: str |
 def load_folder(directory: str | os.PathLike) -> PretrainedModel:
     """Load a folder holding config.json + model.safetensors (extra modules such as a pretraining head are skipped)."""
     meta = read_config(directory)
-    model = _build(meta, directory)
     extras = tuple(f"{p}." for p in meta.get("extra_modules", []))
-    load_state_strict(model, read_weights(directory), str(Path(directory) / WEIGHTS_NAME), ignore_prefixes=extras)
+    weights = str(Path(directory) / WEIGHTS_NAME)
+    if not Path(weights).is_file():
+        raise CheckpointError(f"{directory}: no {WEIGHTS_NAME}")
+    # the sizes config.json declares, against the file's header, before a parameter is allocated
+    check_state_fits(declared_shapes(lambda: _build(meta, directory)), weights_file_shapes(weights),
+                     f"{weights} (against {Path(directory) / CONFIG_NAME})", ignore_prefixes=extras)
+    model = _build(meta, directory)
+    load_state_strict(model, read_weights(directory), weights, ignore_prefixes=extras)
     return model
 
 

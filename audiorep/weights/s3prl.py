@@ -50,6 +50,10 @@ def tensor_section(states: dict[str, Any], key: str, source: str) -> dict[str, t
     return obj
 
 
+def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -196,7 +200,7 @@ def convert_head(head_state: dict[str, torch.Tensor], source: str = "checkpoint"
 def load_s3prl_checkpoint(path: str | os.PathLike, with_head: bool = False
                           ) -> MockingjayModel | tuple[MockingjayModel, SpecPredictionHead | None]:
     """Build an audiorep model from an s3prl Mockingjay/TERA/AALBERT ``states-*.ckpt`` without running pickled code."""
-    from ..models.base import load_state_strict
+    from ..models.base import check_state_fits, declared_shapes, load_state_strict
 
     path = os.fspath(path)
     states = safe_torch_load(path)
@@ -215,14 +219,21 @@ def load_s3prl_checkpoint(path: str | os.PathLike, with_head: bool = False
         raise CheckpointError(f"{path}: upstream config: {exc}") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: malformed upstream config ({type(exc).__name__}: {exc})") from exc
+    encoder_state = convert_state(state, mcfg, path)
+    head_converted = convert_head(head_state, path) if with_head and head_state is not None else None
+    # the sizes the upstream config declares, against the tensors the file holds, before allocating the model
+    check_state_fits(declared_shapes(lambda: MockingjayModel(mcfg, fcfg)), _shapes(encoder_state), path)
+    if head_converted is not None:
+        check_state_fits(declared_shapes(lambda: SpecPredictionHead(mcfg)), _shapes(head_converted),
+                         f"{path} (SpecHead)")
     model = MockingjayModel(mcfg, fcfg)
-    load_state_strict(model, convert_state(state, mcfg, path), path)
+    load_state_strict(model, encoder_state, path)
     if not with_head:
         return model
     head = None
-    if head_state is not None:
+    if head_converted is not None:
         head = SpecPredictionHead(mcfg)
-        load_state_strict(head, convert_head(head_state, path), f"{path} (SpecHead)")
+        load_state_strict(head, head_converted, f"{path} (SpecHead)")
     return model, head
 
 

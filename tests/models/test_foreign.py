@@ -308,3 +308,52 @@ def test_preprocessor_sampling_rate_out_of_range_is_refused(tmp_path, rate):
     with pytest.raises(audiorep.CheckpointError, match=r"preprocessor_config.json: sampling_rate must be an "
                                                       r"integer in \[1000, 1000000\] Hz"):
         audiorep.load(f"hf:{folder}")
+
+
+# ------------------------------------------------------------------------------------ hostile hf: folders
+
+
+def _rewrite_weights(folder, edit):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    edit(state)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("missing", r"w2v: the weights do not fill the model its config describes: missing encoder\.layer_norm\.weight"),
+    ("mismatched", r"w2v: weight shapes do not match config\.json: encoder\.layer_norm\.weight: file \(33,\)"),
+    ("nan", r"w2v: tensor 'encoder\.layer_norm\.weight' holds 32 NaN"),
+])
+def test_hf_folder_with_missing_mismatched_or_nan_weights_is_refused(tmp_path, fault, message, capfd):
+    folder, _ = make_hf_folder(tmp_path, "wav2vec2")
+    folder = folder.rename(tmp_path / "w2v")
+    key = "encoder.layer_norm.weight"
+
+    def edit(state):
+        if fault == "missing":
+            del state[key]
+        elif fault == "mismatched":
+            state[key] = torch.ones(33)
+        else:
+            state[key] = torch.full_like(state[key], float("nan"))
+
+    _rewrite_weights(folder, edit)
+    capfd.readouterr()
+    with pytest.raises(CheckpointError, match=message) as info:
+        audiorep.load(f"hf:{folder}")
+    assert "\n" not in str(info.value)
+    assert "MISSING" not in capfd.readouterr().err  # transformers' own report table is not printed
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_hf_folder_saved_in_half_precision_runs_in_float32(tmp_path, dtype):
+    folder, model = make_hf_folder(tmp_path, "wav2vec2")
+    model.to(dtype).save_pretrained(str(folder))
+    up = audiorep.load(f"hf:{folder}")
+    assert all(p.dtype == torch.float32 for p in up.parameters())
+    with torch.no_grad():
+        out = up(wavs())
+    assert out.last_hidden_state.dtype == torch.float32
+    assert bool(torch.isfinite(out.last_hidden_state).all())

@@ -308,3 +308,20 @@ def test_finetune_under_two_process_ddp(tmp_path, corpus_dir, tiny_model):
     assert r0["test"] == r1["test"]
     torch.testing.assert_close(r0["params"], r1["params"])
     assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_speaker_task_on_a_small_max_utts_blames_the_subset_not_the_corpus():
+    from audiorep.data import get_corpus
+    from audiorep.errors import ConfigError
+    from audiorep.probe.run import _subset
+    from audiorep.probe.tasks import build_task
+
+    corpus = get_corpus("synth")
+    splits = {s: _subset(corpus.manifest(s), 20, 0) for s in ("train", "dev", "test")}
+    with pytest.raises(ConfigError, match=r"the utterance subsets asked for \(--max-utts / --max-train-utts: "
+                                          r"train 20 of 480, dev 20 of 90, test 20 of 90\) leave split 'dev'"):
+        build_task("speaker").setup(corpus, splits, "train")
+    # a corpus whose splits do not share speakers is still the corpus's fault
+    full = {s: corpus.manifest(s) for s in ("spk_train", "spk_dev")}
+    with pytest.raises(ConfigError, match="speaker ID needs splits that share speakers"):
+        build_task("speaker").setup(corpus, full, "spk_train")

@@ -37,6 +37,7 @@ class SpeakerTask(Task):
         for split, utts in splits.items():
             unknown = sorted({u.speaker for u in utts} - set(self.speaker_index))
             if unknown:
+                _blame_the_subset(corpus, splits, split, train_split, unknown)
                 raise ConfigError(
                     f"task 'speaker': split {split!r} has speakers not in {train_split!r} ({', '.join(unknown[:5])}"
                     f"{', ...' if len(unknown) > 5 else ''}); speaker ID needs splits that share speakers "
@@ -56,3 +57,24 @@ class SpeakerTask(Task):
 
     def meter(self):
         return _FrameVoteAccuracy(self.num_outputs) if self.frame_level else _UtteranceAccuracy()
+
+
+def _blame_the_subset(corpus, splits, split: str, train_split: str, unknown: list[str]) -> None:
+    """ConfigError saying so when the splits were cut (``--max-utts``) and it is the cut that lost the speakers:
+    the corpus is fine, the subset the user asked for is too small to hold every speaker in training."""
+    full = {}
+    for name in splits:
+        try:
+            full[name] = corpus.manifest(name)
+        except Exception:  # noqa: BLE001 - not a corpus that can say; the corpus-level message applies
+            return
+    cut = {name: (len(utts), len(full[name])) for name, utts in splits.items() if len(utts) < len(full[name])}
+    if not cut or set(unknown) - {u.speaker for u in full[train_split]}:
+        return
+    sizes = ", ".join(f"{name} {n} of {total}" for name, (n, total) in cut.items())
+    raise ConfigError(
+        f"task 'speaker': the utterance subsets asked for (--max-utts / --max-train-utts: {sizes}) leave split "
+        f"{split!r} with speakers that the {train_split!r} subset lacks ({', '.join(unknown[:5])}"
+        f"{', ...' if len(unknown) > 5 else ''}); the full splits share their speakers: ask for more utterances "
+        f"(the training split has {len({u.speaker for u in full[train_split]})} speakers) or for all"
+    )
