@@ -4,8 +4,7 @@ Self-MM, DMD, DeepMLF (+ a text-only baseline) over audiorep speech features.
 Fusion heads share one API: ``head(text, audio (B, T, D), audio_lens, vision=None, vision_lens=None, labels=None, index=None)
 -> FusionOutput(pred (B,), losses, extras)``. Entry points: :func:`run` (a :class:`FusionConfig`: data,
 head, seeds -> metrics mean ± std) and :func:`build_head`. TEASEL runs: :func:`run_pretrain` /
-:func:`run_finetune` over a :class:`TeaselRunConfig`. Result tables: :mod:`.table`; which runner trains a
-head named on ``audiorep downstream``: :mod:`.runners`.
+:func:`run_finetune` over a :class:`TeaselRunConfig`. Result tables: :mod:`.table`.
 """
 
 from .common import FusionHead, FusionOutput, LSTMSubNet, TextEncoder

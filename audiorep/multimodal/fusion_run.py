@@ -53,7 +53,7 @@ class FusionConfig:
     layer: int | None = None  # for mode=layer
     audio_pool: int = 4  # average this many upstream frames (10 ms -> 40 ms): LSTM/attention cost
     feature_cache: str | None = "exp/fusion/features"  # where upstream features are cached; None = memory only
-    max_utts: int | None = None  # first N utterances per split (quick runs)
+    max_utts: int | None = None  # seeded subset of each split (quick runs; data.manifest.seeded_subset, seed 0)
     metrics: str = "mosi"  # metric family: mosi ([-3, 3]) or sims
     # text side
     text_model: str = "teasel-small"  # encoder folder, or "teasel-small" (the TEASEL package's cached small RoBERTa)
@@ -90,6 +90,8 @@ class FusionConfig:
             raise ConfigError(f"lr_schedule must be 'constant' or 'cosine'; got {self.lr_schedule!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must lie in [0, 1); got {self.warmup_ratio}")
+        if self.max_utts is not None and self.max_utts < 1:
+            raise ConfigError(f"max_utts must be >= 1 or null, got {self.max_utts}")
 
 
 def load_fusion_config(path: str | None = None, overrides: Sequence[str] = ()) -> FusionConfig:

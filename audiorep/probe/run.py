@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from torch import nn
 
 from ..data.corpus import get_corpus
 from ..data.dataset import AudioDataset, LengthBucketBatchSampler, collate_waveforms
-from ..data.manifest import Utterance
+from ..data.manifest import Utterance, seeded_subset
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
 from ..locking import lock_run_folder
@@ -168,13 +167,6 @@ class DownstreamModel(nn.Module):
 
 
 # ---------------------------------------------------------------- data
-
-def _subset(utts: list[Utterance], n: int | None, seed: int) -> list[Utterance]:
-    if n is None or len(utts) <= n:
-        return utts
-    picked = random.Random(f"audiorep-downstream:{seed}").sample(utts, n)
-    return sorted(picked, key=lambda u: u.id)
-
 
 def check_upstream(task: Task, featurizer: Featurizer, splits: dict[str, list[Utterance]], device: torch.device
                    ) -> None:
@@ -389,8 +381,8 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
     task = build_task(cfg.task, cfg.head, cfg.label_tolerance)
     corpus = get_corpus(cfg.data)
     names = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
-    utts = {role: _subset(corpus.manifest(split), cfg.max_utts, cfg.seed) for role, split in names.items()}
-    utts["train"] = _subset(utts["train"], cfg.max_train_utts, cfg.seed)
+    utts = {role: seeded_subset(corpus.manifest(split), cfg.max_utts, cfg.seed) for role, split in names.items()}
+    utts["train"] = seeded_subset(utts["train"], cfg.max_train_utts, cfg.seed)
     task.setup(corpus, {names[r]: u for r, u in utts.items()}, cfg.train_split)
 
     # 2. upstream + featurizer + head

@@ -612,3 +612,17 @@ def test_with_audio_swapped_moves_only_the_audio():
     assert sorted(src) == list(range(6)) and int(split.audio[0][0, 0]) == 0  # a permutation; the original kept
     b = sw.batch([0, 1])
     assert b["audio_lens"].tolist() == [src[0] + 1, src[1] + 1]
+
+
+def test_max_utts_is_the_probes_seeded_subset():
+    """max_utts means one thing in both runners: the seeded random subset the probe draws, not the first N."""
+    from audiorep.data import get_corpus
+    from audiorep.data.manifest import seeded_subset
+    from audiorep.multimodal.data import corpus_splits
+
+    utts = get_corpus("synth").manifest("dev")
+    probe = seeded_subset(utts, 6, seed=0)  # what run_downstream(max_utts=6, seed=0) trains on
+    assert [u.id for u in probe] != [u.id for u in utts[:6]]
+    splits, _ = corpus_splits("synth", ["dev"], "logmel", max_utts=6)
+    assert splits["dev"].raw_text == [u.text for u in probe]
+    assert seeded_subset(utts, None) is utts and seeded_subset(utts, len(utts) + 1) is utts
