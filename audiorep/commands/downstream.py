@@ -75,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-utts", type=int, default=None, help="seeded subset of each split")
     q.add_argument("--lr", type=float, default=None, help="head learning rate (default: DownstreamConfig's)")
     q.add_argument("--head", dest="heads", action="append", default=[], metavar="TASK=HEAD",
-                   help="probe head per task (default phone=linear speaker=mean-mlp sentiment=mean-mlp)")
+                   help="probe head per task (default: each task's table_head, "
+                        + " ".join(f"{t}={c.table_head or c.default_head}" for t, c in TASKS.items()) + ")")
     q.add_argument("--contexts", nargs="*", type=int, default=[1, 2, 4, 8], metavar="K",
                    help="frames each side tried for the stacked log-mel floor (best on dev per task; none: no row)")
     q.add_argument("--keep-cache", action="store_true", help="keep the on-disk hidden-state caches")

@@ -61,7 +61,7 @@ class DownstreamConfig:
     mode: str = "weighted-sum"  # weighted-sum | finetune | last | layer
     layer: int | None = None  # hidden state for mode=layer; in finetune: None = weighted sum, N = that state
     layer_norm: bool = False  # per-hidden-state layer norm before the weighted sum (s3prl's option, off there too)
-    head: str | None = None  # None = the task's default probe (phone: linear, speaker/sentiment: mean-linear)
+    head: str | None = None  # None = the task's default_head (probe/tasks/)
     mlp_size: int = 256  # hidden width of the *-mlp heads
     dropout: float = 0.1  # dropout inside the *-mlp heads
     data: str = "synth"  # bundled corpus name, corpus folder or manifest

@@ -260,7 +260,7 @@ def test_cli_downstream_with_hf_upstream(tmp_path, hf_folders, bundled, capsys):
 def test_phone_labels_follow_20ms_frames():
     from audiorep.probe.tasks.phone import PhoneTask
 
-    task = PhoneTask(head="linear")
+    task = PhoneTask(head="frame-linear")
     task.labels = {"u": torch.arange(101)}  # 10 ms labels of one second
     task.match_frame_hop(320, 16000)
     assert task.target(type("U", (), {"id": "u"})(), 49)[:3].tolist() == [1, 3, 5]  # nearest each frame's centre
