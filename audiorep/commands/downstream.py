@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-utts", type=int, default=None, help="seeded subset of each split (quick runs)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--layer-norm", action="store_true", help="layer-norm each hidden state before the weighted sum")
-    p.add_argument("--cache-dir", default=None, help="keep frozen-mode feature caches here (shared across runs)")
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="keep frozen-mode feature caches in this folder (shared across runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         "task": args.task, "upstream": args.upstream, "mode": args.mode, "layer": args.layer, "head": args.head,
         "data": args.data, "out_dir": args.out, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "upstream_lr": args.upstream_lr, "max_utts": args.max_utts, "device": args.device,
-        "cache_dir": args.cache_dir, "layer_norm": True if args.layer_norm else None,
+        "feature_cache": args.feature_cache, "layer_norm": True if args.layer_norm else None,
         "progress": False if args.no_progress else None,
     }
     cfg = load_config(args.config, flag_overrides(settings) + args.overrides)

@@ -16,7 +16,7 @@ from .heads.deepmlf import DeepMLF, DeepMLFConfig
 from .heads.dmd import DMD, DMDConfig, GDUnit, margin_loss, orthogonality_loss
 from .heads.selfmm import ULGM, SelfMM, SelfMMConfig
 from .lm import ensure_lm, load_lm, train_small_lm, train_tokenizer
-from .teasel_config import SmallLMConfig, TeaselRunConfig, load_run_config
+from .teasel_config import SmallRobertaConfig, TeaselRunConfig, load_run_config
 from .teasel_run import build_front_end, build_model, run_finetune, run_pretrain
 from .heads.textonly import TextOnly
 from .fusion_run import (FusionConfig, build_head, evaluate, load_fusion_config, merge_results, run, summarize,
@@ -25,9 +25,11 @@ from .table import collect_teasel, reference_rows, table
 
 __all__ = [
     "DMD", "DMDConfig", "DeepMLF", "DeepMLFConfig", "FusionConfig", "FusionHead", "FusionOutput", "FusionSplit",
-    "GDUnit", "HEADS", "HeadSpec", "register_head", "LSTMSubNet", "SelfMM", "SelfMMConfig", "TextEncoder", "TextOnly", "ULGM", "build_head",
+    "GDUnit", "HEADS", "HeadSpec", "register_head", "LSTMSubNet", "SelfMM", "SelfMMConfig", "TextEncoder",
+    "TextOnly", "ULGM", "build_head",
     "corpus_splits", "evaluate", "load_fusion_config", "load_mmsa_splits", "margin_loss", "orthogonality_loss",
     "merge_results", "run", "summarize", "train_one", "collect_teasel", "reference_rows", "table",
-    "SmallLMConfig", "TeaselRunConfig", "build_front_end", "build_model", "ensure_lm", "load_lm", "load_run_config",
+    "SmallRobertaConfig", "TeaselRunConfig", "build_front_end", "build_model", "ensure_lm", "load_lm",
+    "load_run_config",
     "run_finetune", "run_pretrain", "train_small_lm", "train_tokenizer",
 ]

@@ -57,7 +57,8 @@ class FusionConfig:
     # text side
     text_model: str = "teasel-small"  # encoder folder, or "teasel-small" (the TEASEL package's cached small RoBERTa)
     text_features: bool = False  # MMSA: use the pickle's BERT features instead of a text model
-    decoder_lm: str = "small-gpt2"  # heads that need a decoder LM (DeepMLF): GPT-2-style folder, or "small-gpt2" (trained here on transcripts)
+    # heads that need a decoder LM (DeepMLF): a GPT-2-style folder, or "small-gpt2" (trained here on transcripts)
+    decoder_lm: str = "small-gpt2"
     max_tokens: int = 64
     # head settings (fields of the head's registered config class: SelfMMConfig, DMDConfig, DeepMLFConfig, ...)
     head_args: dict[str, Any] = field(default_factory=dict)

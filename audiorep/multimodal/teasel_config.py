@@ -12,8 +12,9 @@ from ..config import load
 
 
 @dataclass
-class SmallLMConfig:
-    """The offline default LM: a small RoBERTa + byte-level BPE trained on the corpus transcripts."""
+class SmallRobertaConfig:
+    """TEASEL's offline default masked LM: a small RoBERTa + byte-level BPE trained on the corpus transcripts
+    (DeepMLF's decoder counterpart is :class:`audiorep.multimodal.text.SmallGPT2Config`)."""
 
     vocab_size: int = 1000  # BPE vocabulary incl. the 5 RoBERTa specials; the corpus is small
     hidden_size: int = 128  # also the prefix / LAA width with this LM
@@ -47,14 +48,14 @@ class TeaselRunConfig:
     # local RoBERTa folder (roberta-base), or "teasel-small": the cached small LM (trained if missing), the same
     # name FusionConfig.text_model uses for it
     text_model: str = "teasel-small"
-    small_lm: SmallLMConfig = field(default_factory=SmallLMConfig)
+    small_lm: SmallRobertaConfig = field(default_factory=SmallRobertaConfig)
     # speech front end
     front_end: str = "wav2vec2"  # "wav2vec2" (CNN + projection) or "upstream" (an audiorep encoder)
     wav2vec2: str | None = None  # local wav2vec2 folder; None = wav2vec2-base architecture at random init
     wav2vec2_config: dict[str, Any] = field(default_factory=dict)  # Wav2Vec2Config overrides for the random init
     upstream: str = "aalbert-base"  # audiorep.load name or folder, for front_end = "upstream"
     upstream_pretrained: bool = True  # False = random-weight architecture (labelled so in results)
-    upstream_layer: int | None = None  # hidden-state index; None = learned weighted sum of all
+    layer: int | None = None  # upstream hidden-state index; None = learned weighted sum of all (as in the probe)
     feature_cache: str | None = None  # folder for frozen front-end outputs, shared by runs; None = memory only
     laa: dict[str, Any] = field(default_factory=dict)  # LAAConfig overrides (hidden/input dims come from LM/front end)
     use_audio: bool = True  # False = text-only RoBERTa (the baseline), same code path otherwise

@@ -3,7 +3,7 @@ evaluate the best dev checkpoint on test once. What ``audiorep downstream`` call
 
 Speed: in the frozen modes (weighted-sum, last, layer) the upstream's output never changes, so it runs
 once per utterance and split and the head trains on the cached hidden states (fp16, in memory; with
-``cache_dir`` also on disk, shared by every run over the same upstream and split). An epoch then costs
+``feature_cache`` also on disk, shared by every run over the same upstream and split). An epoch then costs
 only the head. Finetune mode runs the upstream every step.
 
 Under torchrun (WORLD_SIZE > 1) the training batches are split across processes and the trainable part is
@@ -86,7 +86,7 @@ class DownstreamConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     cache: str = "memory"  # frozen modes: "memory" (cache upstream states) or "none" (run upstream each step)
-    cache_dir: str | None = None  # also keep caches on disk here, shared across runs (probe table)
+    feature_cache: str | None = None  # also keep caches on disk in this folder, shared across runs (probe table)
     cache_batch_seconds: float = 60.0  # padded audio per upstream batch while caching
     progress: bool = True  # tqdm bars on stderr
 
@@ -210,13 +210,13 @@ def build_cache(featurizer: Featurizer, utts: list[Utterance], cfg: DownstreamCo
                 desc: str) -> list[torch.Tensor]:
     """Hidden states (K, T_i, H) fp16 on CPU per utterance, in ``utts`` order (K = featurizer.needed_states).
 
-    With ``cfg.cache_dir`` every hidden state is kept on disk (so the other frozen modes reuse the file)
+    With ``cfg.feature_cache`` every hidden state is kept on disk (so the other frozen modes reuse the file)
     and only the needed ones in memory.
     """
     disk = None
-    if cfg.cache_dir:  # every hidden state is stored, so the key needs no mode or layer
+    if cfg.feature_cache:  # every hidden state is stored, so the key needs no mode or layer
         key = feature_cache_key(featurizer.upstream, utterances=utterance_ident(utts))
-        disk = cache_file(cfg.cache_dir, desc, key)
+        disk = cache_file(cfg.feature_cache, desc, key)
         stored = load_features(disk, [u.id for u in utts])
         if stored is not None:
             return [stored[u.id][featurizer.needed_states].contiguous() for u in utts]

@@ -130,7 +130,7 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
                 settings = dict(task=task, upstream=path, mode=mode, head=heads[task], data=data,
                                 out_dir=str(run_dir), **budget, max_utts=max_utts,
                                 max_train_utts=finetune_train_utts if mode == "finetune" else None,
-                                device=device, progress=progress, cache_dir=str(cache_dir),
+                                device=device, progress=progress, feature_cache=str(cache_dir),
                                 **(overrides or {}))
                 cfg = DownstreamConfig(**settings)
                 cell = _finished(run_dir, settings)

@@ -284,7 +284,7 @@ def test_teasel_front_end_from_hf(tmp_path, hf_folders):
     from audiorep.multimodal.teasel_run import build_front_end, front_end_key
 
     folder, _ = hf_folders["wav2vec2-large"]
-    cfg = load_run_config(None, ["front_end=upstream", f"upstream=hf:{folder}", "upstream_layer=-1"])
+    cfg = load_run_config(None, ["front_end=upstream", f"upstream=hf:{folder}", "layer=-1"])
     fe, label = build_front_end(cfg)
     assert "trained" in label and fe.output_dim == 32 and fe.sample_rate == 16000
     raw, lens = fe.frozen_features([torch.randn(6400) * 0.1, torch.randn(3200) * 0.1])
