@@ -66,11 +66,6 @@ class MaskingConfig:
         return dataclasses.asdict(self)
 
 
-def mockingjay_masking(**overrides) -> MaskingConfig:
-    """Time alteration only (Mockingjay, AALBERT)."""
-    return MaskingConfig(**overrides)
-
-
 def tera_masking(**overrides) -> MaskingConfig:
     """TERA's time + frequency + magnitude alteration (the ``T_F_M`` checkpoints)."""
     return MaskingConfig(**{"freq_proportion": 0.2, "noise_proportion": 0.15, **overrides})

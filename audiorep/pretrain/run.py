@@ -6,7 +6,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -234,10 +233,3 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         if lock is not None:
             lock.release()
         shutdown(ctx)
-
-
-def main_worker(cfg_dict: dict[str, Any], **kwargs: Any) -> PretrainResult:
-    """Entry for spawned processes (tests): rebuild the config from a plain dict, then :func:`pretrain`."""
-    from ..config import build
-
-    return pretrain(build(PretrainConfig, cfg_dict, ""), **kwargs)
