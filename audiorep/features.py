@@ -98,13 +98,8 @@ def _from_dict(cls, d: dict[str, Any], what: str):
     return cls(**d)
 
 
-def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
-    """HTK mel scale: 2595 log10(1 + f / 700)."""
-    return 2595.0 * torch.log10(1.0 + hz / 700.0)
-
-
 def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`hz_to_mel`."""
+    """HTK mel -> Hz: the inverse of mel = 2595 log10(1 + f / 700)."""
     return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
 
 
@@ -261,8 +256,3 @@ def cmvn(feats: torch.Tensor, fmask: torch.Tensor | None, frame_lens: torch.Tens
         centred = centred * fmask
     var = centred.square().sum(1, keepdim=True) / (n - 1).clamp_min(1)  # (B, 1, D)
     return centred / (var.sqrt() + eps)
-
-
-def frames_for_seconds(seconds: float, config: FeatureConfig) -> int:
-    """Number of encoder frames for a duration; handy for sizing batches and crops."""
-    return int(config.num_frames(int(math.floor(seconds * config.sample_rate))))

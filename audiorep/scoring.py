@@ -21,7 +21,6 @@ from typing import Sequence, TypeVar
 import numpy as np
 
 from .errors import ConfigError
-from .train.select import LOWER_IS_BETTER, is_better  # noqa: F401  (one selection rule for every run)
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@
 #   recipes/downstream_phone.sh                                   # weighted sum of the frozen AALBERT's layers
 #   MODE=finetune recipes/downstream_phone.sh                     # fine-tune the upstream too
 #   MODEL=logmel MODE=last recipes/downstream_phone.sh            # the log-mel floor (no encoder)
-#   MODEL=exp/tera-small-DATE/final recipes/downstream_phone.sh epochs=5 --head mlp
+#   MODEL=exp/tera-small-DATE/final recipes/downstream_phone.sh epochs=5 --head frame-mlp
 #
 # Settings: recipes/configs/downstream/phone.yaml; any field can be overridden with key=value.
 set -euo pipefail

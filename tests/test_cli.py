@@ -64,49 +64,25 @@ def test_console_script_help():
     assert r.returncode == 0 and "extract" in r.stdout and "convert" in r.stdout
 
 
-def test_downstream_fusion_heads_route_to_the_fusion_trainer(monkeypatch, capsys):
-    """`audiorep downstream --task sentiment --head dmd` trains the fusion head with only the given flags."""
+def test_sentiment_train_is_the_one_route_to_the_fusion_heads(monkeypatch, capsys):
+    """`audiorep sentiment train` trains a fusion head; `audiorep downstream` offers only the probe heads."""
     import audiorep.multimodal.fusion_run as fusion
 
     seen = []
 
     def fake_run(cfg):
         seen.append(cfg)
-        return {"runs": [{"seed": s} for s in cfg.seeds], "summary": {"Corr": (0.5, 0.1)}}
+        return {"runs": [{"seed": s, "test": {"Corr": 0.5}} for s in cfg.seeds], "summary": {"Corr": (0.5, 0.1)}}
     monkeypatch.setattr(fusion, "run", fake_run)
-    args = ["downstream", "--task", "sentiment", "--head", "dmd", "--upstream", "logmel", "--mode", "last",
-            "--epochs", "3", "seeds=[4]", "--device", "cpu", "head_args.d=16"]  # overrides anywhere on the line
+    args = ["sentiment", "train", "--head", "dmd", "upstream=logmel", "epochs=3", "seeds=[4]", "head_args.d=16"]
     assert main(args) == 0
     cfg = seen[0]
-    assert (cfg.head, cfg.upstream, cfg.mode, cfg.epochs, cfg.seeds, cfg.head_args) == \
-        ("dmd", "logmel", "last", 3, [4], {"d": 16})
-    assert cfg.lr == fusion.FusionConfig.lr  # the probe's lr default does not leak into the fusion head
-    out = capsys.readouterr().out
-    assert "test_Corr: 0.5000 ± 0.1000" in out and "seeds: 4" in out
-    assert main(["downstream", "--task", "phone", "--head", "selfmm"]) == 2
-    assert "--head selfmm is a sentiment head" in capsys.readouterr().err
-    assert main(["downstream", "--task", "sentiment", "--head", "deepmlf", "--mode", "finetune"]) == 2
-    assert "keeps the upstream frozen" in capsys.readouterr().err
-
-
-def test_downstream_teasel_head_builds_the_teasel_run(monkeypatch, capsys, tmp_path):
-    """`--head teasel`: the upstream becomes TEASEL's front end, last mode picks the last hidden state."""
-    import audiorep.multimodal.teasel_run as teasel
-
-    seen = []
-
-    def fake_finetune(cfg):
-        seen.append(cfg)
-        return {"test": {"Corr": 0.25}, "best_epoch": 3}
-    monkeypatch.setattr(teasel, "run_finetune", fake_finetune)
-    assert main(["downstream", "--task", "sentiment", "--head", "teasel", "--upstream", "exp/x/final",
-                 "--mode", "last", "--epochs", "2", "--device", "cpu", "--out", str(tmp_path / "t")]) == 0
-    cfg = seen[0]
-    assert (cfg.front_end, cfg.upstream, cfg.upstream_layer, cfg.epochs, cfg.out_dir) == \
-        ("upstream", "exp/x/final", -1, 2, str(tmp_path / "t"))
-    assert "test_Corr: 0.2500" in capsys.readouterr().out
-    assert main(["downstream", "--task", "sentiment", "--head", "teasel", "--mode", "finetune"]) == 2
-    assert "keeps the upstream frozen" in capsys.readouterr().err
+    assert (cfg.head, cfg.upstream, cfg.epochs, cfg.seeds, cfg.head_args) == ("dmd", "logmel", 3, [4], {"d": 16})
+    assert "Corr: 0.5000 ± 0.1000" in capsys.readouterr().out
+    for head in ("selfmm", "teasel"):
+        with pytest.raises(SystemExit):  # argparse: not a choice of `downstream --head`
+            main(["downstream", "--task", "sentiment", "--head", head])
+        assert "invalid choice" in capsys.readouterr().err
 
 
 def test_every_config_command_prints_its_config(tmp_path, capsys):
@@ -123,10 +99,6 @@ def test_every_config_command_prints_its_config(tmp_path, capsys):
           "--out", "D", "train.seed=1"], PretrainConfig, {"out_dir": "D"}),
         (["downstream", "--config", str(CONFIGS / "downstream/phone.yaml"), "epochs=3", "--upstream", "logmel"],
          DownstreamConfig, {"epochs": 3, "upstream": "logmel", "task": "phone"}),
-        (["downstream", "--task", "sentiment", "--head", "selfmm", "--mode", "last", "seeds=[1]"],
-         FusionConfig, {"head": "selfmm", "seeds": [1]}),
-        (["downstream", "--task", "sentiment", "--head", "teasel", "--upstream", "up", "--out", "T"],
-         TeaselRunConfig, {"front_end": "upstream", "upstream": "up", "out_dir": "T"}),
         (["sentiment", "train", "--config", str(CONFIGS / "fusion/dmd.yaml"), "seeds=[0]", "--out", "F",
           "head_args.d=8"], FusionConfig, {"head": "dmd", "out_dir": "F", "seeds": [0]}),
         (["teasel", "finetune", "--config", str(CONFIGS / "teasel/finetune.yaml"), "epochs=2", "--out", "T2",
@@ -141,7 +113,7 @@ def test_every_config_command_prints_its_config(tmp_path, capsys):
         assert config.to_dict(config.build(cls, printed, "")) == printed  # reads back to the same config
     pre = yaml.safe_load(main(cases[0][0] + ["--print-config"]) == 0 and capsys.readouterr().out)
     assert pre["train"]["max_steps"] == 60 and pre["train"]["seed"] == 1
-    fus = yaml.safe_load(main(cases[4][0] + ["--print-config"]) == 0 and capsys.readouterr().out)
+    fus = yaml.safe_load(main(cases[2][0] + ["--print-config"]) == 0 and capsys.readouterr().out)
     assert fus["head_args"]["d"] == 8 and fus["head_args"]["heads"] == 4  # the file's other head settings stay
     # the probe table has no config file: it prints the grid's settings
     assert main(["downstream", "probe-table", "--models", "A=x", "--head", "speaker=mean-mlp", "--print-config"]) == 0

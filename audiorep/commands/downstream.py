@@ -3,10 +3,11 @@
     audiorep downstream --task phone --upstream exp/aalbert-synth/final --mode weighted-sum
     audiorep downstream --task speaker --upstream logmel --mode last --head mean-linear
     audiorep downstream --config recipes/configs/downstream/phone.yaml epochs=5 patience=8
-    audiorep downstream --task sentiment --head dmd --upstream logmel --mode last seeds=[0] head_args.d=16
     audiorep downstream probe-table --models exp/mockingjay-synth/final exp/aalbert-synth/final --out exp/probe
 
 stdout gets the test metrics as ``key: value`` lines (and the run folder last); progress goes to stderr.
+Task names, their heads and the default head come from :data:`audiorep.probe.tasks.TASKS`; the speech +
+transcript heads have their own commands (``audiorep sentiment train``, ``audiorep teasel``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..multimodal.runners import SENTIMENT_HEADS
+from ..models.featurizer import MODES
+from ..probe.heads import HEADS
+from ..probe.tasks import TASKS
 from . import add_config_args, flag_overrides, print_config, start_logging
 
-MODES = ("weighted-sum", "finetune", "last", "layer")
-HEAD_CHOICES = ("linear", "mlp", "mean-linear", "mean-mlp", "frame-linear") + SENTIMENT_HEADS
+
+def _heads_help() -> str:
+    """``task: head | head (default d)`` for every registered task."""
+    return "; ".join(f"{name}: {' | '.join(cls.heads)} (default {cls.default_head})" for name, cls in TASKS.items())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,9 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "fine-tuning the upstream), early-stop on dev, and evaluate the best dev checkpoint on test once. "
                     "Frozen modes cache the upstream's hidden states once per split, so epochs only cost the head.",
     )
-    add_config_args(p, "YAML DownstreamConfig (see recipes/configs/downstream/); with --head selfmm|dmd|deepmlf "
-                       "a FusionConfig (recipes/configs/fusion/)", "patience=8 dropout=0.2")
-    p.add_argument("--task", choices=("phone", "speaker", "sentiment"), default=None)
+    add_config_args(p, "YAML DownstreamConfig (see recipes/configs/downstream/)", "patience=8 dropout=0.2")
+    p.add_argument("--task", choices=tuple(TASKS), default=None)
     p.add_argument("--upstream", default=None,
                    help="registered name, model folder, s3prl checkpoint, hf:<repo id or folder> (transformers), "
                         "torchaudio:<bundle>, or 'logmel' (features, no encoder)")
@@ -39,12 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", type=int, default=None,
                    help="hidden state for --mode layer (0 = input embedding, -1 = last); with finetune: "
                         "use this state instead of the weighted sum")
-    p.add_argument("--head", choices=HEAD_CHOICES, default=None,
-                   help="phone: linear | mlp; speaker: mean-linear | mean-mlp | frame-linear; "
-                        "sentiment: mean-linear | mean-mlp | selfmm | dmd | deepmlf (fusion heads with the transcript, "
-                        "audiorep.multimodal; key=value takes FusionConfig fields, seeds 0 1 2 by default) | teasel "
-                        "(speech prefix tokens into a RoBERTa with the transcript, audiorep.multimodal; the upstream is its "
-                        "front end) (default: the task's linear probe)")
+    p.add_argument("--head", choices=tuple(HEADS), default=None, help=_heads_help())
     p.add_argument("--data", default=None, help="corpus: 'synth' (bundled), a folder of manifests, or a manifest")
     p.add_argument("--out", default=None, help="run folder (default exp/downstream/<task>-<upstream>-<mode>-<head>)")
     p.add_argument("--epochs", type=int, default=None)
@@ -54,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-utts", type=int, default=None, help="seeded subset of each split (quick runs)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--layer-norm", action="store_true", help="layer-norm each hidden state before the weighted sum")
-    p.add_argument("--cache-dir", default=None, help="keep frozen-mode feature caches here (shared across runs)")
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="keep frozen-mode feature caches in this folder (shared across runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--models", nargs="*", default=None, metavar="NAME=PATH",
                    help="upstreams as NAME=PATH or PATH (default: the bundled-corpus pretraining outputs under exp/)")
     q.add_argument("--modes", nargs="+", default=["weighted-sum", "finetune", "last"], choices=MODES[:3])
-    q.add_argument("--tasks", nargs="+", default=["phone", "speaker"], choices=("phone", "speaker", "sentiment"))
+    q.add_argument("--tasks", nargs="+", default=["phone", "speaker"], choices=tuple(TASKS))
     q.add_argument("--data", default="synth")
     q.add_argument("--out", default="exp/probe_table")
     q.add_argument("--epochs", type=int, default=None,
@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-utts", type=int, default=None, help="seeded subset of each split")
     q.add_argument("--lr", type=float, default=None, help="head learning rate (default: DownstreamConfig's)")
     q.add_argument("--head", dest="heads", action="append", default=[], metavar="TASK=HEAD",
-                   help="probe head per task (default phone=linear speaker=mean-mlp sentiment=mean-mlp)")
+                   help="probe head per task (default: each task's table_head, "
+                        + " ".join(f"{t}={c.table_head or c.default_head}" for t, c in TASKS.items()) + ")")
     q.add_argument("--contexts", nargs="*", type=int, default=[1, 2, 4, 8], metavar="K",
                    help="frames each side tried for the stacked log-mel floor (best on dev per task; none: no row)")
     q.add_argument("--keep-cache", action="store_true", help="keep the on-disk hidden-state caches")
@@ -94,21 +95,10 @@ def run(args: argparse.Namespace) -> int:
         "task": args.task, "upstream": args.upstream, "mode": args.mode, "layer": args.layer, "head": args.head,
         "data": args.data, "out_dir": args.out, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "upstream_lr": args.upstream_lr, "max_utts": args.max_utts, "device": args.device,
-        "cache_dir": args.cache_dir, "layer_norm": True if args.layer_norm else None,
+        "feature_cache": args.feature_cache, "layer_norm": True if args.layer_norm else None,
         "progress": False if args.no_progress else None,
     }
-    cfg = None if args.head in SENTIMENT_HEADS else load_config(args.config, flag_overrides(settings) + args.overrides)
-    head = args.head if cfg is None else cfg.head  # a DownstreamConfig file may name the teasel head itself
-    if head in SENTIMENT_HEADS:  # speech + transcript heads: the library picks their config and runner
-        from ..multimodal.runners import plan
-
-        job = plan(head, settings, args.config, args.overrides)
-        if args.print_config:
-            return print_config(job.config)
-        start_logging()
-        for line in job.summary(job.run()):
-            print(line)
-        return 0
+    cfg = load_config(args.config, flag_overrides(settings) + args.overrides)
     if args.print_config:
         return print_config(cfg)
     start_logging()

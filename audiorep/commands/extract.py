@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a file that cannot be read: stop (raise, the default) or leave it out and list it at "
                         "the end (skip)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="encoder arithmetic: fp32 (default) or bf16 (about 3x faster on CPUs with bf16 GEMMs, "
+                   help="encoder arithmetic: fp32 (default) or bf16 (faster on CPUs with bf16 GEMMs, "
                         "~1e-2 absolute error; mockingjay/aalbert/tera encoders); features are saved as fp32")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for testing a pipeline)")
     p.set_defaults(func=run)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..multimodal.fusion_run import HEADS
+from ..multimodal.heads import HEADS
 from . import add_config_args, flag_overrides, print_config, start_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sentiment", help="multimodal sentiment heads (text-only, Self-MM, DMD, DeepMLF) and tables",
+    p = sub.add_parser("sentiment", help=f"multimodal sentiment heads ({', '.join(HEADS)}) and tables",
                        description="Train and evaluate speech + transcript sentiment heads over several seeds, "
                                    "merge per-seed results, collect TEASEL runs, print the result table.")
     ssub = p.add_subparsers(dest="sentiment_command", metavar="ACTION", required=True)
@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = ssub.add_parser("train", help="train + evaluate one head over the config's seeds",
                         description="Train + evaluate a multimodal sentiment head over several seeds (FusionConfig).")
     add_config_args(t, "YAML FusionConfig (recipes/configs/fusion/)", "seeds=[0,1] head_args.d=16")
-    t.add_argument("--head", choices=HEADS, default=None, help="overrides the config's head")
+    t.add_argument("--head", choices=tuple(HEADS), default=None,
+                   help="overrides the config's head: " + "; ".join(f"{n}: {s.summary}" for n, s in HEADS.items()))
     t.add_argument("--out", default=None, help="result folder (overrides out_dir)")
     t.set_defaults(func=run_train)
 

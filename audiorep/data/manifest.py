@@ -213,3 +213,19 @@ def write_manifest(utts: Iterable[Utterance], path: str | os.PathLike) -> Path:
         lines.insert(0, ALLOW_OUTSIDE_LINE)
     atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
     return path
+
+
+def seeded_subset(utts: list[Utterance], n: int | None, seed: int = 0) -> list[Utterance]:
+    """``n`` utterances drawn at random with ``seed``, in id order; all of them when ``n`` is None or covers them.
+
+    What ``max_utts`` means in every runner (probe, fusion): a random draw rather than the first ``n``, because
+    manifests are often sorted by speaker or session and a prefix would hold only a few of them. The same
+    ``n`` and ``seed`` give the same utterances in every runner, so a quick fusion run and a quick probe see
+    the same data.
+    """
+    import random
+
+    if n is None or len(utts) <= n:
+        return utts
+    picked = random.Random(f"audiorep-downstream:{seed}").sample(utts, n)
+    return sorted(picked, key=lambda u: u.id)

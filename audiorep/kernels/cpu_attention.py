@@ -3,13 +3,11 @@
 ``torch.matmul`` on (nh, T, T) batches calls MKL's batched GEMM, which on AMD processors takes the same slow
 code path as its plain GEMM (see ``fused.py``). Here each head's four backward and two forward products go
 through oneDNN's matmul on contiguous per-head copies of q, k and v (strided per-head views sent oneDNN to a
-generic kernel thousands of times slower). Attention fwd + bwd for one utterance of 500 frames, 12 heads of
-64, dropout 0.1, 2 threads on a 2-core AMD EPYC (32 MB L3): 19-21 ms against 33-36 ms through
-``cpu_dropout.attention_dropout``. The gain is cache locality as much as the GEMM library: one head's (T, T)
-blocks stay in cache where all heads' scores, probabilities and masks (48 MB here) do not. Short utterances
-lose to the per-call overhead, so the dispatch sends only utterances with at least ``MIN_SCORES`` scores
-(nh * T * T) here. Measured ratios (math path time / this one), fwd + bwd: 12 heads, dropout: T 300 1.01-1.04,
-350 1.18, 400 1.23, 500 1.55-1.84; 4 heads of 64 with a score bias: T 199 0.75-0.85, 400 1.09, 800 1.47.
+generic kernel far slower). The gain grows with the utterance: it is cache locality as much as the GEMM
+library, since one head's (T, T) blocks stay in the last-level cache where all heads' scores, probabilities and
+masks of a long utterance do not. Short utterances lose to the per-call overhead, so the dispatch sends only
+utterances with at least ``MIN_SCORES`` scores (nh * T * T) here. The crossover and the gains per length are
+measured in docs/speed.md (with the command that measures them); rerun it before moving ``MIN_SCORES``.
 
 The arithmetic is ``cpu_dropout.attention_dropout``'s, which stays the reference: the dropout mask is drawn by
 the same ``dropout_scale_mask`` call over all heads, so a seed gives the same mask on either path, and

@@ -1,14 +1,13 @@
 """Attention dropout on CPU without ``bernoulli_``: random bits -> a 0/scale mask, and the math attention that uses it.
 
 On CPU, SDPA with ``dropout_p > 0`` runs its math fallback, whose dropout draws a Bernoulli float per score
-(20 ms for 12 x 500 x 500 scores on one core) and whose safe softmax adds isneginf/all/where passes over the
-scores. Here a mask costs one ``random_`` over int32 words (two 15-bit draws each, 2.8 ms for the same
-scores) plus a compare, and an unmasked sequence needs no safe softmax.
+(the slow part) and whose safe softmax adds isneginf/all/where passes over the scores. Here a mask costs one
+``random_`` over int32 words (two 15-bit draws each, so half the draws) plus a compare, and an unmasked
+sequence needs no safe softmax. docs/speed.md has the timings and the command that measures them.
 
 The same math path takes an additive score bias (the distance bias of the small AALBERT configs) inside the
 QK^T GEMM (``baddbmm``), where SDPA with a bias that needs a gradient also falls back to its math path, with
-its safe-softmax passes. Training attention for 8 utterances of 200 frames, 4 heads of 64, fwd + bwd with the
-QKV projection, 2 threads: 16-18 ms against 19-21 ms through SDPA.
+its safe-softmax passes, so this path is also the faster one for biased training attention (docs/speed.md).
 
 Keep probability is quantised to 1/32768 (p = 0.1 drops with probability 3277/32768 = 0.100006); scaling by
 1 / (1 - p) keeps the expectation. Draws come from torch's default CPU generator, so ``torch.manual_seed``
@@ -32,8 +31,8 @@ def dropout_scale_mask(shape: tuple[int, ...], p: float, dtype: torch.dtype = to
     n = math.prod(shape)
     words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()  # 2 draws per word
     bits = words.view(torch.int16)[:n].bitwise_and_(2 ** _BITS - 1)  # (n,) uniform in [0, 2**15)
-    # the comparison writes 0/1 straight into the float mask: bool -> float is an unvectorised pass on CPU
-    # (2.2 ms for 3M elements; this compare 1.4 ms, against 1.7 ms for a bool result alone)
+    # the comparison writes 0/1 straight into the float mask: bool -> float is an unvectorised pass on CPU, and
+    # writing the float result directly costs less than writing a bool result alone (docs/speed.md)
     mask = torch.empty(shape, dtype=dtype, device=device)
     torch.ge(bits.view(shape), round(p * 2 ** _BITS), out=mask)
     return mask.mul_(1.0 / (1.0 - p))

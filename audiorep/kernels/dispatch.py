@@ -53,17 +53,9 @@ def load_tuned(path: str = str(TUNED_PATH)) -> dict:
 
 
 # Snapshot read once at import so that resolving "auto" does no file I/O and torch.compile can trace it
-# (guards on the length class instead of graph-breaking). reload_tuned() picks up a re-benchmarked file.
+# (guards on the length class instead of graph-breaking); a re-benchmarked file counts from the next process.
 _TABLE: dict = load_tuned()
 _DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
-
-
-def reload_tuned() -> dict:
-    """Re-read tuned.json (after benchmarks/attention.py --write-tuned in the same process)."""
-    global _TABLE
-    load_tuned.cache_clear()
-    _TABLE = load_tuned()
-    return _TABLE
 
 
 def _device_name(index: int) -> str:

@@ -17,9 +17,10 @@ while it holds (see ``config.py``); here are only the per-call facts (eval, no a
 
 Training on CPU uses the same oneDNN matmul for its three GEMMs per linear layer (:func:`dense`): the forward
 product and, in backward, dX = dY W and dW = dY^T X, the transposes passed as strided views. MKL, which
-``F.linear`` and ``torch.mm`` call on CPU, picks a slow code path on AMD processors: on a 2-core AMD EPYC
-(Zen 5) its fp32 GEMMs ran at 176-193 GFLOP/s on mockingjay-base's shapes and oneDNN's at 330-430
-(``benchmarks/pretrain_step.py`` reports both rates as its roofline). Results equal ``F.linear`` to float32
+``F.linear`` and ``torch.mm`` call on CPU, picks a slow code path on AMD processors, where oneDNN's GEMMs
+are the faster of the two on mockingjay-base's shapes. ``benchmarks/pretrain_step.py`` measures both
+libraries' rates on the machine at hand (its roofline; results in ``benchmarks/results/pretrain_step*.md``),
+which is the check to rerun before trusting this choice on another CPU. Results equal ``F.linear`` to float32
 rounding (the two libraries sum in different orders); ``AUDIOREP_ONEDNN_TRAINING=0`` switches it off.
 """
 

@@ -49,8 +49,8 @@ class SelfAttention(nn.Module):
         t = torch.arange(T, device=device, dtype=torch.float32)
         dist = (t[:, None] - t[None, :]).abs()  # (T, T)
         # Floor at -BIAS_FLOOR: past it a key's weight is < e^-50 (2e-22) of the nearest one's, already nothing,
-        # while exp() of scores below about -87 gives float32 denormals, which CPUs compute ~10x slower
-        # (measured on the trained 60-minute AALBERT: 410 -> 351 ms per training step, same loss).
+        # while exp() of scores below about -87 gives float32 denormals, which CPUs compute far slower
+        # (the step-time gain on the trained AALBERT is in the README's speed notes and docs/speed.md).
         return (-self.distance_log_slope.exp()[:, None, None] * dist).clamp_min(-BIAS_FLOOR)  # (nh, T, T)
 
     def context(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None,

@@ -180,8 +180,8 @@ class MockingjayModel(PretrainableEncoder, PretrainedModel):
         """Cast the encoder (not the feature front end) to ``dtype`` for inference; returns self.
 
         The STFT and mel filterbank stay fp32 and frames are cast as they enter the input projection, so
-        only the transformer runs in ``dtype`` (on CPUs with bf16 GEMMs, ~3x fp32 extraction speed at ~1e-2
-        absolute error on unit-variance hidden states; ``benchmarks/extract.py --bf16``). For training keep
+        only the transformer runs in ``dtype`` (faster on CPUs with bf16 GEMMs, at ~1e-2 absolute error on
+        unit-variance hidden states; ``benchmarks/extract.py --bf16`` measures both). For training keep
         fp32 weights and use autocast (``train.precision``) instead.
         """
         if dtype not in (torch.float32, torch.bfloat16):

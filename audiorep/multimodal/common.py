@@ -112,10 +112,6 @@ class TextEncoder(nn.Module):
         if model is not None and not trainable:
             model.requires_grad_(False)
 
-    @property
-    def uses_features(self) -> bool:
-        return self.model is None
-
     def batch(self, raw_text: Sequence[str], features: Sequence[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Transcripts (or feature arrays) of one batch -> the dict :meth:`forward` takes."""
         if self.model is None:

@@ -108,6 +108,7 @@ def corpus_splits(data: str, splits: Sequence[str], upstream: str = "logmel", mo
     """
     from ..audio import read_audio
     from ..data.corpus import get_corpus
+    from ..data.manifest import seeded_subset
     from ..probe.cache import cache_file, feature_cache_key, load_features, save_features, utterance_ident
     from ..models.featurizer import Featurizer
     from ..weights.loading import load_upstream
@@ -119,9 +120,7 @@ def corpus_splits(data: str, splits: Sequence[str], upstream: str = "logmel", mo
     feat = Featurizer(up, mode=mode, layer=layer)
     out = {}
     for split in splits:
-        utts = corpus.manifest(split)
-        if max_utts:
-            utts = utts[:max_utts]
+        utts = seeded_subset(corpus.manifest(split), max_utts, seed=0)  # the probe's subset at its default seed
         missing = [u.id for u in utts if label_key not in u.labels]
         if missing:
             raise ConfigError(f"corpus {data!r} split {split!r}: utterance {missing[0]!r} has no {label_key!r} label")

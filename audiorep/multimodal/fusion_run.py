@@ -32,17 +32,16 @@ from ..scoring import check_select_metric, regression_metrics
 from ..validate import GRAD_CLIP, LR, SEED, WEIGHT_DECAY, check_int, check_ranges, ints, reals
 from .common import FusionHead, FusionOutput, TextEncoder
 from .data import FusionSplit
+from .heads import HEADS
 
 log = logging.getLogger(__name__)
-
-HEADS = ("text", "selfmm", "dmd", "deepmlf")
 
 
 @dataclass
 class FusionConfig:
     """One fusion experiment (YAML + ``key=value`` overrides)."""
 
-    head: str = "selfmm"  # text | selfmm | dmd | deepmlf
+    head: str = "selfmm"  # a registered fusion head (multimodal/heads/: text, selfmm, dmd, deepmlf, ...)
     # data: an MMSA pickle, or a corpus through an upstream
     mmsa: str | None = None  # path to an MMSA pickle; None = use `data` + `upstream`
     use_vision: bool = True  # MMSA only: False drops the vision stream (the bundled corpus has none)
@@ -56,14 +55,15 @@ class FusionConfig:
     layer: int | None = None  # for mode=layer
     audio_pool: int = 4  # average this many upstream frames (10 ms -> 40 ms): LSTM/attention cost
     feature_cache: str | None = "exp/fusion/features"  # where upstream features are cached; None = memory only
-    max_utts: int | None = None  # first N utterances per split (quick runs)
+    max_utts: int | None = None  # seeded subset of each split (quick runs; data.manifest.seeded_subset, seed 0)
     metrics: str = "mosi"  # metric family: mosi ([-3, 3]) or sims
     # text side
     text_model: str = "teasel-small"  # encoder folder, or "teasel-small" (the TEASEL package's cached small RoBERTa)
     text_features: bool = False  # MMSA: use the pickle's BERT features instead of a text model
-    decoder_lm: str = "small-gpt2"  # DeepMLF: GPT-2-style folder, or "small-gpt2" (trained here on transcripts)
+    # heads that need a decoder LM (DeepMLF): a GPT-2-style folder, or "small-gpt2" (trained here on transcripts)
+    decoder_lm: str = "small-gpt2"
     max_tokens: int = 64
-    # head settings (dataclass fields of the head's config: SelfMMConfig / DMDConfig / DeepMLFConfig)
+    # head settings (fields of the head's registered config class: SelfMMConfig, DMDConfig, DeepMLFConfig, ...)
     head_args: dict[str, Any] = field(default_factory=dict)
     # optimisation
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -99,12 +99,14 @@ class FusionConfig:
             raise ConfigError("seeds is empty: give at least one seed, e.g. seeds=[0]")
         for i, seed in enumerate(self.seeds):
             check_int("", f"seeds[{i}]", seed, int(SEED.low), int(SEED.high), unit=SEED.unit)
-        _check_head_args(self.head, self.head_args)
+        HEADS[self.head].check_args(self.head_args)  # unknown keys fail here, not after the features are cached
         check_select_metric(self.select_metric)
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"lr_schedule must be 'constant' or 'cosine'; got {self.lr_schedule!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must lie in [0, 1); got {self.warmup_ratio}")
+        if self.max_utts is not None and self.max_utts < 1:
+            raise ConfigError(f"max_utts must be >= 1 or null, got {self.max_utts}")
 
 
 def load_fusion_config(path: str | None = None, overrides: Sequence[str] = ()) -> FusionConfig:
@@ -112,65 +114,24 @@ def load_fusion_config(path: str | None = None, overrides: Sequence[str] = ()) -
     return load(FusionConfig, path, overrides)
 
 
-def _check_head_args(head: str, args: dict[str, Any]) -> None:
-    """Unknown ``head_args`` keys fail when the config is read, not after the features are cached."""
-    import inspect
-
-    if head == "deepmlf":
-        from .deepmlf import DeepMLFConfig as cls
-    elif head == "selfmm":
-        from .selfmm import SelfMMConfig as cls
-    elif head == "dmd":
-        from .dmd import DMDConfig as cls
-    else:
-        from .textonly import TextOnly
-
-        names = set(inspect.signature(TextOnly).parameters) - {"text_encoder", "self", "args", "kwargs"}
-        unknown = sorted(set(args) - names)
-        if unknown:
-            raise ConfigError(f"head_args: unknown TextOnly setting(s) {unknown}; known: {sorted(names)}")
-        return
-    names = {f.name for f in dataclasses.fields(cls)} - {"audio_dim", "vision_dim"}
-    unknown = sorted(set(args) - names)
-    if unknown:
-        raise ConfigError(f"head_args: unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
-
-
-def _head_config(cls, base: dict[str, Any], args: dict[str, Any]):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(args) - names)
-    if unknown:
-        raise ConfigError(f"head_args: unknown {cls.__name__} field(s) {unknown}; known: {sorted(names)}")
-    return cls(**{**base, **args})
-
-
 def build_head(name: str, audio_dim: int, vision_dim: int | None, text_encoder: TextEncoder | None = None,
                decoder: tuple[Any, Any] | None = None, head_args: dict[str, Any] | None = None) -> FusionHead:
-    """A head by name. ``text_encoder`` for text/selfmm/dmd; ``decoder`` = (tokenizer, GPT-2-style LM) for deepmlf."""
-    args = dict(head_args or {})
-    base = {"audio_dim": audio_dim, "vision_dim": vision_dim}
-    if name == "deepmlf":
-        from .deepmlf import DeepMLF, DeepMLFConfig
-
+    """A registered head (:data:`HEADS`) by name, given the parts it needs: ``text_encoder`` ("text"),
+    ``decoder`` = (tokenizer, GPT-2-style LM) ("decoder_lm")."""
+    if name not in HEADS:
+        raise ConfigError(f"unknown head {name!r}; choose from {', '.join(HEADS)}")
+    spec = HEADS[name]
+    parts: dict[str, Any] = {}
+    if "text" in spec.needs:
+        if text_encoder is None:
+            raise ConfigError(f"head {name!r} needs a text encoder")
+        parts["text_encoder"] = text_encoder
+    if "decoder_lm" in spec.needs:
         if decoder is None:
-            raise ConfigError("head 'deepmlf' needs a decoder LM and its tokenizer")
-        tok, lm = decoder
-        return DeepMLF(_head_config(DeepMLFConfig, base, args), lm, tok)
-    if text_encoder is None:
-        raise ConfigError(f"head {name!r} needs a text encoder")
-    if name == "text":
-        from .textonly import TextOnly
-
-        return TextOnly(text_encoder, **args)
-    if name == "selfmm":
-        from .selfmm import SelfMM, SelfMMConfig
-
-        return SelfMM(_head_config(SelfMMConfig, base, args), text_encoder)
-    if name == "dmd":
-        from .dmd import DMD, DMDConfig
-
-        return DMD(_head_config(DMDConfig, base, args), text_encoder)
-    raise ConfigError(f"unknown head {name!r}; choose from {', '.join(HEADS)}")
+            raise ConfigError(f"head {name!r} needs a decoder LM and its tokenizer")
+        parts["tokenizer"], parts["lm"] = decoder
+    cfg = spec.make_config({"audio_dim": audio_dim, "vision_dim": vision_dim}, dict(head_args or {}))
+    return spec.head(cfg, **parts)
 
 
 def _forward(model: FusionHead, b: dict, featurizer, device, with_labels: bool):
@@ -375,16 +336,20 @@ def _run(cfg: FusionConfig) -> dict[str, Any]:
     runs = []
     for seed in cfg.seeds:
         seed_everything(seed)
-        if cfg.head == "deepmlf":
+        spec = HEADS[cfg.head]
+        decoder = text = None
+        head_args = dict(cfg.head_args)
+        if "decoder_lm" in spec.needs:
             from .lm import decoder_for
 
             tok, lm, where = decoder_for(cfg.decoder_lm, tr.raw_text)
             log.info("decoder LM: %s", where)
-            head_args = {"max_tokens": cfg.max_tokens, **cfg.head_args}
-            model = build_head("deepmlf", audio_dim, vision_dim, decoder=(tok, lm), head_args=head_args)
-        else:
-            model = build_head(cfg.head, audio_dim, vision_dim, _text_side(cfg, tr.raw_text, text_dim),
-                               head_args=cfg.head_args)
+            decoder = (tok, lm)
+            if any(f.name == "max_tokens" for f in dataclasses.fields(spec.config)):
+                head_args = {"max_tokens": cfg.max_tokens, **head_args}  # the head tokenizes the text itself
+        if "text" in spec.needs:
+            text = _text_side(cfg, tr.raw_text, text_dim)
+        model = build_head(cfg.head, audio_dim, vision_dim, text, decoder=decoder, head_args=head_args)
         seed_everything(seed)
         r = train_one(model, splits, cfg, seed, featurizer, dev=names[1], test=names[2], train=names[0])
         r["seed"] = seed

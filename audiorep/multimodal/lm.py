@@ -25,7 +25,7 @@ import torch
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_directory
 from ..train.task import TrainTask
-from .teasel_config import SmallLMConfig
+from .teasel_config import SmallRobertaConfig
 from .text import SmallGPT2Config, load_decoder, load_encoder, load_local
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: str | os.Pat
 GPT2_CACHE_FORMAT = 2
 
 
-def _cache_key(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config) -> str:
+def _cache_key(texts: Sequence[str], cfg: SmallRobertaConfig | SmallGPT2Config) -> str:
     """Hash of the transcripts, the settings and (GPT-2) :data:`GPT2_CACHE_FORMAT`: the cached folder's name."""
     settings = dataclasses.asdict(cfg)
     if isinstance(cfg, SmallGPT2Config):
@@ -116,11 +116,11 @@ class SmallLMTask(TrainTask):
         return runner(**batch).loss, None
 
 
-def train_small_lm(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config, out_dir: str | os.PathLike,
+def train_small_lm(texts: Sequence[str], cfg: SmallRobertaConfig | SmallGPT2Config, out_dir: str | os.PathLike,
                    device: str = "cpu") -> Path:
     """Tokenizer + small LM trained on ``texts`` -> a loadable folder, written atomically (temp + rename).
 
-    ``SmallLMConfig``: byte-level BPE + RoBERTa, masked LM, cosine schedule (6 % warm-up). ``SmallGPT2Config``:
+    ``SmallRobertaConfig``: byte-level BPE + RoBERTa, masked LM, cosine schedule (6 % warm-up). ``SmallGPT2Config``:
     byte-level BPE + GPT-2, next-token loss at a constant rate. Both AdamW (decay 0.01 on every parameter),
     clipped at 1.0, on the shared Trainer.
     """
@@ -169,7 +169,7 @@ def train_small_lm(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config, o
     return out_dir
 
 
-def _roberta(tok, cfg: SmallLMConfig):
+def _roberta(tok, cfg: SmallRobertaConfig):
     from transformers import RobertaConfig, RobertaForMaskedLM
 
     rc = RobertaConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
@@ -204,7 +204,7 @@ def _gpt2(tok, cfg: SmallGPT2Config):
     return GPT2LMHeadModel(gc)
 
 
-def cached_small_lm(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config, device: str = "cpu") -> Path:
+def cached_small_lm(texts: Sequence[str], cfg: SmallRobertaConfig | SmallGPT2Config, device: str = "cpu") -> Path:
     """The folder of the small LM for these transcripts and settings, trained first when missing
     (``$AUDIOREP_HOME/teasel/lm-<hash>`` for RoBERTa, ``$AUDIOREP_HOME/fusion/gpt2-<hash>`` for GPT-2, whose
     hash also covers :data:`GPT2_CACHE_FORMAT`)."""
@@ -218,7 +218,7 @@ def cached_small_lm(texts: Sequence[str], cfg: SmallLMConfig | SmallGPT2Config, 
     return folder
 
 
-def ensure_lm(lm: str | None, texts: Sequence[str], cfg: SmallLMConfig, device: str = "cpu"):
+def ensure_lm(lm: str | None, texts: Sequence[str], cfg: SmallRobertaConfig, device: str = "cpu"):
     """``lm`` folder if given; else the cached small LM for ``texts`` (trained first when missing).
 
     Returns ``(tokenizer, RobertaForMaskedLM, folder)``.
@@ -236,7 +236,7 @@ def encoder_for(name: str, train_texts: Sequence[str], device: str = "cpu"):
     if name != "teasel-small":
         tok, model = load_encoder(name)
         return tok, model, name
-    tok, mlm, folder = ensure_lm(None, list(train_texts), SmallLMConfig(), device)
+    tok, mlm, folder = ensure_lm(None, list(train_texts), SmallRobertaConfig(), device)
     return tok, mlm.roberta, str(folder)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 COLUMNS = [("MAE", "MAE", 1.0), ("Corr", "Corr", 1.0), ("Has0_acc_2", "Acc-2 (Has0)", 100.0),
            ("Non0_acc_2", "Acc-2 (Non0)", 100.0), ("Has0_F1", "F1 (Has0)", 100.0), ("Non0_F1", "F1 (Non0)", 100.0),
            ("Mult_acc_7", "Acc-7", 100.0), ("Corr_audio_swapped", "Corr, audio swapped", 1.0)]
-ORDER = ["text", "teasel-text", "teasel", "selfmm", "dmd", "deepmlf"]
+TEASEL_ROWS = {"teasel-text": 1, "teasel": 2}  # collect_teasel's rows, between the text-only floor and the heads
 
 
 def _cell(mean: float, std: float | None = None, factor: float = 1.0) -> str:
@@ -31,8 +31,12 @@ def table(folder: str) -> str:
 
     if not Path(folder).is_dir():
         raise ConfigError(f"{folder}: no such results folder")
+
+    from .heads import HEADS
+
+    order = {**TEASEL_ROWS, **{name: spec.row for name, spec in HEADS.items()}}
     rows = []
-    files = sorted(Path(folder).glob("*.json"), key=lambda p: ORDER.index(p.stem) if p.stem in ORDER else 99)
+    files = sorted(Path(folder).glob("*.json"), key=lambda p: (order.get(p.stem, 99), p.stem))
     for p in files:
         res = json.loads(p.read_text())
         if "summary" not in res:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..audio import WaveformBatch
-from ..errors import AudioError, CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
 from ..models.featurizer import weighted_layer_sum
 
@@ -87,16 +87,6 @@ class LAAConfig:
         if unknown:
             raise ConfigError(f"LAAConfig: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
-
-
-def laa_config(**overrides: Any) -> LAAConfig:
-    """The full factory: the paper's LAA with any field overridden."""
-    return LAAConfig(**overrides)
-
-
-def laa_base(**overrides: Any) -> LAAConfig:
-    """The paper's LAA: 768-wide 2-layer BiGRU on 768-d wav2vec2 projected features (18,307,585 parameters)."""
-    return laa_config(**overrides)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -541,9 +531,3 @@ def count_parameters(module: nn.Module | None, trainable_only: bool = False) -> 
     if module is None:
         return 0
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def check_sample_rate(front_end: nn.Module, sample_rate: int, where: str) -> None:
-    """AudioError when the data's rate differs from the front end's."""
-    if int(sample_rate) != int(front_end.sample_rate):
-        raise AudioError(f"{where}: audio at {sample_rate} Hz, the front end needs {front_end.sample_rate} Hz")

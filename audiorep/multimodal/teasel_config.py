@@ -13,8 +13,9 @@ from ..validate import GRAD_CLIP, LR, SEED, WEIGHT_DECAY, check_ranges, ints, re
 
 
 @dataclass
-class SmallLMConfig:
-    """The offline default LM: a small RoBERTa + byte-level BPE trained on the corpus transcripts."""
+class SmallRobertaConfig:
+    """TEASEL's offline default masked LM: a small RoBERTa + byte-level BPE trained on the corpus transcripts
+    (DeepMLF's decoder counterpart is :class:`audiorep.multimodal.text.SmallGPT2Config`)."""
 
     vocab_size: int = 1000  # BPE vocabulary incl. the 5 RoBERTa specials; the corpus is small
     hidden_size: int = 128  # also the prefix / LAA width with this LM
@@ -56,14 +57,14 @@ class TeaselRunConfig:
     # local RoBERTa folder (roberta-base), or "teasel-small": the cached small LM (trained if missing), the same
     # name FusionConfig.text_model uses for it
     text_model: str = "teasel-small"
-    small_lm: SmallLMConfig = field(default_factory=SmallLMConfig)
+    small_lm: SmallRobertaConfig = field(default_factory=SmallRobertaConfig)
     # speech front end
     front_end: str = "wav2vec2"  # "wav2vec2" (CNN + projection) or "upstream" (an audiorep encoder)
     wav2vec2: str | None = None  # local wav2vec2 folder; None = wav2vec2-base architecture at random init
     wav2vec2_config: dict[str, Any] = field(default_factory=dict)  # Wav2Vec2Config overrides for the random init
     upstream: str = "aalbert-base"  # audiorep.load name or folder, for front_end = "upstream"
     upstream_pretrained: bool = True  # False = random-weight architecture (labelled so in results)
-    upstream_layer: int | None = None  # hidden-state index; None = learned weighted sum of all
+    layer: int | None = None  # upstream hidden-state index; None = learned weighted sum of all (as in the probe)
     feature_cache: str | None = None  # folder for frozen front-end outputs, shared by runs; None = memory only
     laa: dict[str, Any] = field(default_factory=dict)  # LAAConfig overrides (hidden/input dims come from LM/front end)
     use_audio: bool = True  # False = text-only RoBERTa (the baseline), same code path otherwise
@@ -96,7 +97,7 @@ class TeaselRunConfig:
         check_ranges(self, "", {
             "max_text_tokens": ints(1, 10**6, "tokens"),
             "max_audio_seconds": reals(0.0, 10**5, "seconds", low_open=True),
-            "upstream_layer": ints(-10**4, 10**4, "(a hidden-state index; negative counts from the last)", optional=True), "seed": SEED,
+            "layer": ints(-10**4, 10**4, "(a hidden-state index; negative counts from the last)", optional=True), "seed": SEED,
             "num_threads": ints(1, 4096, "threads", optional=True), "batch_size": ints(1, 10**6, "utterances"),
             "lr": LR, "head_lr": LR._replace(optional=True), "weight_decay": WEIGHT_DECAY,
             "warmup_ratio": reals(0.0, 1.0, "(a fraction of the steps)", high_open=True),

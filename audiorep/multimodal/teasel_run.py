@@ -208,10 +208,10 @@ def build_front_end(cfg: TeaselRunConfig) -> tuple[nn.Module, str]:
     import audiorep
 
     up = audiorep.load(cfg.upstream, pretrained=cfg.upstream_pretrained)
-    layer = "weighted sum" if cfg.upstream_layer is None else f"layer {cfg.upstream_layer}"
+    layer = "weighted sum" if cfg.layer is None else f"layer {cfg.layer}"
     random_w = not cfg.upstream_pretrained and not Path(cfg.upstream).exists()
     label = f"audiorep upstream {cfg.upstream} ({'RANDOM-WEIGHT' if random_w else 'trained'}, {layer})"
-    return UpstreamFrontEnd(up, cfg.upstream_layer), label
+    return UpstreamFrontEnd(up, cfg.layer), label
 
 
 def build_model(cfg: TeaselRunConfig, mlm_model, front_end: nn.Module | None, stage: str) -> TeaselModel:

@@ -82,11 +82,6 @@ def check_maskable(config: MaskingConfig, longest_frames: int, where: str) -> No
                       "predict; use a shorter span or longer utterances")
 
 
-def mockingjay_masking(**overrides) -> MaskingConfig:
-    """Time alteration only (Mockingjay, AALBERT)."""
-    return MaskingConfig(**overrides)
-
-
 def tera_masking(**overrides) -> MaskingConfig:
     """TERA's time + frequency + magnitude alteration (the ``T_F_M`` checkpoints)."""
     return MaskingConfig(**{"freq_proportion": 0.2, "noise_proportion": 0.15, **overrides})

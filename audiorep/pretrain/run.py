@@ -288,10 +288,3 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         if lock is not None:
             lock.release()
         shutdown(ctx)
-
-
-def main_worker(cfg_dict: dict[str, Any], **kwargs: Any) -> PretrainResult:
-    """Entry for spawned processes (tests): rebuild the config from a plain dict, then :func:`pretrain`."""
-    from ..config import build
-
-    return pretrain(build(PretrainConfig, cfg_dict, ""), **kwargs)

@@ -74,11 +74,11 @@ class MeanPoolMLP(nn.Module):
         return self.out(mean_pool(self.frame(feats), lengths))  # (B, T, M) -> (B, M) -> (B, C)
 
 
-# head name -> (class, output level); which names a task accepts lives in tasks.py
+# head name -> (class, output level): one name per class, "<level>-<kind>"; which names a task accepts is the
+# task's `heads` (probe/tasks/)
 HEADS = {
-    "linear": (FrameLinear, "frame"),
-    "mlp": (FrameMLP, "frame"),
     "frame-linear": (FrameLinear, "frame"),
+    "frame-mlp": (FrameMLP, "frame"),
     "mean-linear": (MeanPoolLinear, "utterance"),
     "mean-mlp": (MeanPoolMLP, "utterance"),
 }

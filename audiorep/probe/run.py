@@ -3,7 +3,7 @@ evaluate the best dev checkpoint on test once. What ``audiorep downstream`` call
 
 Speed: in the frozen modes (weighted-sum, last, layer) the upstream's output never changes, so it runs
 once per utterance and split and the head trains on the cached hidden states (fp16, in memory; with
-``cache_dir`` also on disk, shared by every run over the same upstream and split). An epoch then costs
+``feature_cache`` also on disk, shared by every run over the same upstream and split). An epoch then costs
 only the head. Finetune mode runs the upstream every step.
 
 Under torchrun (WORLD_SIZE > 1) the training batches are split across processes and the trainable part is
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from torch import nn
 
 from ..data.corpus import get_corpus
 from ..data.dataset import AudioDataset, LengthBucketBatchSampler, collate_waveforms
-from ..data.manifest import Utterance
+from ..data.manifest import Utterance, seeded_subset
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write_bytes
 from ..locking import lock_run_folder
@@ -66,7 +65,7 @@ class DownstreamConfig:
     mode: str = "weighted-sum"  # weighted-sum | finetune | last | layer
     layer: int | None = None  # hidden state for mode=layer; in finetune: None = weighted sum, N = that state
     layer_norm: bool = False  # per-hidden-state layer norm before the weighted sum (s3prl's option, off there too)
-    head: str | None = None  # None = the task's default probe (phone: linear, speaker/sentiment: mean-linear)
+    head: str | None = None  # None = the task's default_head (probe/tasks/)
     mlp_size: int = 256  # hidden width of the *-mlp heads
     dropout: float = 0.1  # dropout inside the *-mlp heads
     data: str = "synth"  # bundled corpus name, corpus folder or manifest
@@ -91,7 +90,7 @@ class DownstreamConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     cache: str = "memory"  # frozen modes: "memory" (cache upstream states) or "none" (run upstream each step)
-    cache_dir: str | None = None  # also keep caches on disk here, shared across runs (probe table)
+    feature_cache: str | None = None  # also keep caches on disk in this folder, shared across runs (probe table)
     cache_batch_seconds: float = 60.0  # padded audio per upstream batch while caching
     progress: bool = True  # tqdm bars on stderr
 
@@ -175,13 +174,6 @@ class DownstreamModel(TrainableState, nn.Module):
 
 # ---------------------------------------------------------------- data
 
-def _subset(utts: list[Utterance], n: int | None, seed: int) -> list[Utterance]:
-    if n is None or len(utts) <= n:
-        return utts
-    picked = random.Random(f"audiorep-downstream:{seed}").sample(utts, n)
-    return sorted(picked, key=lambda u: u.id)
-
-
 def check_upstream(task: Task, featurizer: Featurizer, splits: dict[str, list[Utterance]], device: torch.device
                    ) -> None:
     """Frame rate and sample rate of the upstream vs the data, before any training (ConfigError otherwise)."""
@@ -224,13 +216,13 @@ def build_cache(featurizer: Featurizer, utts: list[Utterance], cfg: DownstreamCo
                 desc: str) -> list[torch.Tensor]:
     """Hidden states (K, T_i, H) fp16 on CPU per utterance, in ``utts`` order (K = featurizer.needed_states).
 
-    With ``cfg.cache_dir`` every hidden state is kept on disk (so the other frozen modes reuse the file)
+    With ``cfg.feature_cache`` every hidden state is kept on disk (so the other frozen modes reuse the file)
     and only the needed ones in memory.
     """
     disk = None
-    if cfg.cache_dir:  # every hidden state is stored, so the key needs no mode or layer
+    if cfg.feature_cache:  # every hidden state is stored, so the key needs no mode or layer
         key = feature_cache_key(featurizer.upstream, utterances=utterance_ident(utts))
-        disk = cache_file(cfg.cache_dir, desc, key)
+        disk = cache_file(cfg.feature_cache, desc, key)
         stored = load_features(disk, [u.id for u in utts])
         if stored is not None:
             return [stored[u.id][featurizer.needed_states].contiguous() for u in utts]
@@ -364,7 +356,7 @@ def _param_groups(model: DownstreamModel, cfg: DownstreamConfig) -> list[dict]:
 
 # Settings a resumed run may change: how long it may go on and where and how visibly it runs. The rest
 # (upstream, task, head, data, optimiser, seed) belongs to the checkpoint being continued.
-RESUME_MAY_CHANGE = ("out_dir", "epochs", "patience", "device", "progress", "cache", "cache_dir",
+RESUME_MAY_CHANGE = ("out_dir", "epochs", "patience", "device", "progress", "cache", "feature_cache",
                      "cache_batch_seconds")
 
 
@@ -377,8 +369,8 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
     whose frame rate or sample rate does not match the data. Under torchrun every rank calls this.
     """
     check_output_dir(cfg.run_dir())  # a file in the way or a name too long: refused before any work
-    if cfg.cache_dir:
-        check_output_dir(Path(cfg.cache_dir), "--cache-dir")
+    if cfg.feature_cache:
+        check_output_dir(Path(cfg.feature_cache), "--feature-cache")
     ctx = init_distributed(cfg.device)
     lock = None
     try:
@@ -406,8 +398,8 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
     task = build_task(cfg.task, cfg.head, cfg.label_tolerance)
     corpus = get_corpus(cfg.data)
     names = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
-    utts = {role: _subset(corpus.manifest(split), cfg.max_utts, cfg.seed) for role, split in names.items()}
-    utts["train"] = _subset(utts["train"], cfg.max_train_utts, cfg.seed)
+    utts = {role: seeded_subset(corpus.manifest(split), cfg.max_utts, cfg.seed) for role, split in names.items()}
+    utts["train"] = seeded_subset(utts["train"], cfg.max_train_utts, cfg.seed)
     task.setup(corpus, {names[r]: u for r, u in utts.items()}, cfg.train_split)
 
     # 2. upstream + featurizer + head

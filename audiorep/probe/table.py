@@ -1,4 +1,4 @@
-"""The probe table: {log-mel floor, upstreams} x {weighted-sum, finetune, last} x {phone, speaker} on one corpus.
+"""The probe table: {log-mel floor, upstreams} x {weighted-sum, finetune, last} x {registered tasks} on one corpus.
 
 Every cell is one :func:`run_downstream` (linear probe heads, early stopping on dev, test with the best dev
 weights). Frozen modes share one on-disk cache of every hidden state per upstream and split, so an
@@ -25,7 +25,9 @@ from typing import Any, Mapping, Sequence
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from .plots import plot_layer_weights, plot_learning_curves
+from ..train.select import LOWER_IS_BETTER
 from .run import DownstreamConfig, run_downstream
+from .tasks import TASKS, build_task
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,6 @@ STACKED = "log-mel ±k"  # the stacked-context floor; k picked per task on dev a
 CONTEXTS = (1, 2, 4, 8)  # frames each side
 # recipes/pretrain_<x>.sh on the bundled corpus writes exp/<x>-small-<date>-<time>/final; the newest counts
 DEFAULT_MODELS = {"Mockingjay": "mockingjay-small", "AALBERT": "aalbert-small", "TERA": "tera-small"}
-METRIC = {"phone": "frame_acc", "speaker": "acc", "sentiment": "MAE"}
-# speaker: frame ReLU projection before the mean pool (heads.MeanPoolMLP); with pool-then-linear the
-# log-mel floor would be at chance by construction (CMVN makes every utterance's time mean zero)
-PROBE_HEADS = {"phone": "linear", "speaker": "mean-mlp", "sentiment": "mean-mlp"}
 MODE_LABEL = {"weighted-sum": "weighted sum", "finetune": "finetune", "last": "last layer"}
 
 
@@ -77,10 +75,20 @@ class ProbeTable:
     seconds: float = 0.0
 
 
-def _fmt(v: float | None, task: str) -> str:
+def table_heads() -> dict[str, str]:
+    """Each registered task's probe-table head (its ``table_head``, else its ``default_head``)."""
+    return {name: cls.table_head or cls.default_head for name, cls in TASKS.items()}
+
+
+def _percent(metric: str) -> bool:
+    """Accuracies are shown in %, errors and correlations as they are."""
+    return metric.endswith("acc")
+
+
+def _fmt(v: float | None, metric: str) -> str:
     if v is None:
         return "—"
-    return f"{v:.3f}" if task == "sentiment" else f"{100 * v:.1f}"
+    return f"{100 * v:.1f}" if _percent(metric) else f"{v:.3f}"
 
 
 def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum", "finetune", "last"),
@@ -106,7 +114,11 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
     stacked = {f"log-mel ±{k}": f"logmel-ctx{k}" for k in contexts}
     upstreams = {LOGMEL: "logmel", **stacked, **dict(models)}
     frozen_epochs = {} if epochs is None else {"epochs": epochs}
-    heads = {**PROBE_HEADS, **dict(heads or {})}
+    heads = {**table_heads(), **dict(heads or {})}
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        raise ConfigError(f"tasks: unknown {unknown}; registered: {', '.join(TASKS)}")
+    metric = {t: build_task(t, heads[t]).primary for t in tasks}  # the dev metric that picks each cell's epoch
     t_all = time.perf_counter()
     cells: list[dict[str, Any]] = []
     for task in tasks:
@@ -118,7 +130,7 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
                 settings = dict(task=task, upstream=path, mode=mode, head=heads[task], data=data,
                                 out_dir=str(run_dir), **budget, max_utts=max_utts,
                                 max_train_utts=finetune_train_utts if mode == "finetune" else None,
-                                device=device, progress=progress, cache_dir=str(cache_dir),
+                                device=device, progress=progress, feature_cache=str(cache_dir),
                                 **(overrides or {}))
                 cfg = DownstreamConfig(**settings)
                 cell = _finished(run_dir, settings)
@@ -127,20 +139,20 @@ def probe_table(models: Mapping[str, str], modes: Sequence[str] = ("weighted-sum
                     t0 = time.perf_counter()
                     res = run_downstream(cfg, overwrite=True)
                     cell = {"task": task, "upstream": name, "path": path, "mode": mode,
-                            "metric": METRIC[task], "test": res.test, "best_dev": res.best_dev,
+                            "metric": metric[task], "test": res.test, "best_dev": res.best_dev,
                             "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
                             "layer_weights": res.layer_weights, "history": res.history,
                             "cache_seconds": res.cache_seconds, "train_seconds": res.train_seconds,
                             "seconds": time.perf_counter() - t0, "settings": settings}
                     atomic_write_bytes(run_dir / "cell.json", json.dumps(cell, indent=2).encode())
-                    print(f"[probe-table] {task} / {name} / {mode}: test {METRIC[task]} "
-                          f"{res.test[METRIC[task]]:.4f} ({cell['seconds']:.0f} s)", file=sys.stderr)
+                    print(f"[probe-table] {task} / {name} / {mode}: test {metric[task]} "
+                          f"{res.test[metric[task]]:.4f} ({cell['seconds']:.0f} s)", file=sys.stderr)
                 cells.append(cell)
     seconds = time.perf_counter() - t_all
-    md = render_markdown(cells, list(upstreams), list(modes), list(tasks), data, seconds, heads, list(stacked))
+    md = render_markdown(cells, list(upstreams), list(modes), list(tasks), data, seconds, heads, list(stacked), metric)
     (out / "probe_table.md").write_text(md)
     atomic_write_bytes(out / "results.json", json.dumps({"cells": cells, "seconds": seconds}, indent=2).encode())
-    _plots(cells, out, tasks)
+    _plots(cells, out, tasks, metric)
     if not keep_cache and cache_dir.is_dir():
         shutil.rmtree(cache_dir)  # hidden states of every layer: hundreds of MB per upstream
     return ProbeTable(out, md, cells, seconds)
@@ -160,15 +172,17 @@ def _best_stacked(cells: list[dict[str, Any]], task: str, stacked: Sequence[str]
     cands = [c for c in cells if c["task"] == task and c["upstream"] in stacked]
     if not cands:
         return None
-    sign = -1.0 if METRIC[task] == "MAE" else 1.0
+    sign = -1.0 if cands[0]["metric"] in LOWER_IS_BETTER else 1.0
     return max(cands, key=lambda c: sign * float(c["best_dev"][c["metric"]]))
 
 
 def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: list[str], tasks: list[str],
-                    data: str, seconds: float, heads: Mapping[str, str] = PROBE_HEADS,
-                    stacked: Sequence[str] = ()) -> str:
+                    data: str, seconds: float, heads: Mapping[str, str] | None = None,
+                    stacked: Sequence[str] = (), metric: Mapping[str, str] | None = None) -> str:
     """Rows = upstreams, columns = task x mode. The floors fill their rows (they have no layers to weigh);
     the stacked-context candidates make one row, each task's k chosen on dev, and a second table lists them."""
+    heads = {**table_heads(), **dict(heads or {})}
+    metric = dict(metric or {t: build_task(t, heads[t]).primary for t in tasks})
     floors = {LOGMEL, *stacked}
     best = {t: _best_stacked(cells, t, stacked) for t in tasks}
 
@@ -181,7 +195,7 @@ def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: li
                 return float(c["test"][c["metric"]])
         return None
 
-    unit = {"phone": "frame acc %", "speaker": "utt acc %", "sentiment": "MAE"}
+    unit = {t: metric[t].replace("_", " ") + (" %" if _percent(metric[t]) else "") for t in tasks}
     head = ["upstream"] + [f"{t} {MODE_LABEL.get(m, m)}" for t in tasks for m in modes]
     lines = [
         f"Probe table on `{data}` (test split, best dev epoch; "
@@ -200,7 +214,7 @@ def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: li
         elif name == STACKED:
             chosen = ", ".join(f"{t} k={best[t]['upstream'].rsplit('±', 1)[1]}" for t in tasks if best[t])
             label += f" (floor, k on dev: {chosen})"
-        row = [label] + [_fmt(get(t, name, m), t) for t in tasks for m in modes]
+        row = [label] + [_fmt(get(t, name, m), metric[t]) for t in tasks for m in modes]
         lines.append("| " + " | ".join(row) + " |")
     if stacked:
         lines += ["", "Stacked-context candidates (dev / test):", "",
@@ -209,8 +223,8 @@ def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: li
             vals = []
             for t in tasks:
                 c = next((c for c in cells if c["task"] == t and c["upstream"] == name), None)
-                vals.append("—" if c is None else f"{_fmt(float(c['best_dev'][c['metric']]), t)} / "
-                                                  f"{_fmt(float(c['test'][c['metric']]), t)}")
+                vals.append("—" if c is None else f"{_fmt(float(c['best_dev'][c['metric']]), c['metric'])} / "
+                                                  f"{_fmt(float(c['test'][c['metric']]), c['metric'])}")
             lines.append(f"| {name.rsplit('±', 1)[1]} | " + " | ".join(vals) + " |")
     lines += ["", "Convergence (best dev epoch / epochs run; a cell whose best epoch is its last had not "
               "plateaued):", ""]
@@ -222,7 +236,7 @@ def render_markdown(cells: list[dict[str, Any]], upstreams: list[str], modes: li
     return "\n".join(lines) + "\n"
 
 
-def _plots(cells: list[dict[str, Any]], out: Path, tasks: Sequence[str]) -> None:
+def _plots(cells: list[dict[str, Any]], out: Path, tasks: Sequence[str], metric: Mapping[str, str]) -> None:
     for task in tasks:
         ws = {c["upstream"]: c["layer_weights"] for c in cells
               if c["task"] == task and c["mode"] == "weighted-sum" and len(c["layer_weights"]) > 1}
@@ -234,4 +248,4 @@ def _plots(cells: list[dict[str, Any]], out: Path, tasks: Sequence[str]) -> None
                 key = f"dev_{c['metric']}"
                 curves[f"{c['upstream']} {c['mode']}"] = ([h["epoch"] for h in c["history"]],
                                                           [h.get(key, float("nan")) for h in c["history"]])
-        plot_learning_curves(curves, out / f"curves_{task}.png", METRIC[task], title=f"{task}: dev curves")
+        plot_learning_curves(curves, out / f"curves_{task}.png", metric[task], title=f"{task}: dev curves")

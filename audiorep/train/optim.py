@@ -98,10 +98,10 @@ def build_optimizer(model: nn.Module | None, config: OptimConfig,
 def adamw_options(device: torch.device | str) -> dict[str, Any]:
     """Implementation flags for Adam(W) on ``device``: the fused kernel on CPU, torch's default elsewhere.
 
-    Measured on mockingjay-base (21.3M parameters + head), clip + step on one core: the per-parameter loop
-    took 100 ms, ``foreach=True`` 149 ms, ``fused=True`` 47 ms. The state (exp_avg, exp_avg_sq, step) is the
-    same in every implementation, so checkpoints move between them. CUDA keeps torch's default (foreach)
-    until measured there.
+    On CPU the fused kernel is the fastest of the three implementations (per-parameter loop, ``foreach``,
+    ``fused``) for clip + step on mockingjay-base, and ``foreach`` the slowest; docs/speed.md has the timings and
+    the command. The state (exp_avg, exp_avg_sq, step) is the same in every implementation, so checkpoints
+    move between them. CUDA keeps torch's default (foreach) until measured there.
     """
     if torch.device(device).type == "cpu":
         return {"fused": True}

@@ -18,7 +18,7 @@ def wav_batch(B: int = 2, S: int = 4000):
 
 def _one_step(feat: Featurizer) -> dict[str, torch.Tensor]:
     """One AdamW step of a linear head on the featurizer; returns upstream params before the step."""
-    head = build_head("linear", feat.hidden_size, 5)
+    head = build_head("frame-linear", feat.hidden_size, 5)
     params = [p for p in list(feat.parameters()) + list(head.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-2)
     before = {k: v.detach().clone() for k, v in feat.upstream.state_dict().items()}

@@ -260,7 +260,7 @@ def test_cli_downstream_with_hf_upstream(tmp_path, hf_folders, bundled, capsys):
 def test_phone_labels_follow_20ms_frames():
     from audiorep.probe.tasks.phone import PhoneTask
 
-    task = PhoneTask(head="linear")
+    task = PhoneTask(head="frame-linear")
     task.labels = {"u": torch.arange(101)}  # 10 ms labels of one second
     task.match_frame_hop(320, 16000)
     assert task.target(type("U", (), {"id": "u"})(), 49)[:3].tolist() == [1, 3, 5]  # nearest each frame's centre
@@ -284,7 +284,7 @@ def test_teasel_front_end_from_hf(tmp_path, hf_folders):
     from audiorep.multimodal.teasel_run import build_front_end, front_end_key
 
     folder, _ = hf_folders["wav2vec2-large"]
-    cfg = load_run_config(None, ["front_end=upstream", f"upstream=hf:{folder}", "upstream_layer=-1"])
+    cfg = load_run_config(None, ["front_end=upstream", f"upstream=hf:{folder}", "layer=-1"])
     fe, label = build_front_end(cfg)
     assert "trained" in label and fe.output_dim == 32 and fe.sample_rate == 16000
     raw, lens = fe.frozen_features([torch.randn(6400) * 0.1, torch.randn(3200) * 0.1])

@@ -189,7 +189,7 @@ def test_dmd_margin_loss_matches_loops_with_ties():
 
 
 def test_gd_edge_prior_published_values():
-    from audiorep.multimodal.dmd import edge_prior
+    from audiorep.multimodal.heads.dmd import edge_prior
 
     names = ["T", "A", "V"]
     gd = GDUnit(names, d=4, gd_size=2, dropout=0.0)
@@ -355,7 +355,7 @@ def test_dmd_reconstruction_targets_are_not_detached():
 
 
 def test_dmd_presets():
-    from audiorep.multimodal.dmd import dmd_mosei, dmd_mosi
+    from audiorep.multimodal.heads.dmd import dmd_mosei, dmd_mosi
 
     mosi, mosei = dmd_mosi(), dmd_mosei(dropout=0.2)
     assert (mosi.audio_dim, mosi.vision_dim, mosi.d, mosi.heads) == (5, 20, 50, 10)
@@ -406,7 +406,7 @@ def test_deepmlf_fusion_changes_only_fusion_positions_of_first_block():
 
 
 def test_deepmlf_aux_loss_per_token():
-    from audiorep.multimodal.deepmlf import aux_token_loss
+    from audiorep.multimodal.heads.deepmlf import aux_token_loss
 
     # two tokens predicting +1 and -1 for a label of 0: each is 1 off (published loss 1); their mean is exact (0)
     assert aux_token_loss(torch.tensor([[1.0, -1.0]]), torch.tensor([0.0])).item() == pytest.approx(1.0)
@@ -417,7 +417,7 @@ def test_deepmlf_aux_loss_per_token():
 
 
 def test_deepmlf_loss_weights_and_lm_targets():
-    from audiorep.multimodal.deepmlf import next_token_targets
+    from audiorep.multimodal.heads.deepmlf import next_token_targets
 
     # left padding: pads predict nothing, the last real token predicts end-of-text (eos 3)
     ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
@@ -458,7 +458,7 @@ def test_deepmlf_frozen_lm_dropout_follows_the_config():
 
 
 def test_deepmlf_presets():
-    from audiorep.multimodal.deepmlf import deepmlf_mosei, deepmlf_mosi
+    from audiorep.multimodal.heads.deepmlf import deepmlf_mosei, deepmlf_mosi
 
     mosei, mosi = deepmlf_mosei(), deepmlf_mosi(num_fusion_tokens=20)
     assert (mosei.num_fusion_tokens, mosei.fusion_layers, mosei.lm_weight) == (12, [3, 5, 7, 8, 9, 10, 11], 1.1)
@@ -622,3 +622,17 @@ def test_table_of_a_missing_or_empty_folder_is_an_error(tmp_path):
         table(str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="no result JSONs with a summary"):
         table(str(tmp_path))
+
+
+def test_max_utts_is_the_probes_seeded_subset():
+    """max_utts means one thing in both runners: the seeded random subset the probe draws, not the first N."""
+    from audiorep.data import get_corpus
+    from audiorep.data.manifest import seeded_subset
+    from audiorep.multimodal.data import corpus_splits
+
+    utts = get_corpus("synth").manifest("dev")
+    probe = seeded_subset(utts, 6, seed=0)  # what run_downstream(max_utts=6, seed=0) trains on
+    assert [u.id for u in probe] != [u.id for u in utts[:6]]
+    splits, _ = corpus_splits("synth", ["dev"], "logmel", max_utts=6)
+    assert splits["dev"].raw_text == [u.text for u in probe]
+    assert seeded_subset(utts, None) is utts and seeded_subset(utts, len(utts) + 1) is utts

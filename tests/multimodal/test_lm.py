@@ -7,7 +7,7 @@ import hashlib
 import json
 
 from audiorep.multimodal import lm as lm_mod
-from audiorep.multimodal.teasel_config import SmallLMConfig
+from audiorep.multimodal.teasel_config import SmallRobertaConfig
 from audiorep.multimodal.text import SmallGPT2Config, load_decoder
 
 TEXTS = ["the movie was good", "the plot was really bad", "quite fine actors", "the actors were good"]
@@ -41,5 +41,5 @@ def test_small_gpt2_cache_name_carries_its_format_so_stale_folders_are_not_reuse
 
 def test_small_roberta_cache_name_is_unchanged():
     """The RoBERTa tokenizer was always built right: its cached LMs (and results naming them) stay valid."""
-    cfg = SmallLMConfig()
+    cfg = SmallRobertaConfig()
     assert lm_mod._cache_key(TEXTS, cfg) == settings_only_key(TEXTS, cfg)

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from audiorep.scoring import (
-    is_better,
     mosi_metrics,
     pearson,
     regression_metrics,
@@ -17,6 +16,7 @@ from audiorep.scoring import (
     weighted_f1,
 )
 from audiorep.errors import ConfigError
+from audiorep.train.select import is_better  # the one selection rule, where it lives
 
 
 def test_weighted_f1_two_classes():

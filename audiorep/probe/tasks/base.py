@@ -125,6 +125,7 @@ class Task:
     frame_level: bool = False  # targets / outputs per frame (needs 10 ms upstream frames)
     class_names: list[str] = field(default_factory=list)
     default_head: str = ""  # the head a run gets when it names none (the task's standard probe)
+    table_head: str = ""  # the head of the task's probe-table column; "" = default_head
 
     def check_head(self) -> None:
         if self.head not in self.heads:

@@ -23,9 +23,9 @@ from .base import Task, _FrameAccuracy, align_frame_labels, register_task
 @dataclass
 class PhoneTask(Task):
     name: str = "phone"
-    heads: tuple[str, ...] = ("linear", "mlp")
+    heads: tuple[str, ...] = ("frame-linear", "frame-mlp")
     primary: str = "frame_acc"
-    default_head: str = "linear"
+    default_head: str = "frame-linear"
     frame_level: bool = True
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
     label_stride: int = 1  # 10 ms labels per upstream frame (2 for wav2vec2's 20 ms frames)

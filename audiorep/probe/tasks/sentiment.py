@@ -21,6 +21,9 @@ class SentimentTask(Task):
     heads: tuple[str, ...] = ("mean-linear", "mean-mlp")
     primary: str = "MAE"
     default_head: str = "mean-linear"
+    # the probe table's floor is CMVN log-mel, whose time mean is zero: pool-then-linear is at chance on it by
+    # construction, so the table uses a frame ReLU projection before the pool (heads.MeanPoolMLP)
+    table_head: str = "mean-mlp"
     num_outputs: int = 1
     label_key: str = "sentiment"  # manifest label holding the score
     family: str = "mosi"  # metric family: [-3, 3] labels as in CMU-MOSI

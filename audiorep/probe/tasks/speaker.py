@@ -21,6 +21,9 @@ class SpeakerTask(Task):
     name: str = "speaker"
     heads: tuple[str, ...] = ("mean-linear", "mean-mlp", "frame-linear")
     default_head: str = "mean-linear"
+    # the probe table's floor is CMVN log-mel, whose time mean is zero: pool-then-linear is at chance on it by
+    # construction, so the table uses a frame ReLU projection before the pool (heads.MeanPoolMLP)
+    table_head: str = "mean-mlp"
     speaker_index: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .common import CrossLayer, FusionHead, FusionOutput, l1, lengths_to_mask, masked_mean, sinusoid_positions
+from ...errors import ConfigError
+from .base import register_head
+from ..common import CrossLayer, FusionHead, FusionOutput, l1, lengths_to_mask, masked_mean, sinusoid_positions
 
 
 @dataclass
@@ -172,6 +173,8 @@ def _decoder_body(lm: nn.Module) -> nn.Module:
     return body
 
 
+@register_head("deepmlf", DeepMLFConfig, needs=("decoder_lm",), row=30,
+               summary="DeepMLF: fusion tokens + gated cross-attention inside a frozen GPT-2-style LM")
 class DeepMLF(FusionHead):
     """DeepMLF over a frozen GPT-2-style decoder LM (``transformers``) and its tokenizer; see the module doc."""
 

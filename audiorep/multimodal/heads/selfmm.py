@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .common import FusionHead, FusionOutput, LSTMSubNet, TextEncoder
+from .base import register_head
+from ..common import FusionHead, FusionOutput, LSTMSubNet, TextEncoder
 
 EPS = 1e-8  # keeps delta and alpha finite when a distance or delta_f is 0
 
@@ -141,6 +142,8 @@ class _Head3(nn.Module):
         return self.l3(torch.relu(self.l2(f))).squeeze(-1), f  # (B,), (B, hidden)
 
 
+@register_head("selfmm", SelfMMConfig, needs=("text",), row=10,
+               summary="Self-MM: multimodal + unimodal heads with self-generated unimodal labels")
 class SelfMM(FusionHead):
     """Self-MM over any text encoder and (B, T, D) audio [+ vision] features; see the module doc."""
 

@@ -42,8 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .common import CrossLayer, FusionHead, FusionOutput, TextEncoder, l1, lengths_to_mask, masked_mean
+from ...errors import ConfigError
+from .base import register_head
+from ..common import CrossLayer, FusionHead, FusionOutput, TextEncoder, l1, lengths_to_mask, masked_mean
 
 MODALITIES = ("T", "A", "V")
 
@@ -241,6 +242,8 @@ class GDUnit(nn.Module):
                 **self.losses(logits_t, reprs_t, weights)}
 
 
+@register_head("dmd", DMDConfig, needs=("text",), row=20,
+               summary="DMD: modality-shared / -specific decoupling and graph distillation")
 class DMD(FusionHead):
     """DMD over a text encoder and (B, T, D) audio [+ vision] features; see the module doc."""
 
