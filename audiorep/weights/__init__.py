@@ -1,0 +1,1 @@
+"""Weights: loading, conversion, the hub, and export."""
