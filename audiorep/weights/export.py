@@ -210,6 +210,7 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, layers: str | int | Se
                                     # epsilons), which turns silent or one-frame inputs into NaN
                                     optimize=False)
     proto = program.model_proto
+    fold_weight_transposes(proto)
     meta = metadata(model, module, "onnx" if quantize is None else "onnx-int8")
     del proto.metadata_props[:]
     for k, v in meta.items():
@@ -225,6 +226,48 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, layers: str | int | Se
     return out
 
 
+def fold_weight_transposes(proto) -> None:
+    """Replace each Transpose of a weight (an initialiser) by the transposed initialiser, in place.
+
+    The exporter writes ``x @ Transpose(W)`` for every linear layer; folded, the MatMul reads a constant
+    weight, which int8 quantisation requires and every runtime prefers. A weight transposed more than once
+    (AALBERT's shared layer) is stored once."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    folded: dict[tuple[str, tuple[int, ...]], str] = {}
+    rename: dict[str, str] = {}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Transpose" and node.input[0] in inits:
+            perm = next((tuple(a.ints) for a in node.attribute if a.name == "perm"), None)
+            key = (node.input[0], perm)
+            if key not in folded:
+                array = numpy_helper.to_array(inits[node.input[0]])
+                name = f"{node.input[0]}.T" if perm in (None, (1, 0)) else node.output[0]
+                graph.initializer.append(numpy_helper.from_array(array.transpose(perm).copy(), name))
+                folded[key] = name
+            rename[node.output[0]] = folded[key]
+        else:
+            keep.append(node)
+    if not rename:
+        return
+    del graph.node[:]
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+        graph.node.append(node)
+    for out in graph.output:
+        if out.name in rename:  # never a weight in practice; keep the graph valid regardless
+            raise ValueError(f"graph output {out.name} is a folded weight")
+    used = {i for n in graph.node for i in n.input}
+    remaining = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(remaining)
+
+
 def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Dynamic int8 (weights int8 per channel, activations quantised per call) on the MatMuls of an ONNX file.
 
@@ -235,8 +278,10 @@ def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
     proto = onnx.load(str(src))
     props = {p.key: p.value for p in proto.metadata_props}
-    # MatMuls fed by an initialiser of the encoder's width; the front end's mel matrix is left fp32
-    nodes = [n.name for n in proto.graph.node if n.op_type in ("MatMul", "Gemm") and "mel" not in " ".join(n.input)]
+    # the encoder's weight MatMuls; the front end's DFT and mel matrices stay fp32 (log features would amplify
+    # their rounding)
+    front = ("dft", "model.features.mel_fb")
+    nodes = [n.name for n in proto.graph.node if n.op_type in ("MatMul", "Gemm") and not set(n.input) & set(front)]
     tmp = Path(str(dst) + ".q.tmp")
     try:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
@@ -283,3 +328,20 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def quantize_int8(model: nn.Module, source: str = "model") -> MockingjayModel:
+    """Dynamic int8 linears in the transformer layers of ``model`` (CPU inference), in place; returns it.
+
+    Weights are stored int8 per output channel, activations quantised per call (torch's
+    ``quantize_dynamic``); the layers' GEMMs then run int8 (the kernels call a swapped-in module's own
+    forward, see ``kernels.fused``). The input projection and the front end stay fp32: they are a small
+    share of the work and feed everything after them."""
+    from torch.ao.quantization import quantize_dynamic
+
+    model = check_exportable(model, source)
+    if next(model.parameters()).device.type != "cpu":
+        raise ConfigError(f"{source}: int8 inference runs on CPU; load the model with device cpu")
+    model.float().eval()
+    model.layers = quantize_dynamic(model.layers, {nn.Linear}, dtype=torch.qint8)
+    return model
