@@ -15,6 +15,7 @@ from ..audio import WaveformBatch, batch_waveforms
 from ..errors import AudioError, CheckpointError
 from ..features import FeatureConfig, FeatureExtractor
 from ..fileio import atomic_write_bytes
+from .card import CARD_NAME, found_results, is_own_card, render_card
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -62,11 +63,14 @@ class PretrainedModel(WaveformUpstream):
     architecture: ClassVar[str]
     config_class: ClassVar[type]
 
-    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, nn.Module] | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (created if needed), atomically.
+    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, nn.Module] | None = None,
+                        training: dict[str, Any] | None = None, repo_id: str | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` + a model card ``README.md`` into ``directory``, atomically.
 
         ``extra`` modules (e.g. the pretraining head) are stored under their key as a prefix; ``audiorep.load``
-        ignores them, so the folder stays loadable as a plain upstream.
+        ignores them, so the folder stays loadable as a plain upstream. ``training`` (e.g. data, steps) goes
+        into the card with any results found beside the folder (:mod:`audiorep.models.card`); a README.md
+        that audiorep did not write is left as it is.
         """
         from safetensors.torch import save
 
@@ -88,23 +92,29 @@ class PretrainedModel(WaveformUpstream):
         }
         atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
         atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+        if is_own_card(directory / CARD_NAME):
+            card = render_card(self.architecture, meta["model"], meta["features"],
+                               sum(p.numel() for p in self.parameters()), training, found_results(directory), repo_id)
+            atomic_write_bytes(directory / CARD_NAME, card.encode())
         return directory
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool | None = None,
                     token: str | None = None, commit_message: str | None = None, create_pr: bool = False,
-                    extra: dict[str, nn.Module] | None = None) -> str:
+                    extra: dict[str, nn.Module] | None = None, replace_card: bool = False) -> str:
         """Publish this model on the Hugging Face hub as ``repo_id`` (created if missing; ``private`` applies then).
 
         Writes :meth:`save_pretrained` into a temporary folder and uploads it as one commit
         (``HfApi.upload_folder``): config.json + model.safetensors, replacing those two files, leaving any
-        other file (a model card) in place. ``token`` defaults to the hub's own (``HF_TOKEN``,
+        other file in place; the model card README.md is uploaded only where the repository has none, unless
+        ``replace_card``. ``token`` defaults to the hub's own (``HF_TOKEN``,
         ``hf auth login``); ``HF_ENDPOINT`` picks another hub. Returns the commit URL. Load it back with
         ``audiorep.load("hf-hub:" + repo_id)``.
         """
         from ..hub import push_folder
 
         return push_folder(self, repo_id, revision=revision, private=private, token=token,
-                           commit_message=commit_message, create_pr=create_pr, extra=extra)
+                           commit_message=commit_message, create_pr=create_pr, extra=extra,
+                           replace_card=replace_card)
 
     @classmethod
     def from_config_dict(cls, meta: dict[str, Any], source: str = "config") -> "PretrainedModel":
