@@ -212,3 +212,15 @@ def test_published_architectures_parity(tmp_path, recordings, name):
     for a, b, want in zip(out, onnx_out, ref.hidden_states):
         assert _max_err(a, want, T) <= PARITY
         assert _max_err(b, want, T) <= PARITY
+
+
+def test_extract_precision_int8(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    folder = _small(distance_bias=False).save_pretrained(tmp_path / "model")
+    wav = str(get_corpus("synth").utterances()[0].path)
+    fp32, int8 = tmp_path / "fp32.safetensors", tmp_path / "int8.safetensors"
+    assert main(["extract", str(folder), wav, "--out", str(fp32), "--layer", "-1"]) == 0
+    assert main(["extract", str(folder), wav, "--out", str(int8), "--layer", "-1", "--precision", "int8"]) == 0
+    a, b = load_file(str(fp32))[wav], load_file(str(int8))[wav]
+    assert a.shape == b.shape and 0.0 < float((a - b).abs().mean()) < 0.05
