@@ -164,10 +164,15 @@ class FeatureExtractor(nn.Module):
         else:
             self.mel_fb = None
 
-    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor, traceable: bool = False,
+                dft_basis: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """wavs (B, S) float zero-padded, lengths (B,) samples -> features (B, T, D), frame lengths (B,).
 
-        Frames past an utterance's length are zero.
+        Frames past an utterance's length are zero. ``traceable`` takes the same arithmetic with no branch on
+        the data (always masked, reflect padding by one gather, both RMS formulas), so that ``torch.export``
+        and ONNX export record one graph valid for every batch; the eager path picks cheaper ops per batch.
+        ``dft_basis`` (:func:`dft_basis`) computes the spectrum as framed samples times that DFT matrix instead of
+        an FFT: what the ONNX export uses, because onnxruntime's STFT op is far less accurate.
         """
         c = self.config
         wavs = wavs.float()
@@ -175,7 +180,7 @@ class FeatureExtractor(nn.Module):
         pad = c.n_fft // 2
         # A batch of equal-length utterances (and every single utterance) needs no masks at all; the
         # masked path below costs ~15 extra passes over the samples, which is most of the front end's time.
-        full = bool((lengths == S).all())
+        full = False if traceable else bool((lengths == S).all())
         if not full:
             valid = torch.arange(S, device=wavs.device) < lengths[:, None]  # (B, S)
             wavs = torch.where(valid, wavs, 0.0)  # padding may hold anything; from here on it is 0
@@ -183,7 +188,7 @@ class FeatureExtractor(nn.Module):
             # Same level for every utterance, from valid samples only (padding would lower the RMS).
             ms = wavs.square().sum(1) / lengths.clamp_min(1)  # (B,)
             rms = ms.sqrt()  # (B,)
-            if not bool(torch.isfinite(ms).all()):
+            if traceable or not bool(torch.isfinite(ms).all()):
                 # A finite sample beyond ~1e19 overflows the float32 square: the scale would be 0 and the
                 # utterance would come out as silence. Take the RMS of the waveform over its peak instead.
                 peak = wavs.abs().amax(1)  # (B,)
@@ -191,18 +196,14 @@ class FeatureExtractor(nn.Module):
                 rms = torch.where(torch.isfinite(ms), rms, peak * rel.sqrt())  # (B,)
             scale = (10.0 ** (c.target_db / 20.0)) / (rms + 1e-10)  # (B,)
             wavs = wavs * scale[:, None]  # (B, S)
-        padded = reflect_pad(wavs, lengths, pad, full)  # (B, S + n_fft)
-        spec = torch.stft(
-            padded,
-            n_fft=c.n_fft,
-            hop_length=c.hop_length,
-            win_length=c.win_length,
-            window=self.window,
-            center=False,
-            return_complex=True,
-        )  # (B, F, T)
-        power = torch.view_as_real(spec).square().sum(-1)  # (B, F, T): re^2 + im^2
-        power = power.transpose(1, 2)  # (B, T, F)
+        if traceable:
+            padded = torch.gather(wavs, 1, reflect_indices(lengths, pad, S + 2 * pad))  # (B, S + n_fft)
+        else:
+            padded = reflect_pad(wavs, lengths, pad, full)  # (B, S + n_fft)
+        if dft_basis is not None:
+            power = dft_power(padded, dft_basis, c.n_fft, c.hop_length)  # (B, T, F)
+        else:
+            power = self._stft_power(padded).transpose(1, 2)  # (B, T, F)
         feats = power @ self.mel_fb if self.mel_fb is not None else power  # (B, T, D)
         if c.log:
             feats = torch.log(feats + c.log_eps)
@@ -214,12 +215,46 @@ class FeatureExtractor(nn.Module):
             feats = feats * fmask
         if c.cmvn:
             feats = cmvn(feats, fmask, frame_lens, c.cmvn_eps)
-        if c.target_db is None and not bool(torch.isfinite(feats).all()):
+        if c.target_db is None and not traceable and not bool(torch.isfinite(feats).all()):
             # without level normalisation, samples far outside [-1, 1] overflow the power spectrum
             bad = (~torch.isfinite(feats)).flatten(1).any(1).nonzero().flatten().tolist()  # utterance indices
             raise AudioError(f"utterance(s) {bad}: features overflow (samples far outside [-1, 1]); scale the "
                              "audio to [-1, 1] or use a feature config with target_db")
         return feats, frame_lens
+
+    def _stft_power(self, padded: torch.Tensor) -> torch.Tensor:
+        """(B, S + n_fft) padded waveforms -> (B, F, T) power spectrum by torch.stft."""
+        c = self.config
+        spec = torch.stft(padded, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
+                          window=self.window, center=False, return_complex=True)  # (B, F, T)
+        return torch.view_as_real(spec).square().sum(-1)  # (B, F, T): re^2 + im^2
+
+
+def dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """(n_fft, 2 F) real DFT matrix with the window folded in, [cos | -sin], F = n_fft // 2 + 1.
+
+    Built in float64 and rounded once, so frames @ basis differs from ``torch.stft(..., center=False)`` by
+    float32 rounding only. A window shorter than n_fft sits in the frame's centre, as torch.stft puts it.
+    """
+    n = torch.arange(n_fft, dtype=torch.float64)
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+    angle = (2.0 * math.pi / n_fft) * torch.outer(n, k)  # (n_fft, F)
+    win = torch.zeros(n_fft, dtype=torch.float64)
+    off = (n_fft - window.shape[0]) // 2
+    win[off:off + window.shape[0]] = window.detach().double().cpu()
+    return torch.cat([win[:, None] * angle.cos(), -win[:, None] * angle.sin()], 1).float()  # (n_fft, 2F)
+
+
+def dft_power(padded: torch.Tensor, basis: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Power spectrum of (B, S) padded waveforms as frames @ :func:`dft_basis`: (B, T, F).
+
+    Plain Gather and MatMul ops, which every ONNX runtime computes as accurately as its GEMM.
+    """
+    n_frames = (padded.shape[1] - n_fft) // hop + 1
+    idx = torch.arange(n_frames, device=padded.device)[:, None] * hop + torch.arange(n_fft, device=padded.device)
+    frames = padded[:, idx]  # (B, T, n_fft)
+    re, im = (frames @ basis).chunk(2, dim=-1)  # (B, T, F) each
+    return re.square() + im.square()  # (B, T, F)
 
 
 def reflect_pad(wavs: torch.Tensor, lengths: torch.Tensor, pad: int, full: bool) -> torch.Tensor:

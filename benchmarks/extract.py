@@ -43,6 +43,10 @@ def add_arguments(parser) -> None:
     g.add_argument("--batches", default=None,
                    help="comma-separated subset of " + ",".join(BATCHES)
                    + " (default: 8x10,4x30,mixed; --quick: quick,quick-mixed)")
+    g.add_argument("--runtimes", action="store_true",
+                   help="also time the deployment runtimes on the same weights: eager int8 (extract --precision "
+                        "int8), onnxruntime fp32 and int8 (export --to onnx [--quantize int8]) and the torch.export "
+                        "program (export --to torch); each with its error against eager fp32")
     g.add_argument("--eager", action="store_true",
                    help="also time audiorep with its CPU fast path off (AUDIOREP_CPU_FUSION=0), to show its effect")
 
@@ -169,6 +173,7 @@ def run(args) -> dict:
                                    repeats=2 if args.quick else 3, max_rows=512 if args.quick else 2048)
             print(f"  GEMM roofline: {roof16['gflops']:.1f} GFLOP/s ({roof16['library']}, {roof16['shape']}, bf16)",
                   flush=True)
+        runtimes = build_runtimes(ours, Path(tmp)) if args.runtimes else {}
         for label, secs in batches(args):
             wavs = [0.1 * torch.randn(int(s * sr), generator=g).to(device) for s in secs]  # list of (S_i,)
             audio_s = sum(w.numel() for w in wavs) / sr
@@ -182,6 +187,8 @@ def run(args) -> dict:
                     fns["eager"] = lambda: plain(wavs)
                 if ours16 is not None:
                     fns["bf16"] = lambda: ours16(wavs)
+                for name, fn in runtimes.items():
+                    fns[name] = (lambda fn=fn: fn(wavs))
                 times = interleaved(fns, repeats=repeats, warmup=1, device=str(device))
                 row = {"batch": label, "audio_s": audio_s, "max_frames": max(frames),
                        "audiorep_s": median(times["audiorep"]),
@@ -202,6 +209,13 @@ def run(args) -> dict:
                     row.update({"bf16_s": t16, "bf16_gain": row["audiorep_s"] / t16,
                                 "bf16_max_err": float(errs.max()), "bf16_mean_err": float(errs.mean()),
                                 **{f"bf16_{k}": v for k, v in roofline_columns(flops, t16, roof16["gflops"]).items()}})
+                for name, fn in runtimes.items():
+                    t_rt, states = median(times[name]), fn(wavs)
+                    errs = torch.cat([(torch.as_tensor(b)[i, :n].float() - a[i, :n].float()).abs().reshape(-1)
+                                      for a, b in zip(ref.hidden_states, states) for i, n in enumerate(frames)])
+                    row.update({f"{name}_s": t_rt, f"{name}_gain": row["audiorep_s"] / t_rt,
+                                f"{name}_max_err": float(errs.max()), f"{name}_mean_err": float(errs.mean()),
+                                **{f"{name}_{k}": v for k, v in roofline_columns(flops, t_rt, roof["gflops"]).items()}})
                 if theirs is not None:
                     t_s3 = median(times["s3prl"])
                     row.update({"s3prl_s": t_s3, "s3prl_audio_s_per_s": audio_s / t_s3,
@@ -245,11 +259,43 @@ def run(args) -> dict:
                      "bf16_s; bf16_max_err / bf16_mean_err = abs difference from the fp32 hidden states over valid "
                      f"frames, all layers; bf16_roofline_pct against the best bf16 GEMM rate measured now "
                      f"({roof16['gflops']:.1f} GFLOP/s, {roof16['shape']})")
+    if args.runtimes:
+        notes.append("runtimes, same weights, all hidden states out: int8 = eager with dynamic int8 linears in the "
+                      "layers (weights.export.quantize_int8, torch's quantize_dynamic; what extract --precision int8 "
+                      "runs); onnx / onnx_int8 = onnxruntime (CPU provider, same thread count) on the file of "
+                      "`audiorep export --to onnx` (front end in the graph) and its --quantize int8 variant; export = "
+                      "the torch.export program (`--to torch`), plain kernels. *_gain = audiorep_s / *_s (audiorep = "
+                      "eager fp32 with its CPU fast path); *_err = abs difference from eager fp32 over valid frames, "
+                      "all layers; *_roofline_pct against the fp32 GEMM roofline")
     if theirs is None:
         notes.append("s3prl not run (--no-s3prl): no ratio, no difference")
     return {"rows": rows, "notes": notes, "tables": tables,
             "meta": {"model": args.model, "attention_backend": _backend(ours),
                      "gemm_roofline_gflops": round(roof["gflops"], 1), "gemm_roofline_shape": roof["shape"]}}
+
+
+def build_runtimes(model, workdir: Path) -> dict:
+    """name -> fn(list of waveforms) -> hidden states (each (B, T', H), T' >= the eager frames), for --runtimes."""
+    import audiorep.weights.export as ex
+    from audiorep.audio import batch_waveforms
+
+    out = {"int8": lambda wavs, q=ex.quantize_int8(copy.deepcopy(model)): q(wavs).hidden_states}
+    prog = torch.export.load(str(ex.export_program(model, workdir / "m.pt2"))).module()
+    out["export"] = lambda wavs: prog(*batch_waveforms(wavs, None))[:-1]
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return out
+    for name, quantize in (("onnx", None), ("onnx_int8", "int8")):
+        sess = ex.onnx_session(ex.export_onnx(model, workdir / f"{name}.onnx", quantize=quantize),
+                               threads=torch.get_num_threads())
+
+        def run_onnx(wavs, sess=sess):
+            w, n = batch_waveforms(wavs, None)
+            return sess.run(None, {"wavs": w.numpy(), "wav_lens": n.numpy()})[:-1]
+
+        out[name] = run_onnx
+    return out
 
 
 def _eager_model(ckpt: Path):

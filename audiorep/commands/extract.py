@@ -42,9 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="a file that cannot be read: stop (raise, the default) or leave it out and list it at "
                         "the end (skip)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="encoder arithmetic: fp32 (default) or bf16 (faster on CPUs with bf16 GEMMs, "
-                        "~1e-2 absolute error; mockingjay/aalbert/tera encoders); features are saved as fp32")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="encoder arithmetic: fp32 (default), bf16 (faster on CPUs with bf16 GEMMs, ~1e-2 absolute "
+                        "error) or int8 (CPU: dynamic int8 linears in the transformer layers; docs/deploy.md has "
+                        "speed and error); mockingjay/aalbert/tera encoders; features are saved as fp32")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for testing a pipeline)")
     p.set_defaults(func=run)
 
@@ -94,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.model, pretrained=not args.no_pretrained, device=args.device)
     if args.precision == "bf16":
         _to_bf16(model, args.model)
+    elif args.precision == "int8":
+        from ..weights.export import quantize_int8
+
+        quantize_int8(model, f"--precision int8: {args.model}")
     n_states = model.num_layers + 1
     if args.layer is not None and not -n_states <= args.layer < n_states:
         raise ConfigError(f"--layer {args.layer}: the model has hidden states 0..{n_states - 1}")

@@ -100,6 +100,8 @@ def dense(x: torch.Tensor, layer: nn.Linear, choice: "KernelChoice") -> torch.Te
 
     oneDNN's GEMMs forward and backward where :func:`onednn_training` says so, ``F.linear`` otherwise.
     """
+    if type(layer) is not nn.Linear:  # a swapped-in module (dynamic int8): its own forward runs the GEMM
+        return layer(x)
     if onednn_training(choice, x):
         return _OneDNNLinear.apply(x, layer.weight, layer.bias)
     return F.linear(x, layer.weight, layer.bias)
@@ -113,8 +115,8 @@ def linear(x: torch.Tensor, layer: nn.Linear, gelu: bool = False, residual: torc
     """
     if gelu and residual is not None:
         raise ValueError("linear: pass gelu or residual, not both")
-    if not fused:
-        y = F.linear(x, layer.weight, layer.bias)
+    if not fused or type(layer) is not nn.Linear:  # a swapped-in module (dynamic int8) runs its own GEMM
+        y = F.linear(x, layer.weight, layer.bias) if type(layer) is nn.Linear else layer(x)
         if gelu:
             return F.gelu(y)
         return y if residual is None else y + residual

@@ -15,6 +15,7 @@ from ..audio import WaveformBatch, batch_waveforms
 from ..errors import AudioError, CheckpointError
 from ..features import FeatureConfig, FeatureExtractor
 from ..fileio import atomic_write_bytes
+from .card import CARD_NAME, found_results, render_card, still_generated
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -65,17 +66,19 @@ class PretrainedModel(WaveformUpstream):
     # on a CPU); the family's default config is the published one
     tiny_config: ClassVar[dict[str, Any]] = {}
 
-    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, nn.Module] | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (created if needed), atomically.
+    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, nn.Module] | None = None,
+                        training: dict[str, Any] | None = None, repo_id: str | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` + a model card ``README.md`` into ``directory``, atomically.
 
         ``extra`` modules (e.g. the pretraining head) are stored under their key as a prefix; ``audiorep.load``
-        ignores them, so the folder stays loadable as a plain upstream.
+        ignores them, so the folder stays loadable as a plain upstream. ``training`` (e.g. data, steps) goes
+        into the card with any results found beside the folder (:mod:`audiorep.models.card`); a README.md
+        that audiorep did not write is left as it is.
         """
         from safetensors.torch import save
 
+        from ..ownership import claim_new, owned_names
         from ..version import __version__
-
-        from ..ownership import claim_new
 
         directory = Path(directory)
         # a folder audiorep did not write (a transformers model) keeps its config.json and weights
@@ -94,6 +97,12 @@ class PretrainedModel(WaveformUpstream):
         }
         atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
         atomic_write_bytes(directory / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+        card_path = directory / CARD_NAME
+        if not card_path.exists() or (CARD_NAME in owned_names(directory) and still_generated(card_path)):
+            claim_new(directory, [CARD_NAME], replace=True, flag="")
+            card = render_card(self.architecture, meta["model"], meta["features"],
+                               sum(p.numel() for p in self.parameters()), training, found_results(directory), repo_id)
+            atomic_write_bytes(directory / CARD_NAME, card.encode())
         return directory
 
     @classmethod

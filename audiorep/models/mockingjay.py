@@ -198,10 +198,12 @@ class MockingjayModel(PretrainableEncoder, PretrainedModel):
         x = x + self.positions(x.shape[1]).to(x.dtype)  # (B, T, H)
         return self.input_dropout(self.input_norm(x))
 
-    def encode(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+    def encode(self, feats: torch.Tensor, lengths: torch.Tensor | None = None,
+               traceable: bool = False) -> EncoderOutput:
         """Run the encoder on feature frames (B, T, D) with valid frame counts (B,).
 
-        Every position past a length is zero in every returned hidden state.
+        Every position past a length is zero in every returned hidden state. ``traceable`` always takes the
+        masked batched path (no branch on the lengths' values), for torch.export and ONNX export.
         """
         if feats.dim() != 3 or feats.shape[-1] != self.config.input_dim:
             raise ValueError(
@@ -211,7 +213,7 @@ class MockingjayModel(PretrainableEncoder, PretrainedModel):
         if lengths is None:
             lengths = torch.full((B,), T, dtype=torch.long, device=feats.device)
         keep = (torch.arange(T, device=feats.device) < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
-        all_valid = bool((lengths == T).all())
+        all_valid = False if traceable else bool((lengths == T).all())
         if not all_valid and self.packs(feats):
             return self._encode_packed(feats, lengths, keep)
         attn_lens = None if all_valid else lengths

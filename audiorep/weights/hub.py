@@ -301,13 +301,13 @@ def hub_snapshot(text: str, weights: bool = True, progress: bool = True) -> Path
 
 def push_to_hub(model: "PretrainedModel", repo_id: str, *, revision: str | None = None, private: bool | None = None,
                 token: str | None = None, commit_message: str | None = None, create_pr: bool = False,
-                extra: dict[str, Any] | None = None) -> str:
+                extra: dict[str, Any] | None = None, replace_card: bool = False) -> str:
     """Publish ``model`` on the Hugging Face hub as ``repo_id`` (created if missing; ``private`` applies then).
 
     ``save_pretrained`` into a temporary folder, then ``HfApi.create_repo(exist_ok=True)`` and one
-    ``upload_folder`` commit of config.json + model.safetensors; other files in the repository (a model card)
-    stay. ``token`` defaults to the hub's own (``HF_TOKEN``, ``hf auth login``); ``HF_ENDPOINT`` picks another
-    hub. ``extra`` modules are saved beside the encoder as in ``save_pretrained``. Returns the commit's URL;
+    ``upload_folder`` commit of config.json + model.safetensors, and the model card README.md where the
+    repository has none (or ``replace_card``); other files in the repository stay. ``token`` defaults to the
+    hub's own (``HF_TOKEN``, ``hf auth login``); ``HF_ENDPOINT`` picks another hub. ``extra`` modules are saved beside the encoder as in ``save_pretrained``. Returns the commit's URL;
     load it back with ``audiorep.load("hf-hub:" + repo_id)``.
     """
     import tempfile
@@ -322,10 +322,12 @@ def push_to_hub(model: "PretrainedModel", repo_id: str, *, revision: str | None 
     api = hf.HfApi(endpoint=hub_options().get("endpoint"), token=token)
     message = commit_message or f"audiorep {__version__}: {model.architecture} model"
     with tempfile.TemporaryDirectory(prefix="audiorep-push-") as tmp:
-        model.save_pretrained(tmp, extra=extra)
+        model.save_pretrained(tmp, extra=extra, repo_id=repo_id)
         (Path(tmp) / MARKER).unlink(missing_ok=True)  # a local bookkeeping file, not part of the model
         try:
             api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            if not replace_card and api.file_exists(repo_id, "README.md", revision=revision, repo_type="model"):
+                Path(tmp, "README.md").unlink(missing_ok=True)  # the repository's own card stays
             info = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
                                      commit_message=message, create_pr=create_pr)
         except Exception as exc:  # noqa: BLE001 - auth, permission, network: one line naming the repository

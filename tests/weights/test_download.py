@@ -224,7 +224,7 @@ def test_downloaded_and_converted_files_follow_the_umask(online, ckpt_bytes):
         audiorep.load("rel-mode", progress=False)
         folder = cache_dir() / "models" / "rel-mode"
         assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
-            ".audiorep-files.json": 0o644, "config.json": 0o644, "model.safetensors": 0o644}
+            ".audiorep-files.json": 0o644, "README.md": 0o644, "config.json": 0o644, "model.safetensors": 0o644}
         assert folder.stat().st_mode & 0o777 == 0o755
         wav = [torch.randn(1600)]
         assert audiorep.load("rel-mode")(wav).last_hidden_state.isfinite().all()

@@ -299,6 +299,11 @@ class FakeHfApi:
     def create_repo(self, repo_id, **kw):
         self.calls.append(("create_repo", {"repo_id": repo_id, **kw}))
 
+    existing: set = set()  # files the fake repository already holds
+
+    def file_exists(self, repo_id, filename, **kw):
+        return filename in self.existing
+
     def upload_folder(self, *, repo_id, folder_path, **kw):
         files = {str(p.relative_to(folder_path)): p.read_bytes() for p in Path(folder_path).rglob("*") if p.is_file()}
         self.calls.append(("upload_folder", {"repo_id": repo_id, "files": files, **kw}))
@@ -313,6 +318,7 @@ def fake_api(monkeypatch):
     import huggingface_hub
 
     FakeHfApi.calls = []
+    FakeHfApi.existing = set()
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
     monkeypatch.setenv("AUDIOREP_OFFLINE", "0")
     return FakeHfApi
@@ -325,7 +331,8 @@ def test_push_to_hub_uploads_a_folder_that_loads_back(monkeypatch, fake_api, tin
     (_, init), (_, created), (_, upload) = fake_api.calls
     assert init["token"] == "t0k" and created["repo_id"] == "me/tiny" and created["private"] is True
     assert created["exist_ok"] is True and upload["commit_message"] == "first" and upload["create_pr"] is False
-    assert sorted(upload["files"]) == ["config.json", "model.safetensors"]
+    assert sorted(upload["files"]) == ["README.md", "config.json", "model.safetensors"]
+    assert b'audiorep.load("hf-hub:me/tiny")' in upload["files"]["README.md"]
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub_cache(Path(os.environ["HF_HUB_CACHE"]), "me/tiny", upload["files"])
@@ -353,8 +360,19 @@ def test_push_command(tmp_path, fake_api, tiny_model, capsys):
     assert capsys.readouterr().out.strip() == f"https://hub.test/me/cli/commit/{COMMIT}"
     upload = dict(fake_api.calls)["upload_folder"]
     assert upload["revision"] == "dev" and upload["commit_message"] == "from the CLI"
-    assert upload["files"] == folder_files(folder)
+    card = upload["files"].pop("README.md")
+    assert upload["files"] == {k: v for k, v in folder_files(folder).items() if k != "README.md"}
+    assert b"# me/cli" in card
     # a bad repository id is refused before anything is loaded or uploaded
     fake_api.calls.clear()
     assert main(["push", str(folder), "bad id"]) == 2
     assert fake_api.calls == [] and "org/name" in capsys.readouterr().err
+
+
+def test_push_keeps_the_repository_card_unless_asked(fake_api, tiny_model):
+    fake_api.existing = {"README.md"}
+    push_to_hub(tiny_model(), "me/tiny")
+    assert "README.md" not in dict(fake_api.calls)["upload_folder"]["files"]
+    fake_api.calls.clear()
+    push_to_hub(tiny_model(), "me/tiny", replace_card=True)
+    assert "README.md" in dict(fake_api.calls)["upload_folder"]["files"]

@@ -14,7 +14,7 @@ from audiorep.registry import ModelSpec, register_model, unregister_model
 def test_save_pretrained_roundtrip(tmp_path, tiny_model):
     m = tiny_model().eval()
     m.save_pretrained(tmp_path / "m", extra={"head": SpecPredictionHead(m.config)})
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".audiorep-files.json", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".audiorep-files.json", "README.md", "config.json", "model.safetensors"]
     m2 = audiorep.load(tmp_path / "m")
     wav = [torch.randn(3200)]
     assert torch.equal(m(wav).last_hidden_state, m2(wav).last_hidden_state)
