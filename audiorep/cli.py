@@ -60,7 +60,8 @@ class CommandParser(argparse.ArgumentParser):
                 keep.append(word)
             i += 1
         ns, extras = super().parse_known_args(keep, namespace)
-        ns.overrides = overrides
+        # a nested command (``downstream probe-table``) has collected its own; the words before it come first
+        ns.overrides = overrides + list(getattr(ns, "overrides", None) or [])
         return ns, extras
 
 

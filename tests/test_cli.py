@@ -201,3 +201,21 @@ def test_written_files_follow_the_umask(tmp_path):
         assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_probe_table_takes_config_and_overrides_like_every_run(tmp_path, capsys):
+    """`downstream probe-table` reads --config, key=value and --print-config like the other commands."""
+    import yaml
+
+    assert main(["downstream", "probe-table", "epochs=3", "batch_size=8", "--models", "logmel", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["epochs"] == 3 and printed["overrides"] == {"batch_size": 8}
+    cfg = tmp_path / "cells.yaml"
+    cfg.write_text("epochs: 2\nlr: 0.005\n")
+    assert main(["downstream", "probe-table", "--config", str(cfg), "--models", "logmel", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["epochs"] == 2 and printed["overrides"] == {"lr": 0.005}
+    assert main(["downstream", "probe-table", "task=speaker", "--models", "logmel"]) == 2
+    assert "set per cell by the grid (--tasks)" in capsys.readouterr().err
+    assert main(["downstream", "probe-table", "lr=inf", "--models", "logmel"]) == 2
+    assert "lr must be a finite number" in capsys.readouterr().err

@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--keep-cache", action="store_true", help="keep the on-disk hidden-state caches")
     q.add_argument("--device", default="auto")
     q.add_argument("--no-progress", action="store_true")
-    q.add_argument("--print-config", action="store_true", help="print the grid's resolved settings as YAML and exit")
+    add_config_args(q, "YAML DownstreamConfig whose settings every cell takes (as recipes/configs/downstream/)",
+                    "epochs=3 batch_size=8")
     q.set_defaults(func=run_probe_table)
 
 
@@ -128,12 +129,17 @@ def run_probe_table(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"--head {bad[0]!r}: expected TASK=HEAD, e.g. speaker=mean-linear")
     models = parse_models(args.models) if args.models else default_models()
+    cell_settings = _cell_settings(args.config, args.overrides)
+    if "epochs" in cell_settings:  # key=value epochs is the frozen cells' budget, as --epochs is
+        args.epochs = cell_settings.pop("epochs")
+    if args.lr is not None:
+        cell_settings["lr"] = args.lr
     grid = dict(modes=list(args.modes), tasks=list(args.tasks), data=args.data, out_dir=args.out, epochs=args.epochs,
                 finetune_epochs=args.finetune_epochs, max_utts=args.max_utts,
                 finetune_train_utts=args.finetune_train_utts or None, device=args.device,
                 progress=not args.no_progress, keep_cache=args.keep_cache, contexts=list(args.contexts),
                 heads=dict(h.split("=", 1) for h in args.heads if "=" in h),
-                overrides={"lr": args.lr} if args.lr is not None else None)
+                overrides=cell_settings or None)
     if args.print_config:  # the grid's settings (each cell is a DownstreamConfig built from them)
         return print_config({"models": dict(models), **grid})
     from ..ownership import check_output_dir
@@ -143,3 +149,26 @@ def run_probe_table(args: argparse.Namespace) -> int:
     print(table.markdown)
     print(f"written: {table.out_dir}")
     return 0
+
+
+# what the grid itself sets in every cell: given in a config or key=value they would be silently replaced
+_GRID_OWNED = {"task": "--tasks", "upstream": "--models", "mode": "--modes", "head": "--head TASK=HEAD",
+               "data": "--data", "out_dir": "--out", "max_utts": "--max-utts", "max_train_utts": "--finetune-train-utts",
+               "device": "--device", "progress": "--no-progress", "feature_cache": "(the table's own cache)"}
+
+
+def _cell_settings(config: str | None, overrides: list[str]) -> dict:
+    """``--config FILE`` + ``key=value`` -> the DownstreamConfig settings every cell takes, checked now (before
+    any cell runs); a setting the grid owns is refused with the flag that sets it."""
+    from ..config import apply_overrides, build, read_yaml
+    from ..errors import ConfigError
+    from ..probe.run import DownstreamConfig
+
+    data = read_yaml(config) if config else {}
+    data = apply_overrides(DownstreamConfig, data, overrides)
+    owned = sorted(set(data) & set(_GRID_OWNED))
+    if owned:
+        raise ConfigError(f"probe-table: {owned[0]} is set per cell by the grid ({_GRID_OWNED[owned[0]]}); leave "
+                          "it out of --config and key=value")
+    build(DownstreamConfig, {**data, "task": "phone"}, "")  # every key and value checked before the first cell
+    return data

@@ -495,6 +495,9 @@ def run_finetune(cfg: TeaselRunConfig) -> dict[str, Any]:
     ``use_audio=False`` gives the text-only RoBERTa baseline through the same code. Writes ``best.safetensors``
     and ``finetune_results.json`` under ``out_dir``; returns the results dict.
     """
+    if cfg.max_steps is not None:  # a setting this stage would not honour is refused, not ignored
+        raise ConfigError(f"max_steps={cfg.max_steps}: fine-tuning runs epochs={cfg.epochs} passes with dev "
+                          "selection each epoch; max_steps is LAA pretraining's budget. Set epochs=N instead")
     check_output_dir(Path(cfg.out_dir), "out_dir")
     with lock_run_folder(cfg.out_dir):  # two runs into one folder would interleave their files
         return _finetune(cfg)

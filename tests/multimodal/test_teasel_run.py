@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from pathlib import Path
 import soundfile as sf
 import torch
 
@@ -143,3 +144,15 @@ def test_missing_transcript_is_named(tmp_path):
         load_examples(cfg, "train", Tok())
     assert torch.is_tensor(torch.zeros(1))
 
+
+
+def test_finetune_refuses_max_steps_it_would_not_honour(tmp_path, capsys):
+    from audiorep.cli import main
+
+    config = Path(__file__).resolve().parents[2] / "recipes" / "configs" / "teasel" / "finetune_text.yaml"
+    code = main(["teasel", "finetune", "--config", str(config),
+                 f"out_dir={tmp_path / 'ft'}", "max_steps=3"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "max_steps=3: fine-tuning runs epochs=" in err and err.count("\n") == 1
+    assert not (tmp_path / "ft").exists()  # refused before anything was built or written
