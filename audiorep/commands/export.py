@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                           "the original model")
     if args.to == "onnx":
         _need_onnx()
-    from ..loading import load
+    from ..weights.loading import load
 
     model = load(args.model, pretrained=not args.no_pretrained)
     if args.to == "onnx":

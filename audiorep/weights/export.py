@@ -149,7 +149,7 @@ def _dynamic_shapes(module: ExportModule):
 
 def metadata(model: MockingjayModel, module: ExportModule, runtime: str) -> dict[str, str]:
     """What a user of the file needs to feed it and read it: front end settings, model config, I/O names."""
-    from .. import __version__
+    from ..version import __version__
 
     return {
         "audiorep_version": __version__,

@@ -52,7 +52,7 @@ def test_an_empty_folder_and_the_current_folder_are_written_into(tmp_path, ckpt,
     empty.mkdir()
     monkeypatch.chdir(empty)
     assert main(["convert", str(ckpt), "."]) == 0
-    assert sorted(p.name for p in empty.iterdir() if not p.name.startswith(".")) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in empty.iterdir() if not p.name.startswith(".")) == ["README.md", "config.json", "model.safetensors"]
     assert audiorep.load(empty).num_layers == 1
 
 

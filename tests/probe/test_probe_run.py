@@ -313,7 +313,7 @@ def test_finetune_under_two_process_ddp(tmp_path, corpus_dir, tiny_model):
 def test_speaker_task_on_a_small_max_utts_blames_the_subset_not_the_corpus():
     from audiorep.data import get_corpus
     from audiorep.errors import ConfigError
-    from audiorep.probe.run import _subset
+    from audiorep.data.manifest import seeded_subset as _subset
     from audiorep.probe.tasks import build_task
 
     corpus = get_corpus("synth")
