@@ -26,4 +26,5 @@ if [ -d "$OUT" ]; then
 fi
 mkdir -p "$OUT"
 cp -r "$TMP/corpus/." "$OUT/"
+python recipes/synth_superb_labels.py "$OUT"  # SUPERB PR phone sequences + ER sessions into the manifests
 audiorep data info "$OUT"

@@ -21,11 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     prep = dsub.add_parser("prepare", help="write manifests for a corpus tree",
                            description="Read a corpus tree and write one <split>.jsonl manifest per split "
                                        "(plus converted_aligned_phones.txt when the corpus has one) into OUT.")
-    prep.add_argument("kind", choices=["librispeech", "voxceleb1", "mosi"], help="layout of ROOT")
+    prep.add_argument("kind", choices=["librispeech", "voxceleb1", "iemocap", "mosi"], help="layout of ROOT")
     prep.add_argument("root", type=Path, help="corpus folder (for mosi: the segment WAV folder)")
     prep.add_argument("out", type=Path, help="folder to write manifests into")
     prep.add_argument("--split-file", type=Path, default=None, help="voxceleb1: iden_split.txt (default ROOT/iden_split.txt)")
     prep.add_argument("--labels", type=Path, default=None, help="mosi: labels CSV (video_id, clip_id, text, label, mode)")
+    prep.add_argument("--lexicon", type=Path, action="append", default=None, metavar="FILE",
+                      help="librispeech: pronunciation lexicon for SUPERB PR's labels['phones'] (repeat; the first "
+                           "pronunciation in the order given wins); writes only train-clean-100/dev-clean/test-clean "
+                           "as train/dev/test")
+    prep.add_argument("--phones", action="store_true",
+                      help="librispeech: require SUPERB PR phone labels (an error naming the lexicons when --lexicon is missing)")
+    prep.add_argument("--meta-data", type=Path, default=None, metavar="DIR",
+                      help="iemocap: s3prl's emotion/meta_data folder; take SUPERB's exact utterance lists from it")
     prep.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                       help="stop at the first missing/unreadable file (default) or skip it and list it at the end")
     prep.add_argument("--overwrite", action="store_true", help="replace manifests already in OUT")
@@ -53,6 +61,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     import sys
 
     from ..data import write_manifest
+    from ..data.iemocap import read_iemocap
+    from ..data.lexicon import LEXICON_HELP, PR_SUBSETS, add_phone_labels, read_lexicon
     from ..data.readers import read_librispeech, read_mosi, read_voxceleb1
     from ..errors import ConfigError
 
@@ -60,12 +70,25 @@ def run_prepare(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.out}: exists and is not a folder")
     if args.kind == "mosi" and args.labels is None:
         raise ConfigError("data prepare mosi: --labels LABEL_CSV is required")
+    if (args.lexicon or args.phones) and args.kind != "librispeech":
+        raise ConfigError(f"data prepare {args.kind}: --lexicon/--phones are for librispeech (SUPERB PR) only")
+    if args.phones and not args.lexicon:
+        raise ConfigError(f"data prepare librispeech --phones: no --lexicon given; {LEXICON_HELP}")
+    if args.meta_data is not None and args.kind != "iemocap":
+        raise ConfigError(f"data prepare {args.kind}: --meta-data is for iemocap only")
     existing = sorted(p.name for p in args.out.glob("*.jsonl")) if args.out.is_dir() else []
     if existing and not args.overwrite:  # checked before the corpus scan; an edited manifest must not vanish
         raise ConfigError(f"{args.out}: already holds {', '.join(existing)}; pass --overwrite to replace the "
                           "manifests it writes, or choose another OUT")
-    if args.kind == "librispeech":
+    if args.kind == "librispeech" and args.lexicon:
+        lexicon = read_lexicon(args.lexicon)  # before the corpus scan: a bad lexicon fails fast
+        res = read_librispeech(args.root, on_error=args.on_error, subsets=PR_SUBSETS)
+        for utts in res.splits.values():
+            add_phone_labels(utts, args.lexicon, lexicon)
+    elif args.kind == "librispeech":
         res = read_librispeech(args.root, on_error=args.on_error)
+    elif args.kind == "iemocap":
+        res = read_iemocap(args.root, args.meta_data, on_error=args.on_error)
     elif args.kind == "voxceleb1":
         res = read_voxceleb1(args.root, args.split_file, on_error=args.on_error)
     else:

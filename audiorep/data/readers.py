@@ -2,7 +2,9 @@
 
 * LibriSpeech: ``SPEAKER/CHAPTER/SPEAKER-CHAPTER-NNNN.flac`` + ``SPEAKER-CHAPTER.trans.txt``, optional
   ``converted_aligned_phones.txt`` frame labels.
-* VoxCeleb1: ``[wav/]id10001/VIDEO/00001.wav`` + the official ``iden_split.txt`` (1 train, 2 dev, 3 test).
+* VoxCeleb1: ``{dev,test}/wav/id10001/VIDEO/00001.wav`` + the official ``iden_split.txt`` (1 train, 2 dev,
+  3 test).
+* IEMOCAP: see :mod:`audiorep.data.iemocap`.
 * CMU-MOSI raw segments: one 16 kHz WAV per segment + a labels CSV (``video_id, clip_id, text, label, mode``,
   as MMSA's ``label.csv``).
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,19 +57,28 @@ def _utterance(uid: str, path: Path, speaker: str, text: str, labels: dict | Non
     return Utterance(uid, str(path.resolve()), frames, sr, speaker, text, dict(labels or {}))
 
 
-def read_librispeech(root: str | os.PathLike, on_error: str = "raise") -> ReadResult:
+def read_librispeech(root: str | os.PathLike, on_error: str = "raise",
+                     subsets: dict[str, str] | None = None) -> ReadResult:
     """Read a LibriSpeech-layout tree (one subset such as ``train-clean-100``, or a folder of subsets).
 
     Each subset folder containing ``SPEAKER/CHAPTER`` becomes a split named after it (the root itself is
-    split ``"all"`` when it holds speakers directly). A ``converted_aligned_phones.txt`` in the root or its
-    parent is returned as ``frame_labels``. Raises ConfigError when no transcripts are found.
+    split ``"all"`` when it holds speakers directly). ``subsets`` ({subset folder: split name}) reads only
+    those subset folders of the root and names their splits; ConfigError when none of them is there.
+    A ``converted_aligned_phones.txt`` in the root or its parent is returned as ``frame_labels``.
+    Raises ConfigError when no transcripts are found.
     """
     _check_on_error(on_error)
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root}: no such LibriSpeech folder")
     res = ReadResult()
-    trans_files = sorted(root.rglob("*.trans.txt"))
+    if subsets is None:
+        trans_files = sorted(root.rglob("*.trans.txt"))
+    else:
+        present = [s for s in subsets if (root / s).is_dir()]
+        if not present:
+            raise ConfigError(f"{root}: none of the LibriSpeech subsets {list(subsets)} is in this folder")
+        trans_files = [tf for s in present for tf in sorted((root / s).rglob("*.trans.txt"))]
     if not trans_files:
         raise ConfigError(f"{root}: no *.trans.txt transcripts (expected SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt)")
     for tf in trans_files:
@@ -74,6 +86,8 @@ def read_librispeech(root: str | os.PathLike, on_error: str = "raise") -> ReadRe
         speaker = chapter_dir.parent.name
         subset_dir = chapter_dir.parent.parent
         split = "all" if subset_dir.resolve() == root.resolve() else subset_dir.name
+        if subsets is not None:
+            split = subsets[subset_dir.relative_to(root).parts[0]]
         with open(tf, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
@@ -104,21 +118,36 @@ def read_librispeech(root: str | os.PathLike, on_error: str = "raise") -> ReadRe
 
 
 VOX_SPLITS = {"1": "train", "2": "dev", "3": "test"}
+VOX1_SPEAKERS = 1251  # SUPERB SID's output count: every VoxCeleb1 speaker, whatever the split holds
+
+
+def _vox_speaker_index(speaker: str, where: str) -> int:
+    """SUPERB SID's class of a VoxCeleb1 speaker: its number minus 10001 (id10001 -> 0 ... id11251 -> 1250)."""
+    m = re.fullmatch(r"id(\d{5})", speaker)
+    if m is None or not 0 <= int(m.group(1)) - 10001 < VOX1_SPEAKERS:
+        raise ConfigError(f"{where}: speaker folder {speaker!r} is not a VoxCeleb1 speaker id (id10001 .. id11251)")
+    return int(m.group(1)) - 10001
 
 
 def read_voxceleb1(root: str | os.PathLike, split_file: str | os.PathLike | None = None,
                    on_error: str = "raise") -> ReadResult:
     """Read VoxCeleb1 for speaker identification with the official ``iden_split.txt``.
 
-    ``root`` holds ``id10001/VIDEO/00001.wav`` (directly or under ``wav/``). ``split_file`` defaults to
+    ``root`` is the release folder: a file listed as ``id10001/VIDEO/00001.wav`` is looked up under
+    ``root/dev/wav`` and ``root/test/wav`` (the two halves of the release, as SUPERB looks them up), then
+    under any other ``root/*/wav``, ``root/wav`` and ``root`` itself. ``split_file`` defaults to
     ``root/iden_split.txt``; its lines are ``<1|2|3> id10001/VIDEO/00001.wav`` (train/dev/test). Without
-    any split file, everything is returned as split ``"all"``. Speaker = the ``id1xxxx`` folder.
+    any split file, every ``id*/VIDEO/*.wav`` under those folders is returned as split ``"all"``.
+    Speaker = the ``id1xxxx`` folder; ``labels["speaker_index"]`` = its number minus 10001, the class
+    SUPERB's SID head (1,251 outputs) is trained on.
     """
     _check_on_error(on_error)
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root}: no such VoxCeleb1 folder")
-    audio_root = root / "wav" if (root / "wav").is_dir() else root
+    named = [root / "dev" / "wav", root / "test" / "wav"]
+    others = [d for d in sorted(root.glob("*/wav")) if d not in named]
+    audio_roots = [d for d in named + others + [root / "wav", root] if d.is_dir()]
     res = ReadResult()
     split_path = Path(split_file) if split_file is not None else root / "iden_split.txt"
     if split_file is not None and not split_path.is_file():
@@ -136,19 +165,29 @@ def read_voxceleb1(root: str | os.PathLike, split_file: str | os.PathLike | None
                     )
                 entries.append((VOX_SPLITS[parts[0]], parts[1], f"{split_path}:{lineno}"))
     else:
-        entries = [("all", p.relative_to(audio_root).as_posix(), str(p)) for p in sorted(audio_root.glob("id*/*/*.wav"))]
+        seen: set[str] = set()
+        entries = []
+        for d in audio_roots:
+            for p in sorted(d.glob("id*/*/*.wav")):
+                rel = p.relative_to(d).as_posix()
+                if rel not in seen:
+                    seen.add(rel)
+                    entries.append(("all", rel, str(p)))
         if not entries:
-            raise ConfigError(f"{audio_root}: no id*/VIDEO/*.wav files and no iden_split.txt")
+            raise ConfigError(f"{root}: no id*/VIDEO/*.wav files under dev/wav, test/wav, wav or the folder "
+                              "itself, and no iden_split.txt")
     for split, rel, where in entries:
-        path = audio_root / rel
-        if not path.is_file():
-            msg = f"{where}: {path} listed in the split file does not exist"
+        path = next((d / rel for d in audio_roots if (d / rel).is_file()), None)
+        if path is None:
+            msg = f"{where}: {rel} listed in the split file does not exist under {root}/{{dev,test}}/wav"
             if on_error == "raise":
                 raise AudioError(msg)
             res.skipped.append((where, msg))
             continue
         uid = rel[:-4].replace("/", "-") if rel.endswith(".wav") else rel.replace("/", "-")
-        u = _utterance(uid, path, rel.split("/")[0], "", None, on_error, res.skipped)
+        speaker = rel.split("/")[0]
+        labels = {"speaker_index": _vox_speaker_index(speaker, where)}
+        u = _utterance(uid, path, speaker, "", labels, on_error, res.skipped)
         if u is not None:
             res.splits.setdefault(split, []).append(u)
     return res
