@@ -277,12 +277,14 @@ def plan(cfg: SuperbConfig, n_folds: dict[str, int]) -> list[Unit]:
     return units
 
 
-def _unit_config(cfg: SuperbConfig, unit: Unit, corpus: Corpus, out: Path) -> DownstreamConfig:
+def _unit_config(cfg: SuperbConfig, unit: Unit, corpus: Corpus, out: Path, n_train: int) -> DownstreamConfig:
     p = PRESETS[unit.task]
     steps, every = cfg.budget(unit.task)
+    # a training split smaller than one accumulated step (tiny subsets) accumulates what one pass holds
+    accum = max(1, min(p.grad_accum, math.ceil(n_train / p.batch_size)))
     return DownstreamConfig(
         task=unit.task, upstream=cfg.upstream, mode="weighted-sum", data=str(corpus.root), out_dir=str(out),
-        max_steps=steps, eval_every=every, grad_accum=p.grad_accum, batch_size=p.batch_size,
+        max_steps=steps, eval_every=every, grad_accum=accum, batch_size=p.batch_size,
         batch_seconds=p.batch_seconds, lr=unit.lr, grad_clip=p.grad_clip, weight_decay=0.0, seed=unit.seed,
         patience=None, plateau_patience=None, device=cfg.device, progress=False, plots=False)
 
@@ -329,7 +331,7 @@ def _run_unit(cfg: SuperbConfig, unit: Unit, corpus: Corpus, splits: dict[str, l
         return done
     if done is None and folder.exists():
         shutil.rmtree(folder)  # cut mid-way: restart from step 0 (see the module doc)
-    ucfg = _unit_config(cfg, unit, corpus, folder)
+    ucfg = _unit_config(cfg, unit, corpus, folder, len(splits["train"]))
     run_downstream(ucfg, resume=done is not None, upstream=up, splits=splits, states=states, test=test)
     res = _read_result(folder)
     assert res is not None

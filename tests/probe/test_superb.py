@@ -126,8 +126,10 @@ def test_pr_errors_missing_labels_unknown_phone_and_short_audio():
     with pytest.raises(ConfigError, match=r"utterance 'd0' \(split 'dev'\).*no phone sequence"):
         task.setup(_C(), {"train": [_utt("t0", phones=["a"])], "dev": [_utt("d0")], "test": [_utt("e0", phones=["a"])]},
                    "train")
-    with pytest.raises(ConfigError, match="phone 'zz'"):
-        _pr_task([["a", "b"]], other=[["a", "zz"]])
+    with pytest.raises(ConfigError, match="phone '<eos>', a name reserved"):
+        _pr_task([["a", "<eos>"]])
+    task, _ = _pr_task([["a", "b"]], other=[["a", "zz"]])  # a phone only dev holds still has its output
+    assert task.class_names == ["<blank>", "<eos>", "a", "b", "zz"]
     task, splits = _pr_task([["a", "a", "b"]])
     with pytest.raises(ConfigError, match="need >= 5 frames, but the upstream gives 4"):
         task.target(splits["train"][0], 4)

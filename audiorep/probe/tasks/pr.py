@@ -2,10 +2,11 @@
 PER summed over the whole set (:func:`audiorep.scoring.per`).
 
 Targets are ``labels["phones"]`` (a list of phone strings per utterance). Token ids: 0 the CTC blank, 1 the
-end-of-sentence token, then the phones of the training targets in sorted order. As in s3prl's CTC expert every
+end-of-sentence token, then every phone of the targets of all splits, sorted (like s3prl's fixed phone list,
+a phone that training never holds keeps an output that is only trained down; s3prl has no blank of its own but
+uses its padding token, and it adds an unknown token that no target uses). As in s3prl's CTC expert every
 target ends with the end-of-sentence token (CTC learns to emit it) and decoding drops blanks and it; a
-reference is scored without it. A dev/test phone that the training targets never hold is an error (s3prl maps
-it to an unknown token that no output can predict).
+reference is scored without it.
 """
 
 from __future__ import annotations
@@ -72,15 +73,16 @@ class PhoneRecognitionTask(Task):
                                       f"no phone sequence (labels[{self.label_key!r}] = {seq!r}); prepare the corpus "
                                       "with its SUPERB phone labels")
                 seqs[u.id] = (split, seq)
-        vocab = sorted({p for u in splits[train_split] for p in seqs[u.id][1]})
+        for uid, (split, seq) in seqs.items():
+            clash = [p for p in seq if p in SPECIAL_TOKENS]
+            if clash:
+                raise ConfigError(f"task 'pr': utterance {uid!r} (split {split!r}) has phone {clash[0]!r}, a name "
+                                  "reserved for the CTC blank / end of sentence")
+        vocab = sorted({p for _, seq in seqs.values() for p in seq})
         self.class_names = list(SPECIAL_TOKENS) + vocab
         self.num_outputs = len(self.class_names)
         index = {p: i for i, p in enumerate(self.class_names)}
         for uid, (split, seq) in seqs.items():
-            unknown = [p for p in seq if p not in index or index[p] < len(SPECIAL_TOKENS)]
-            if unknown:
-                raise ConfigError(f"task 'pr': utterance {uid!r} (split {split!r}) has phone {unknown[0]!r}, which no "
-                                  f"training target of split {train_split!r} holds")
             self.tokens[uid] = torch.tensor([index[p] for p in seq] + [EOS], dtype=torch.long)
 
     def target(self, utt, n_frames):
