@@ -97,21 +97,21 @@ def pr_preset() -> SuperbPreset:
     """PR (ctc/libriphone.yaml): Adam 1e-2, 100k steps, 16 x 2."""
     return SuperbPreset("pr", lr=1e-2, max_steps=100_000, batch_size=16, grad_accum=2, eval_every=1000,
                         batch_seconds=16 * 35.0, lr_grid=(1e-1, 1e-2, 1e-3, 1e-4), quick_lr_grid=(1e-2, 1e-3),
-                        quick_steps=600, quick_eval_every=100)
+                        quick_steps=200, quick_eval_every=50)
 
 
 def sid_preset() -> SuperbPreset:
     """SID (voxceleb1/config.yaml): Adam 1e-4, 200k steps, 8 x 4, crops of 8 s."""
     return SuperbPreset("sid", lr=1e-4, max_steps=200_000, batch_size=8, grad_accum=4, eval_every=5000,
                         batch_seconds=8 * 8.0, lr_grid=(1e-2, 1e-3, 1e-4, 1e-5), quick_lr_grid=(1e-2, 1e-3),
-                        quick_steps=600, quick_eval_every=100)
+                        quick_steps=200, quick_eval_every=50)
 
 
 def er_preset() -> SuperbPreset:
     """ER (emotion/config.yaml): Adam 1e-4, 30k steps, 4 x 8, per fold."""
     return SuperbPreset("er", lr=1e-4, max_steps=30_000, batch_size=4, grad_accum=8, eval_every=1000,
                         batch_seconds=4 * 35.0, lr_grid=(1e-2, 1e-3, 1e-4, 1e-5), quick_lr_grid=(1e-2, 1e-3),
-                        quick_steps=150, quick_eval_every=25)
+                        quick_steps=60, quick_eval_every=15)
 
 
 PRESETS = {"pr": pr_preset(), "sid": sid_preset(), "er": er_preset()}
