@@ -14,7 +14,8 @@ from .errors import AudiorepError, strip_worker_traceback
 from .fileio import storage_error
 
 # each name is a module audiorep.commands.<name> with register(subparsers) setting args.func
-COMMANDS = ("extract", "convert", "push", "data", "pretrain", "downstream", "sentiment", "teasel", "export")
+COMMANDS = ("extract", "convert", "push", "data", "pretrain", "downstream", "superb", "sentiment", "teasel",
+            "export")
 
 _OVERRIDE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")  # a config override: dotted.key=value
 

@@ -175,3 +175,26 @@ def swapped_audio(audio: Sequence[T], seed: int = 0) -> list[T]:
     ``audio`` is whatever holds each item's speech (feature tensors, (frames, states) pairs, ...); texts and
     labels stay where they are, so scoring the result measures how much a model uses its audio."""
     return [audio[j] for j in derangement(len(audio), seed)]
+
+
+def edit_distance(hyp: Sequence[T], ref: Sequence[T]) -> int:
+    """Levenshtein distance between two token sequences (substitutions, insertions, deletions all cost 1)."""
+    if len(hyp) < len(ref):
+        hyp, ref = ref, hyp  # the row is the shorter sequence: O(min) memory
+    row = list(range(len(ref) + 1))
+    for i, h in enumerate(hyp, 1):
+        diag, row[0] = row[0], i
+        for j, r in enumerate(ref, 1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (h != r))
+    return row[-1]
+
+
+def per(hyps: Sequence[Sequence[T]], refs: Sequence[Sequence[T]]) -> float:
+    """Phone error rate over a whole set: sum of edit distances / sum of reference lengths (SUPERB's PR metric;
+    long utterances weigh more than in a mean of per-utterance rates)."""
+    if len(hyps) != len(refs):
+        raise ConfigError(f"per: {len(hyps)} hypotheses but {len(refs)} references")
+    total = sum(len(r) for r in refs)
+    if total == 0:
+        raise ConfigError("per: the references hold no tokens")
+    return sum(edit_distance(h, r) for h, r in zip(hyps, refs)) / total

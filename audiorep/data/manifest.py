@@ -215,8 +215,9 @@ def write_manifest(utts: Iterable[Utterance], path: str | os.PathLike) -> Path:
     return path
 
 
-def seeded_subset(utts: list[Utterance], n: int | None, seed: int = 0) -> list[Utterance]:
-    """``n`` utterances drawn at random with ``seed``, in id order; all of them when ``n`` is None or covers them.
+def seeded_subset(utts: list[Utterance], n: int | None, seed: int = 0, keep_order: bool = False) -> list[Utterance]:
+    """``n`` utterances drawn at random with ``seed``, in id order (``keep_order``: in their order in ``utts``,
+    which SUPERB's ER folds depend on); all of them when ``n`` is None or covers them.
 
     What ``max_utts`` means in every runner (probe, fusion): a random draw rather than the first ``n``, because
     manifests are often sorted by speaker or session and a prefix would hold only a few of them. The same
@@ -227,5 +228,7 @@ def seeded_subset(utts: list[Utterance], n: int | None, seed: int = 0) -> list[U
 
     if n is None or len(utts) <= n:
         return utts
-    picked = random.Random(f"audiorep-downstream:{seed}").sample(utts, n)
-    return sorted(picked, key=lambda u: u.id)
+    picked = random.Random(f"audiorep-downstream:{seed}").sample(range(len(utts)), n)
+    if keep_order:
+        return [utts[i] for i in sorted(picked)]
+    return sorted((utts[i] for i in picked), key=lambda u: u.id)

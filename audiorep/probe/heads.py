@@ -93,3 +93,32 @@ def build_head(name: str, hidden_size: int, num_outputs: int, mlp_size: int = 25
     if cls in (FrameMLP, MeanPoolMLP):
         return cls(hidden_size, num_outputs, mlp_size=mlp_size, dropout=dropout)
     return cls(hidden_size, num_outputs)
+
+
+class ProjectedFrameLinear(nn.Module):
+    """SUPERB's frame-level probe: a projector to ``project_dim``, then a linear map per frame: (B, T, H) ->
+    (B, T, C). Two linear maps with nothing between them: the projector only fixes the width the output
+    layer sees, as s3prl's downstream experts do."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, project_dim: int = 256):
+        super().__init__()
+        self.projector = nn.Linear(hidden_size, project_dim)
+        self.out = nn.Linear(project_dim, num_outputs)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.out(self.projector(feats))  # (B, T, P) -> (B, T, C)
+
+
+class ProjectedMeanLinear(nn.Module):
+    """SUPERB's utterance-level probe: projector per frame, mean over valid frames, linear: (B, T, H) -> (B, C)."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, project_dim: int = 256):
+        super().__init__()
+        self.projector = nn.Linear(hidden_size, project_dim)
+        self.out = nn.Linear(project_dim, num_outputs)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.out(mean_pool(self.projector(feats), lengths))  # (B, T, P) -> (B, P) -> (B, C)
+
+
+HEADS.update({"superb-frame": (ProjectedFrameLinear, "frame"), "superb-mean": (ProjectedMeanLinear, "utterance")})

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -79,7 +81,7 @@ class DownstreamConfig:
     # Stopping rule: halve the lr after plateau_patience epochs without a better dev score, stop after
     # patience of them. With a fixed lr and patience 4 a linear phone probe was still climbing at epoch 20.
     epochs: int = 100  # maximum epochs
-    patience: int = 8  # stop after this many epochs without a better dev score
+    patience: int | None = 8  # stop after this many evaluations without a better dev score; None = never
     plateau_patience: int | None = 3  # halve the lr after this many epochs without a better dev score
     batch_size: int = 16  # utterances per step
     lr: float = 1e-2  # head + layer weights; linear probes on frozen features converge slowly at 1e-3
@@ -93,6 +95,15 @@ class DownstreamConfig:
     feature_cache: str | None = None  # also keep caches on disk in this folder, shared across runs (probe table)
     cache_batch_seconds: float = 60.0  # padded audio per upstream batch while caching
     progress: bool = True  # tqdm bars on stderr
+    plots: bool = True  # layer-weight and learning-curve PNGs in the run folder (a sweep of many runs skips them)
+    # Step budget (SUPERB's protocol): train max_steps optimiser steps over as many passes as that takes,
+    # evaluating dev every eval_every steps; None keeps the epoch budget above.
+    max_steps: int | None = None
+    eval_every: int = 0  # steps between dev evaluations with max_steps (0 = max_steps // 10)
+    grad_accum: int = 1  # batches per optimiser step (SUPERB's gradient_accumulate_steps)
+    # Longest padded audio per training batch (seconds; batch_size still caps the count): memory follows
+    # duration, not count, so long utterances do not run out of memory. None = count only.
+    batch_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -105,10 +116,14 @@ class DownstreamConfig:
             "max_utts": ints(1, 10**9, "utterances", optional=True),
             "max_train_utts": ints(1, 10**9, "utterances", optional=True),
             "label_tolerance": ints(0, 10**6, "frames"), "epochs": ints(1, 10**6, "epochs"),
-            "patience": ints(1, 10**6, "epochs"), "plateau_patience": ints(1, 10**6, "epochs", optional=True),
+            "patience": ints(1, 10**6, "evaluations", optional=True),
+            "plateau_patience": ints(1, 10**6, "evaluations", optional=True),
             "batch_size": ints(1, 10**6, "utterances"), "lr": LR, "upstream_lr": LR, "weight_decay": WEIGHT_DECAY,
             "grad_clip": GRAD_CLIP, "seed": SEED,
             "cache_batch_seconds": reals(0.0, 10**6, "seconds of padded audio", low_open=True),
+            "max_steps": ints(1, 10**12, "steps", optional=True), "eval_every": ints(0, 10**12, "steps"),
+            "grad_accum": ints(1, 10**6, "batches"),
+            "batch_seconds": reals(0.0, 10**6, "seconds of padded audio", low_open=True, optional=True),
         })
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
@@ -138,6 +153,8 @@ class DownstreamResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
     cache_seconds: float = 0.0  # time spent running the upstream to fill caches
     train_seconds: float = 0.0  # epochs (train + dev) of this call
+    best_step: int = 0  # optimiser step of the best dev evaluation
+    steps_run: int = 0  # optimiser steps trained in all
 
 
 class DownstreamModel(TrainableState, nn.Module):
@@ -254,8 +271,10 @@ def build_cache(featurizer: Featurizer, utts: list[Utterance], cfg: DownstreamCo
 class _Split:
     """One split's utterances with (frozen modes) their cached states and targets."""
 
-    def __init__(self, name: str, utts: list[Utterance], task: Task, states: list[torch.Tensor] | None):
+    def __init__(self, name: str, utts: list[Utterance], task: Task, states: list[torch.Tensor] | None,
+                 frame_hop: int = 160):
         self.name, self.utts, self.task, self.states = name, utts, task, states
+        self.frame_hop = frame_hop  # samples per upstream frame: crops and duration caps in frames
         self.by_id = {u.id: u for u in utts}
         self.targets = None
         if states is not None:
@@ -267,16 +286,30 @@ class _Split:
 
         ``rank``/``world`` split the batches across DDP processes (equal counts per rank)."""
         if self.states is not None:
-            lengths = [s.shape[1] for s in self.states]
+            # training examples may be crops (the task's train_window, seeded by seed and epoch)
+            rng = random.Random(f"audiorep-window:{cfg.seed}:{epoch}")
+            windows = [self.task.train_window(s.shape[1], self.frame_hop, rng) if shuffle else (0, s.shape[1])
+                       for s in self.states]
+            lengths = [n for _, n in windows]
+            cap = None
+            if cfg.batch_seconds is not None:
+                cap = int(cfg.batch_seconds * sample_rate / self.frame_hop)  # frames of padded audio per batch
+                if max(lengths) > cap:
+                    if shuffle:
+                        raise ConfigError(
+                            f"batch_seconds={cfg.batch_seconds:g} s is shorter than the longest training example of "
+                            f"split {self.name!r} ({max(lengths) * self.frame_hop / sample_rate:.2f} s); raise it")
+                    cap = max(lengths)  # evaluation never crops: one long utterance gets a batch of its own
             sampler = LengthBucketBatchSampler(lengths, cfg.batch_size, shuffle=shuffle, seed=cfg.seed,
-                                               num_replicas=world, rank=rank)
+                                               num_replicas=world, rank=rank, max_batch_samples=cap)
             sampler.set_epoch(epoch)
             for idx in sampler:
                 lens = torch.tensor([lengths[i] for i in idx], dtype=torch.long)  # (B,)
                 K, _, H = self.states[idx[0]].shape
                 x = torch.zeros(K, len(idx), int(lens.max()), H, dtype=torch.float16)  # (K, B, T, H)
                 for j, i in enumerate(idx):
-                    x[:, j, : lengths[i]] = self.states[i]
+                    start, n = windows[i]
+                    x[:, j, :n] = self.states[i][:, start : start + n]
                 tgt = self.task.collate_targets([self.targets[i] for i in idx])
                 yield "states", x.to(device), lens.to(device), tgt.to(device)
             return
@@ -361,10 +394,15 @@ RESUME_MAY_CHANGE = ("out_dir", "epochs", "patience", "device", "progress", "cac
 
 
 def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool = False,
-                   upstream: nn.Module | None = None) -> DownstreamResult:
+                   upstream: nn.Module | None = None, splits: dict[str, list[Utterance]] | None = None,
+                   states: dict[str, torch.Tensor] | None = None, test: bool = True) -> DownstreamResult:
     """Train and evaluate one (task, upstream, mode, head) combination; see the module doc.
 
-    ``upstream`` replaces loading ``cfg.upstream`` (tests, notebooks). Raises ConfigError before training
+    ``upstream`` replaces loading ``cfg.upstream`` (tests, notebooks). ``splits`` ({"train", "dev", "test"}
+    -> utterances) replaces reading the corpus's split manifests (ER's folds); ``states`` ({utterance id:
+    every hidden state (K, T, H)}, e.g. one cache over a whole corpus) replaces building the caches.
+    ``test=False`` trains and selects on dev only (result ``test`` empty): a learning-rate sweep reads test
+    later, by resuming the chosen run with ``test=True``. Raises ConfigError before training
     for an empty split, a task the corpus has no labels for, labels outside the class set, or an upstream
     whose frame rate or sample rate does not match the data. Under torchrun every rank calls this.
     """
@@ -377,15 +415,16 @@ def run_downstream(cfg: DownstreamConfig, resume: bool = False, overwrite: bool 
         if ctx.is_main:
             # held for the whole run: a second run into the same folder would interleave its files with ours
             lock = lock_run_folder(cfg.run_dir())
-        return _run(cfg, ctx, resume, overwrite, upstream)
+        return _run(cfg, ctx, resume, overwrite, upstream, splits, states, test)
     finally:
         if lock is not None:
             lock.release()
         shutdown(ctx)
 
 
-def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool, upstream: nn.Module | None
-         ) -> DownstreamResult:
+def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool, upstream: nn.Module | None,
+         given: dict[str, list[Utterance]] | None = None, states: dict[str, torch.Tensor] | None = None,
+         test: bool = True) -> DownstreamResult:
     out_dir = cfg.run_dir()
     ckpts = CheckpointManager(out_dir / "checkpoints", keep_last=1)
     prepare_run_folder(out_dir, ckpts, ctx, resume=resume, overwrite=overwrite,
@@ -398,7 +437,10 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
     task = build_task(cfg.task, cfg.head, cfg.label_tolerance)
     corpus = get_corpus(cfg.data)
     names = {"train": cfg.train_split, "dev": cfg.dev_split, "test": cfg.test_split}
-    utts = {role: seeded_subset(corpus.manifest(split), cfg.max_utts, cfg.seed) for role, split in names.items()}
+    if given is not None:
+        utts = {role: list(given[role]) for role in names}
+    else:
+        utts = {role: seeded_subset(corpus.manifest(split), cfg.max_utts, cfg.seed) for role, split in names.items()}
     utts["train"] = seeded_subset(utts["train"], cfg.max_train_utts, cfg.seed)
     task.setup(corpus, {names[r]: u for r, u in utts.items()}, cfg.train_split)
 
@@ -411,14 +453,19 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
     head = build_head(task.head, featurizer.hidden_size, task.num_outputs, cfg.mlp_size, cfg.dropout)
     model = DownstreamModel(featurizer, head).to(device)
     sample_rate = int(getattr(up, "sample_rate", 16000))
+    fc = getattr(up, "feature_config", None)
+    frame_hop = int(getattr(up, "frame_hop", None) or (fc.hop_length if fc is not None else 160))
 
     # 3. caches (frozen modes)
     t0 = time.perf_counter()
     use_cache = featurizer.frozen and cfg.cache == "memory"
     splits = {}
     for role, us in utts.items():
-        states = build_cache(featurizer, us, cfg, device, names[role]) if use_cache else None
-        splits[role] = _Split(names[role], us, task, states)
+        if states is not None and use_cache:
+            cached = [states[u.id][featurizer.needed_states].contiguous() for u in us]
+        else:
+            cached = build_cache(featurizer, us, cfg, device, names[role]) if use_cache else None
+        splits[role] = _Split(names[role], us, task, cached, frame_hop)
     cache_seconds = time.perf_counter() - t0
 
     # 4. training (fresh or resumed): epochs, dev every epoch, early stopping on the task's primary metric
@@ -426,8 +473,13 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2).encode())
     barrier(ctx)
-    train = TrainConfig(epochs=cfg.epochs, patience=cfg.patience, plateau_patience=cfg.plateau_patience,
-                        select_metric=task.primary, keep_last=1,
+    budget: dict[str, Any] = {"epochs": cfg.epochs}
+    if cfg.max_steps is not None:  # step budget: dev every eval_every steps, a checkpoint at each evaluation
+        every = cfg.eval_every or max(1, cfg.max_steps // 10)
+        budget = {"epochs": None, "max_steps": cfg.max_steps, "eval_every": every, "ckpt_every": every}
+    train = TrainConfig(**budget, grad_accum=cfg.grad_accum, patience=cfg.patience,
+                        plateau_patience=cfg.plateau_patience, select_metric=task.primary,
+                        select_mode=task.select_mode, keep_last=1,
                         seed=cfg.seed, precision=cfg.precision, device=cfg.device, progress=cfg.progress)
     optim = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=0.0, schedule="constant",
                         grad_clip=cfg.grad_clip)
@@ -444,10 +496,10 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
 
     # 5. test once, with the best dev weights
     best = trainer.load_best()
-    test = evaluate(model, task, splits["test"], cfg, sample_rate, device)
+    test_metrics = evaluate(model, task, splits["test"], cfg, sample_rate, device) if test else {}
     weights = featurizer.layer_weights().tolist()
-    result = DownstreamResult(out_dir, test, best["dev"], int(best["epoch"]), trainer.epoch, weights,
-                              trainer.selection.history, cache_seconds, train_seconds)
+    result = DownstreamResult(out_dir, test_metrics, best["dev"], int(best["epoch"]), trainer.epoch, weights,
+                              trainer.selection.history, cache_seconds, train_seconds, int(best["step"]), trainer.step)
     if ctx.is_main:
         _write_outputs(result, cfg, task)
     return result
@@ -456,9 +508,12 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
 def _write_outputs(res: DownstreamResult, cfg: DownstreamConfig, task: Task) -> None:
     info = {"task": cfg.task, "upstream": cfg.upstream, "mode": cfg.mode, "layer": cfg.layer, "head": task.head,
             "primary": task.primary, "test": res.test, "best_dev": res.best_dev, "best_epoch": res.best_epoch,
-            "epochs_run": res.epochs_run, "layer_weights": res.layer_weights, "history": res.history,
+            "epochs_run": res.epochs_run, "best_step": res.best_step, "steps_run": res.steps_run,
+            "layer_weights": res.layer_weights, "history": res.history,
             "cache_seconds": round(res.cache_seconds, 2), "train_seconds": round(res.train_seconds, 2)}
     atomic_write_bytes(res.out_dir / "results.json", json.dumps(info, indent=2).encode())
+    if not cfg.plots:
+        return
     if len(res.layer_weights) > 1 and (cfg.mode == "weighted-sum" or (cfg.mode == "finetune" and cfg.layer is None)):
         plot_layer_weights(res.layer_weights, res.out_dir / "layer_weights.png",
                            title=f"{cfg.task}: {Path(cfg.upstream).name} {cfg.mode}")

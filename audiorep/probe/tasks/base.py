@@ -7,6 +7,7 @@ that file.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, TypeVar
 
@@ -126,6 +127,7 @@ class Task:
     class_names: list[str] = field(default_factory=list)
     default_head: str = ""  # the head a run gets when it names none (the task's standard probe)
     table_head: str = ""  # the head of the task's probe-table column; "" = default_head
+    select_mode: str = "auto"  # how ``primary`` improves: "max", "min" (error rates), "auto" (by the Trainer's rule)
 
     def check_head(self) -> None:
         if self.head not in self.heads:
@@ -142,6 +144,10 @@ class Task:
 
     def match_frame_hop(self, frame_hop: int, sample_rate: int) -> None:
         """Adapt frame targets to an upstream with ``frame_hop`` samples per frame (no-op unless overridden)."""
+
+    def train_window(self, n_frames: int, frame_hop: int, rng: random.Random) -> tuple[int, int]:
+        """(start, length) of the frames one training example uses; default all of them (SID overrides: crops)."""
+        return 0, n_frames
 
     def collate_targets(self, targets: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.stack(list(targets))
