@@ -25,7 +25,7 @@ README = ROOT / "README.md"
 # command prefix -> what is appended so the run takes seconds (same code paths, smaller budgets)
 SHORTER = {
     "recipes/pretrain_aalbert.sh": ["train.max_steps=2", "train.ckpt_every=2", "data.eval_max_utts=2"],
-    "audiorep superb": ["--max-utts", "12", "--grid", "1e-3"],
+    "audiorep superb": ["--max-utts", "40", "--steps", "4", "--lrs", "1e-3", "--no-progress"],
     "pytest": None,  # the test command runs the suite that holds this test: CI runs it, not this test
 }
 
