@@ -51,8 +51,11 @@ class CommandParser(argparse.ArgumentParser):
                 if isinstance(n, int):
                     keep += words[i + 1:i + 1 + n]
                     i += n
-                else:  # "?", "*", "+": the following plain words, up to the next option or override
-                    while i + 1 < len(words) and not words[i + 1].startswith("-") and not _OVERRIDE.match(words[i + 1]):
+                else:  # "?", "*", "+": the following plain words, up to the next option or override; an
+                    # option whose values are NAME=VALUE pairs itself (metavar with "=") takes them up to the next option
+                    pairs = "=" in str(action.metavar or "")
+                    while i + 1 < len(words) and not words[i + 1].startswith("-") and (
+                            pairs or not _OVERRIDE.match(words[i + 1])):
                         keep.append(words[i + 1])
                         i += 1
             elif _OVERRIDE.match(word):

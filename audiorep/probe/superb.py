@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -241,7 +240,7 @@ def cache_states(up: nn.Module, utts: list[Utterance], cache_dir: Path, desc: st
                  progress: bool) -> dict[str, torch.Tensor]:
     """Every hidden state of every utterance, {id: (K, T, H) fp16}, from the feature cache or computed once."""
     featurizer = Featurizer(up, "weighted-sum")
-    cfg = DownstreamConfig(upstream="given", cache_dir=str(cache_dir), progress=progress)
+    cfg = DownstreamConfig(upstream="given", feature_cache=str(cache_dir), progress=progress)
     states = build_cache(featurizer, utts, cfg, device, desc)
     return {u.id: s for u, s in zip(utts, states)}
 
