@@ -405,14 +405,19 @@ def _sinc_weights(frac: torch.Tensor, width: int, cutoff: float, orig: int, meth
     at input positions ``floor(pos) + frac`` (``frac`` (n,) in [0, 1)): the filter of :func:`_sinc_kernel_cpu`."""
     d = torch.arange(-width, width + 2, dtype=torch.float64)  # (D,)
     t = ((d[None, :] - frac[:, None]) * (cutoff / orig)).clamp(-zero_crossings, zero_crossings)  # (n, D)
+    return _windowed_sinc(t, method, zero_crossings, beta) * (cutoff / orig)  # (n, D)
+
+
+def _windowed_sinc(t: torch.Tensor, method: str, zero_crossings: int, beta: float) -> torch.Tensor:
+    """sinc(t) times the Hann or Kaiser window over ``t`` in zero crossings (already clamped to the window)."""
     if method == "sinc_hann":
-        window = torch.cos(t * math.pi / zero_crossings / 2) ** 2  # (n, D)
+        window = torch.cos(t * math.pi / zero_crossings / 2) ** 2
     else:
         arg = (1 - (t / zero_crossings) ** 2).clamp_min(0).sqrt()
         window = torch.special.i0(beta * arg) / torch.special.i0(torch.tensor(beta, dtype=torch.float64))
     x = t * math.pi
     sinc = torch.where(x == 0, torch.ones_like(x), torch.sin(x) / torch.where(x == 0, torch.ones_like(x), x))
-    return sinc * window * (cutoff / orig)  # (n, D)
+    return sinc * window
 
 
 @functools.lru_cache(maxsize=8)
@@ -468,14 +473,7 @@ def _sinc_kernel_cpu(orig: int, new: int, method: str, zero_crossings: int, roll
     taps = torch.arange(-width, width + orig, dtype=torch.float64) / orig  # (K,) input times, in output periods
     phase = -torch.arange(new, dtype=torch.float64)[:, None] / new  # (new, 1) output phase offsets
     t = ((phase + taps[None, :]) * cutoff).clamp(-zero_crossings, zero_crossings)  # (new, K), in zero crossings
-    if method == "sinc_hann":
-        window = torch.cos(t * math.pi / zero_crossings / 2) ** 2  # (new, K)
-    else:
-        arg = (1 - (t / zero_crossings) ** 2).clamp_min(0).sqrt()
-        window = torch.special.i0(beta * arg) / torch.special.i0(torch.tensor(beta, dtype=torch.float64))
-    x = t * math.pi
-    sinc = torch.where(x == 0, torch.ones_like(x), torch.sin(x) / torch.where(x == 0, torch.ones_like(x), x))
-    kernel = sinc * window * (cutoff / orig)  # (new, K); unit DC gain per phase
+    kernel = _windowed_sinc(t, method, zero_crossings, beta) * (cutoff / orig)  # (new, K); unit DC gain per phase
     return kernel[:, None, :], width  # (new, 1, K)
 
 
