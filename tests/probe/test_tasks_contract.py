@@ -52,7 +52,7 @@ def test_task_runs_one_batch_with_each_head(name, head, batch):
     torch.manual_seed(0)
     model = build_head(head, feats.shape[-1], task.num_outputs)
     out = model(feats, lengths)  # (B, T, C) frame heads, (B, C) utterance heads
-    assert out.shape[0] == len(utts) and (out.dim() == 3) == task.frame_level
+    assert out.shape[0] == len(utts) and (out.dim() == 3) == (HEADS[head][1] == "frame")
     targets = task.collate_targets([task.target(u, int(n)) for u, n in zip(utts, lengths.tolist())])
     loss = task.loss(out, targets, lengths)
     loss.backward()
