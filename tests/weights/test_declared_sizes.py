@@ -58,7 +58,9 @@ def huge_hf_folder(root):
 CHILD = """
 import resource, sys
 import audiorep
+import transformers.models.wav2vec2.modeling_wav2vec2  # what an hf: load imports, so the baseline includes it
 from audiorep.errors import AudiorepError
+print("BASE_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 for source in sys.argv[1:]:
     try:
         audiorep.load(source)
@@ -80,8 +82,11 @@ def test_declared_sizes_are_checked_against_the_weights_before_allocating(tmp_pa
     assert "huge/model.safetensors" in errors[0] and "do not match the config" in errors[0], errors[0]
     assert "huge.ckpt" in errors[1] and "expected (4096, 4096) for hidden_size 4096" in errors[1], errors[1]
     assert "w2v" in errors[2] and "declares" in errors[2], errors[2]
+    base = int(next(line for line in lines if line.startswith("BASE_MB")).split()[1])
     rss = int(lines[-1].split()[1])
-    assert rss < 1000, f"peak RSS {rss} MB"
+    # the declared models need 12-60 GB; refusing them may cost a header read and a meta-device build, not that.
+    # Bounded as growth over the process after its imports, which vary with the installed extras.
+    assert rss - base < 400, f"peak RSS {rss} MB after {base} MB of imports"
 
 
 def test_hf_config_beyond_the_parameter_cap_is_refused_without_weights(tmp_path):
