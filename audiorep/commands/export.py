@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
                           "transformers/torchaudio encoders use `optimum-cli export onnx` or torch.onnx.export on "
                           "the original model")
     if args.to == "onnx":
+        if args.opset is not None and args.opset < ex.MIN_ONNX_OPSET:  # an argument error, before any dependency's
+            raise ConfigError(f"--opset {args.opset}: cannot express this graph (front end and encoder need opset "
+                              f"{ex.MIN_ONNX_OPSET} or newer)")
         _need_onnx()
     from ..weights.loading import load
 
