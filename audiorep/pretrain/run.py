@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,14 +148,42 @@ def build_model(cfg: PretrainConfig) -> MaskedAcousticModel:
     return MaskedAcousticModel(encoder, cfg.masking, cfg.loss, cfg.target_features)
 
 
-def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: PretrainConfig
-                 ) -> tuple[Path, Path | None]:
-    """``final/`` via save_pretrained (head kept as an extra) and ``s3prl/states-STEP.ckpt``."""
+def training_summary(cfg: PretrainConfig, step: int, utterances: int | None = None, world_size: int = 1,
+                     wall_seconds: float | None = None, resumed_at: int = 0) -> dict[str, Any]:
+    """What the model card's Training section says about this run: data, objective, optimiser, steps."""
+    m = cfg.masking
+    altered = [f"time spans of {m.span} frames over {m.time_proportion:.0%} of frames"]
+    if m.freq_proportion > 0:
+        altered.append(f"one frequency band of up to {m.freq_proportion:.0%} of bins")
+    if m.noise_proportion > 0:
+        altered.append(f"Gaussian noise (std {m.noise_std:g}) on {m.noise_proportion:.0%} of utterances")
+    out: dict[str, Any] = {"data": f"{cfg.data.train} (split {cfg.data.split})"}
+    if utterances is not None:
+        out["utterances"] = utterances
+    out.update({
+        "objective": f"masked acoustic modelling, {cfg.loss.upper()} loss on altered frames: " + "; ".join(altered),
+        "steps": step,
+        "batch size": (f"{cfg.data.batch_size} utterances per micro-batch x {cfg.train.grad_accum} accumulation "
+                       f"x {world_size} process(es)"),
+        "optimiser": f"AdamW, peak lr {cfg.optim.lr:g}",
+    })
+    if wall_seconds is not None:
+        # a resumed run knows only its last call's time: say so instead of passing it off as the whole run
+        took = f"{wall_seconds:.0f} s" if wall_seconds < 600 else f"{wall_seconds / 60:.0f} min"
+        out["wall time"] = took + (f" (steps {resumed_at + 1}-{step} only: resumed)"
+                                                             if resumed_at else "")
+    return out
+
+
+def export_final(model: MaskedAcousticModel, run_dir: Path, step: int, cfg: PretrainConfig,
+                 training: dict[str, Any] | None = None) -> tuple[Path, Path | None]:
+    """``final/`` via save_pretrained (head kept as an extra, ``training`` in the card) and
+    ``s3prl/states-STEP.ckpt``."""
     from ..weights.s3prl import export_s3prl_checkpoint
 
     from ..ownership import claim_new
 
-    final = model.encoder.save_pretrained(run_dir / "final", extra={"head": model.head})
+    final = model.encoder.save_pretrained(run_dir / "final", extra={"head": model.head}, training=training)
     s3 = None
     if model.encoder.s3prl_exportable():
         s3 = run_dir / "s3prl" / f"states-{step}.ckpt"
@@ -275,10 +304,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, overwrite: bool = False,
         if resume and trainer.resume():
             if ctx.is_main:
                 log.info("resumed %s at step %d", run_dir, trainer.step)
+        start_step, started = trainer.step, time.monotonic()
         logs = trainer.fit(step_budget=step_budget)
         final = s3 = png = None
         if trainer.step >= cfg.train.max_steps and ctx.is_main:
-            final, s3 = export_final(model, run_dir, trainer.step, cfg)
+            dataset = getattr(batches, "dataset", None)
+            training = training_summary(cfg, trainer.step, len(dataset) if dataset is not None else None,
+                                        ctx.world_size, time.monotonic() - started, resumed_at=start_step)
+            final, s3 = export_final(model, run_dir, trainer.step, cfg, training)
             held_out_check(model, cfg, run_dir)
             png = plot_loss_curve(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{cfg.name}: masked L1")
         barrier(ctx)

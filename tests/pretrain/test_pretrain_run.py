@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -143,3 +144,16 @@ def test_a_corpus_run_writes_the_held_out_check(manifest, tmp_path):
     # a LibriSpeech-style root or a corpus without the split is skipped, not an error
     res2 = pretrain(_cfg(manifest, tmp_path / "run2", "train.max_steps=1", "data.batch_size=4"))
     assert res2.final_dir is not None and not (res2.run_dir / "eval.json").exists()
+
+
+def test_final_model_card_lists_training_data_and_steps(manifest, tmp_path):
+    res = pretrain(_cfg(manifest, tmp_path / "run", "train.max_steps=2", "data.batch_size=4",
+                        "masking.freq_proportion=0.2"))
+    card = (res.final_dir / "README.md").read_text()
+    training = card[card.index("## Training"):].split("\n## ")[0]
+    assert f"- data: {manifest} (split train)" in training
+    assert "- utterances: 12" in training and "- steps: 2" in training
+    assert "- batch size: 4 utterances per micro-batch x 1 accumulation x 1 process(es)" in training
+    assert "L1 loss" in training and "frequency band of up to 20% of bins" in training and "noise" not in training
+    assert "peak lr 0.001" in training
+    assert re.search(r"^- wall time: \d+ s$", training, re.M)
