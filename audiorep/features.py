@@ -201,10 +201,11 @@ class FeatureExtractor(nn.Module):
         else:
             padded = reflect_pad(wavs, lengths, pad, full)  # (B, S + n_fft)
         if dft_basis is not None:
-            power = dft_power(padded, dft_basis, c.n_fft, c.hop_length)  # (B, T, F)
+            power = dft_power(padded, dft_basis, c.n_fft, c.hop_length)  # (B, T, F) in the basis's dtype
         else:
             power = self._stft_power(padded).transpose(1, 2)  # (B, T, F)
-        feats = power @ self.mel_fb if self.mel_fb is not None else power  # (B, T, D)
+        feats = power @ self.mel_fb.to(power.dtype) if self.mel_fb is not None else power  # (B, T, D)
+        feats = feats.float()  # a float64 DFT path rounds once here, before log amplifies quiet bins
         if c.log:
             feats = torch.log(feats + c.log_eps)
         frame_lens = c.num_frames(lengths)  # (B,)
@@ -230,11 +231,13 @@ class FeatureExtractor(nn.Module):
         return torch.view_as_real(spec).square().sum(-1)  # (B, F, T): re^2 + im^2
 
 
-def dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
+def dft_basis(window: torch.Tensor, n_fft: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(n_fft, 2 F) real DFT matrix with the window folded in, [cos | -sin], F = n_fft // 2 + 1.
 
-    Built in float64 and rounded once, so frames @ basis differs from ``torch.stft(..., center=False)`` by
-    float32 rounding only. A window shorter than n_fft sits in the frame's centre, as torch.stft puts it.
+    Built in float64; ``dtype=torch.float32`` rounds it once, so frames @ basis differs from
+    ``torch.stft(..., center=False)`` by float32 rounding only; ``torch.float64`` keeps it (then
+    :func:`dft_power` and the mel product run in float64). A window shorter than n_fft sits in the frame's
+    centre, as torch.stft puts it.
     """
     n = torch.arange(n_fft, dtype=torch.float64)
     k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
@@ -242,17 +245,17 @@ def dft_basis(window: torch.Tensor, n_fft: int) -> torch.Tensor:
     win = torch.zeros(n_fft, dtype=torch.float64)
     off = (n_fft - window.shape[0]) // 2
     win[off:off + window.shape[0]] = window.detach().double().cpu()
-    return torch.cat([win[:, None] * angle.cos(), -win[:, None] * angle.sin()], 1).float()  # (n_fft, 2F)
+    return torch.cat([win[:, None] * angle.cos(), -win[:, None] * angle.sin()], 1).to(dtype)  # (n_fft, 2F)
 
 
 def dft_power(padded: torch.Tensor, basis: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    """Power spectrum of (B, S) padded waveforms as frames @ :func:`dft_basis`: (B, T, F).
+    """Power spectrum of (B, S) padded waveforms as frames @ :func:`dft_basis`: (B, T, F), in the basis's dtype.
 
     Plain Gather and MatMul ops, which every ONNX runtime computes as accurately as its GEMM.
     """
     n_frames = (padded.shape[1] - n_fft) // hop + 1
     idx = torch.arange(n_frames, device=padded.device)[:, None] * hop + torch.arange(n_fft, device=padded.device)
-    frames = padded[:, idx]  # (B, T, n_fft)
+    frames = padded[:, idx].to(basis.dtype)  # (B, T, n_fft)
     re, im = (frames @ basis).chunk(2, dim=-1)  # (B, T, F) each
     return re.square() + im.square()  # (B, T, F)
 

@@ -64,3 +64,24 @@ def test_config_errors_name_the_field():
         FeatureConfig(kind="mfcc")
     with pytest.raises(ConfigError, match="unknown field"):
         FeatureConfig.from_dict({"n_mel": 80})
+
+
+def test_float64_dft_power_matches_an_fft_and_leaves_features_float32():
+    """The float64 DFT path (ONNX export's front end) is an exact spectrum: float64 FFT agreement far below
+    float32 rounding, yet the features it feeds the encoder stay float32."""
+    from audiorep.features import dft_basis, dft_power
+
+    fe = FeatureExtractor()
+    c = fe.config
+    torch.manual_seed(0)
+    padded = torch.randn(2, 16000 + c.n_fft)  # (B, S + n_fft)
+    basis = dft_basis(fe.window, c.n_fft, torch.float64)
+    assert basis.dtype == torch.float64
+    power = dft_power(padded, basis, c.n_fft, c.hop_length)  # (B, T, F)
+    ref = torch.stft(padded.double(), c.n_fft, c.hop_length, c.win_length, fe.window.double(), center=False,
+                     return_complex=True).abs().square().transpose(1, 2)  # (B, T, F)
+    assert power.dtype == torch.float64
+    assert float((power - ref).abs().max() / ref.abs().max()) < 1e-12
+    feats, _ = fe(padded[:, :16000], torch.tensor([16000, 9000]), dft_basis=basis)
+    eager, _ = fe(padded[:, :16000], torch.tensor([16000, 9000]))
+    assert feats.dtype == torch.float32 and float((feats - eager).abs().max()) < 1e-2

@@ -5,7 +5,9 @@ Both graphs take the waveforms themselves, ``wavs`` (B, S) float at the model's 
 normalisation, per-utterance reflect padding, Hann-window STFT, power, mel matrix, log, CMVN over valid
 frames) is part of the graph, so a padded batch gives each utterance its own features and hidden states.
 In ONNX the STFT is a product with a DFT matrix (``features.dft_basis``): onnxruntime's STFT op differs
-from an FFT by far more than float32 rounding on real speech. ``front_end="features"`` instead exports the
+from an FFT by far more than float32 rounding on real speech. Framing, DFT, power and mel run in float64 and
+are rounded to float32 once, before the log: in quiet mel bins the log amplifies any rounding of the spectrum,
+so the graph then agrees with an exact spectrum instead of adding its own float32 error to eager's. ``front_end="features"`` instead exports the
 encoder alone (log-mel frames + frame lengths in); the file's metadata then holds the front end's settings.
 Outputs: the chosen hidden states (``hidden_state_<i>``, (B, T + 1, H), zero past each length: one
 padding frame more than eager ``model(wavs, wav_lens)`` returns) and ``lengths`` (B,) valid frames.
@@ -74,14 +76,16 @@ class ExportModule(nn.Module):
     """Waveforms + sample lengths (front end "graph") or features + frame lengths ("features") -> the selected
     hidden states + frame lengths, with no data-dependent branch."""
 
-    def __init__(self, model: MockingjayModel, layers: list[int], front_end: str = "graph", dft: bool = False):
+    def __init__(self, model: MockingjayModel, layers: list[int], front_end: str = "graph", dft: bool = False,
+                 dft_dtype: torch.dtype = torch.float64):
         super().__init__()
         self.model = model
         self.layers = layers
         self.front_end = front_end
         c = model.feature_config
-        # ONNX: the spectrum as a DFT matrix product (onnxruntime's STFT op is far less accurate than an FFT)
-        self.dft = dft_basis(model.features.window, c.n_fft) if dft else None
+        # ONNX: the spectrum as a DFT matrix product (onnxruntime's STFT op is far less accurate than an FFT),
+        # float64 by default so that the log of quiet bins sees no float32 rounding of the spectrum
+        self.dft = dft_basis(model.features.window, c.n_fft, dft_dtype) if dft else None
 
     @property
     def input_names(self) -> list[str]:
@@ -122,11 +126,11 @@ class ComputedPositions(SinusoidalPositions):
 
 
 def export_module(model: MockingjayModel, layers: str | int | Sequence[int] = "all", front_end: str = "graph",
-                  dft: bool = False) -> ExportModule:
+                  dft: bool = False, dft_dtype: torch.dtype = torch.float64) -> ExportModule:
     """The module that both exporters trace: a plain-kernel copy of ``model`` with the output selection."""
     if front_end not in FRONT_ENDS:
         raise ConfigError(f"front end {front_end!r}: expected 'graph' (waveforms in) or 'features' (log-mel in)")
-    return ExportModule(plain_copy(model), layer_indices(layers, model.num_layers), front_end, dft).eval()
+    return ExportModule(plain_copy(model), layer_indices(layers, model.num_layers), front_end, dft, dft_dtype).eval()
 
 
 def output_names(module: ExportModule) -> list[str]:
@@ -184,7 +188,7 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, layers: str | int | Se
     """Write ``model`` as an ONNX file (waveforms in, hidden states out; dynamic batch and length).
 
     ``quantize="int8"`` then rewrites its MatMuls to dynamic int8 (onnxruntime's quantiser). The front end
-    stays fp32. The file's metadata holds the feature and model configs. Returns the path written.
+    stays as exported (float64 spectrum and mel). The file's metadata holds the feature and model configs. Returns the path written.
     """
     model = check_exportable(model, source)
     out = Path(out)
@@ -271,17 +275,19 @@ def fold_weight_transposes(proto) -> None:
 def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Dynamic int8 (weights int8 per channel, activations quantised per call) on the MatMuls of an ONNX file.
 
-    Only the encoder's weight MatMuls qualify (the mel matrix and DFT stay fp32: their inputs are not
+    Only the encoder's weight MatMuls qualify (the DFT and mel matrices stay float64: their inputs are not
     activations of a linear layer)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     proto = onnx.load(str(src))
     props = {p.key: p.value for p in proto.metadata_props}
-    # the encoder's weight MatMuls; the front end's DFT and mel matrices stay fp32 (log features would amplify
-    # their rounding)
-    front = ("dft", "model.features.mel_fb")
-    nodes = [n.name for n in proto.graph.node if n.op_type in ("MatMul", "Gemm") and not set(n.input) & set(front)]
+    # the encoder's weight MatMuls: B a float32 weight. The front end's DFT (float64) and mel matrix (read through
+    # a Cast to float64) never qualify: log features would amplify their rounding.
+    front = {"dft", "model.features.mel_fb"}
+    weights = {i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT} - front
+    nodes = [n.name for n in proto.graph.node
+             if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in weights]
     tmp = Path(str(dst) + ".q.tmp")
     try:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
