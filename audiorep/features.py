@@ -205,7 +205,8 @@ class FeatureExtractor(nn.Module):
         else:
             power = self._stft_power(padded).transpose(1, 2)  # (B, T, F)
         feats = power @ self.mel_fb.to(power.dtype) if self.mel_fb is not None else power  # (B, T, D)
-        feats = feats.float()  # a float64 DFT path rounds once here, before log amplifies quiet bins
+        if feats.dtype == torch.float64:  # the export's float64 DFT path rounds once, before log amplifies quiet bins
+            feats = feats.float()
         if c.log:
             feats = torch.log(feats + c.log_eps)
         frame_lens = c.num_frames(lengths)  # (B,)

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--voxceleb1", default=None, help="SID corpus folder (audiorep data prepare voxceleb1)")
     p.add_argument("--iemocap", default=None, help="ER corpus folder (audiorep data prepare iemocap)")
     p.add_argument("--out", required=True, help="run folder (new, empty, or an earlier superb run to resume)")
-    p.add_argument("--quick", action="store_true", help="short learning-rate grids and step budgets, one seed")
+    p.add_argument("--quick", action="store_true", help="short learning-rate grids (two rates per task), one seed")
     p.add_argument("--seeds", type=int, default=None, help="seeds per learning rate (default 1 quick, 3 full)")
     p.add_argument("--lrs", type=float, nargs="+", default=None, help="one learning-rate grid for every task")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per run instead of the preset's")

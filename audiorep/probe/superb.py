@@ -64,9 +64,12 @@ class SuperbPreset:
     # that s3prl's count of its corpus's utterances fits
     batch_seconds: float
     lr_grid: tuple[float, ...]  # the full sweep (dev picks); s3prl's rate is in it
-    quick_lr_grid: tuple[float, ...]  # --quick: a short sweep for the bundled corpus
-    quick_steps: int  # --quick: optimiser steps per unit
-    quick_eval_every: int  # --quick: steps between dev evaluations
+    quick_lr_grid: tuple[float, ...]  # --quick: a short sweep, one seed
+    # the bundled corpus is ~1 % of a real one: s3prl's step counts would run hundreds of passes over it, so it
+    # gets a step cap, denser dev evaluations and early stopping (a unit ends once dev has stalled)
+    synth_steps: int  # optimiser steps per unit at most, bundled corpus
+    synth_eval_every: int  # steps between dev evaluations, bundled corpus
+    synth_patience: int  # dev evaluations without a better score before a unit stops, bundled corpus
     project_dim: int = 256  # s3prl's projector width (the superb-* heads' default)
     grad_clip: float = 1.0  # s3prl's gradient_clipping
 
@@ -75,8 +78,8 @@ class SuperbPreset:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"SUPERB preset {self.task!r}: {name} must be a positive finite number, got {v!r}")
-        for name in ("max_steps", "batch_size", "grad_accum", "eval_every", "quick_steps", "quick_eval_every",
-                     "project_dim"):
+        for name in ("max_steps", "batch_size", "grad_accum", "eval_every", "synth_steps", "synth_eval_every",
+                     "synth_patience", "project_dim"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"SUPERB preset {self.task!r}: {name} must be an integer >= 1, got {v!r}")
@@ -96,21 +99,21 @@ def pr_preset() -> SuperbPreset:
     """PR (ctc/libriphone.yaml): Adam 1e-2, 100k steps, 16 x 2."""
     return SuperbPreset("pr", lr=1e-2, max_steps=100_000, batch_size=16, grad_accum=2, eval_every=1000,
                         batch_seconds=16 * 35.0, lr_grid=(1e-1, 1e-2, 1e-3, 1e-4), quick_lr_grid=(1e-2, 1e-3),
-                        quick_steps=200, quick_eval_every=50)
+                        synth_steps=3000, synth_eval_every=50, synth_patience=10)
 
 
 def sid_preset() -> SuperbPreset:
     """SID (voxceleb1/config.yaml): Adam 1e-4, 200k steps, 8 x 4, crops of 8 s."""
     return SuperbPreset("sid", lr=1e-4, max_steps=200_000, batch_size=8, grad_accum=4, eval_every=5000,
                         batch_seconds=8 * 8.0, lr_grid=(1e-2, 1e-3, 1e-4, 1e-5), quick_lr_grid=(1e-2, 1e-3),
-                        quick_steps=200, quick_eval_every=50)
+                        synth_steps=3000, synth_eval_every=50, synth_patience=10)
 
 
 def er_preset() -> SuperbPreset:
     """ER (emotion/config.yaml): Adam 1e-4, 30k steps, 4 x 8, per fold."""
     return SuperbPreset("er", lr=1e-4, max_steps=30_000, batch_size=4, grad_accum=8, eval_every=1000,
                         batch_seconds=4 * 35.0, lr_grid=(1e-2, 1e-3, 1e-4, 1e-5), quick_lr_grid=(1e-2, 1e-3),
-                        quick_steps=60, quick_eval_every=15)
+                        synth_steps=1500, synth_eval_every=25, synth_patience=10)
 
 
 PRESETS = {"pr": pr_preset(), "sid": sid_preset(), "er": er_preset()}
@@ -127,7 +130,7 @@ class SuperbConfig:
     librispeech: str | None = None  # PR corpus folder (manifests train/dev/test with labels["phones"])
     voxceleb1: str | None = None  # SID corpus folder (manifests train/dev/test)
     iemocap: str | None = None  # ER corpus folder (one manifest in SUPERB's order, labels emotion + session)
-    quick: bool = False  # the short grids and steps of the presets, one seed
+    quick: bool = False  # the presets' short learning-rate grids, one seed
     seeds: int | None = None  # seeds per learning rate; None = 1 with quick, 3 otherwise
     lrs: list[float] | None = None  # one grid for every task instead of the presets' (tests, custom sweeps)
     steps: int | None = None  # optimiser steps per unit instead of the preset's (tests)
@@ -160,13 +163,17 @@ class SuperbConfig:
         p = PRESETS[task]
         return tuple(self.lrs) if self.lrs is not None else (p.quick_lr_grid if self.quick else p.lr_grid)
 
-    def budget(self, task: str) -> tuple[int, int]:
-        """(steps, eval_every) of each unit of ``task``."""
+    def budget(self, task: str) -> tuple[int, int, int | None]:
+        """(steps, eval_every, patience) of each unit of ``task``: s3prl's on real corpora (no early stop), the
+        bundled corpus's cap with early stopping on ``--data synth``; ``--steps`` overrides both (tests)."""
         p = PRESETS[task]
-        steps, every = (p.quick_steps, p.quick_eval_every) if self.quick else (p.max_steps, p.eval_every)
+        if self.data == "synth":
+            steps, every, patience = p.synth_steps, p.synth_eval_every, p.synth_patience
+        else:
+            steps, every, patience = p.max_steps, p.eval_every, None
         if self.steps is not None:
             steps, every = self.steps, max(1, self.steps // 4)
-        return steps, min(every, steps)
+        return steps, min(every, steps), patience
 
     def identity(self) -> dict[str, Any]:
         """What must match for a resume: everything but the task list and the device."""
@@ -272,14 +279,14 @@ def plan(cfg: SuperbConfig, n_folds: dict[str, int]) -> list[Unit]:
 
 def _unit_config(cfg: SuperbConfig, unit: Unit, corpus: Corpus, out: Path, n_train: int) -> DownstreamConfig:
     p = PRESETS[unit.task]
-    steps, every = cfg.budget(unit.task)
+    steps, every, patience = cfg.budget(unit.task)
     # a training split smaller than one accumulated step (tiny subsets) accumulates what one pass holds
     accum = max(1, min(p.grad_accum, math.ceil(n_train / p.batch_size)))
     return DownstreamConfig(
         task=unit.task, upstream=cfg.upstream, mode="weighted-sum", data=str(corpus.root), out_dir=str(out),
         max_steps=steps, eval_every=every, grad_accum=accum, batch_size=p.batch_size,
         batch_seconds=p.batch_seconds, lr=unit.lr, grad_clip=p.grad_clip, weight_decay=0.0, seed=unit.seed,
-        patience=None, plateau_patience=None, device=cfg.device, progress=False, plots=False)
+        patience=patience, plateau_patience=None, device=cfg.device, progress=False, plots=False)
 
 
 def _claim_out(cfg: SuperbConfig) -> Path:
@@ -421,12 +428,12 @@ def run_superb(cfg: SuperbConfig) -> dict[str, Any]:
                                  "converged": res["best_step"] < res["steps_run"]})
                 per_seed.append(sum(fold_scores) / len(fold_scores))  # ER: the mean over folds
             mean, std = _mean_std([100 * x for x in per_seed])
-            steps, every = cfg.budget(task)
+            steps, every, patience = cfg.budget(task)
             report["tasks"][task] = {
                 "metric": "PER %" if task == "pr" else "accuracy %", "value": round(mean, 2), "std": round(std, 2),
                 "lr": best_lr, "lr_grid": list(cfg.grid(task)), "dev_by_lr": {f"{k:g}": v for k, v in dev_by_lr.items()},
                 "seeds": list(range(cfg.n_seeds)), "per_seed": [round(100 * x, 2) for x in per_seed],
-                "folds": len(folds), "steps": steps, "eval_every": every,
+                "folds": len(folds), "steps": steps, "eval_every": every, "patience": patience,
                 "converged": all(r["converged"] for r in runs), "runs": runs,
                 "corpus": corpus.name,
                 "utterances": {k: len(v) for k, v in folds[0].items()} if task != "er" else sum(len(f["test"]) for f in folds),

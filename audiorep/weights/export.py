@@ -7,8 +7,9 @@ frames) is part of the graph, so a padded batch gives each utterance its own fea
 In ONNX the STFT is a product with a DFT matrix (``features.dft_basis``): onnxruntime's STFT op differs
 from an FFT by far more than float32 rounding on real speech. Framing, DFT, power and mel run in float64 and
 are rounded to float32 once, before the log: in quiet mel bins the log amplifies any rounding of the spectrum,
-so the graph then agrees with an exact spectrum instead of adding its own float32 error to eager's. ``front_end="features"`` instead exports the
-encoder alone (log-mel frames + frame lengths in); the file's metadata then holds the front end's settings.
+so the graph then agrees with an exact spectrum instead of adding its own float32 error to eager's.
+``front_end="features"`` instead exports the encoder alone (log-mel frames + frame lengths in); the file's
+metadata then holds the front end's settings.
 Outputs: the chosen hidden states (``hidden_state_<i>``, (B, T + 1, H), zero past each length: one
 padding frame more than eager ``model(wavs, wav_lens)`` returns) and ``lengths`` (B,) valid frames.
 
@@ -188,7 +189,8 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, layers: str | int | Se
     """Write ``model`` as an ONNX file (waveforms in, hidden states out; dynamic batch and length).
 
     ``quantize="int8"`` then rewrites its MatMuls to dynamic int8 (onnxruntime's quantiser). The front end
-    stays as exported (float64 spectrum and mel). The file's metadata holds the feature and model configs. Returns the path written.
+    stays as exported (float64 spectrum and mel). The file's metadata holds the feature and model configs.
+    Returns the path written.
     """
     model = check_exportable(model, source)
     out = Path(out)

@@ -375,3 +375,35 @@ def test_synth_manifests_carry_superb_labels():
         assert len(fold["test"]) == 132 and {x.labels["session"] for x in fold["test"]} == {s}
         assert len({x.speaker for x in fold["test"]}) == 6  # one variant of every base voice
         assert len(fold["train"]) == int(0.8 * 528) and len(fold["dev"]) == 528 - int(0.8 * 528)
+
+
+# ---------------------------------------------------------------- the three trees through `audiorep superb`
+
+
+def test_prepared_trees_run_superb_quick(tmp_path, capsys):
+    """Each tiny real-corpus tree goes through `data prepare` and then one `superb --quick` plan: PR on the
+    LibriSpeech tree, SID on the VoxCeleb1 tree, ER's five folds on the IEMOCAP tree."""
+    _librispeech(tmp_path / "LS")
+    (tmp_path / "lex1.txt").write_text(LEX1)
+    (tmp_path / "lex2.txt").write_text(LEX2)
+    _voxceleb1(tmp_path / "VOX")
+    _iemocap(tmp_path / "IEMOCAP")
+    for args in (("librispeech", tmp_path / "LS", tmp_path / "ls", "--lexicon", tmp_path / "lex1.txt",
+                  "--lexicon", tmp_path / "lex2.txt"),
+                 ("voxceleb1", tmp_path / "VOX", tmp_path / "vox"),
+                 ("iemocap", tmp_path / "IEMOCAP", tmp_path / "iemo")):
+        rc, err = _prepare(capsys, *args)
+        assert rc == 0, err
+    out = tmp_path / "superb"
+    rc = main(["superb", "--upstream", "logmel", "--librispeech", str(tmp_path / "ls"), "--voxceleb1",
+               str(tmp_path / "vox"), "--iemocap", str(tmp_path / "iemo"), "--quick", "--steps", "2",
+               "--lrs", "1e-2", "--device", "cpu", "--no-progress", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "superb.json").read_text())
+    assert report["data"] == {"librispeech": str(tmp_path / "ls"), "voxceleb1": str(tmp_path / "vox"),
+                              "iemocap": str(tmp_path / "iemo")}
+    pr, sid, er = (report["tasks"][t] for t in ("pr", "sid", "er"))
+    assert pr["utterances"] == {"train": 2, "dev": 1, "test": 1} and pr["metric"] == "PER %"
+    assert sid["utterances"] == {"train": 3, "dev": 2, "test": 2} and 0 <= sid["value"] <= 100
+    assert er["folds"] == 5 and er["utterances"] == 34 and len(er["runs"]) == 5
+    assert all(r["steps"] == 2 and r["patience"] is None for r in (pr, sid, er))  # real corpora: no early stop

@@ -282,3 +282,20 @@ def test_training_batches_are_capped_by_duration_and_cropped():
     # evaluation never crops, and one long utterance still gets a batch
     lens_eval = [int(b[2].max()) for b in split.batches(cfg, 16000, False, 0, torch.device("cpu"))]
     assert max(lens_eval) == max(s.shape[1] for s in states)
+
+
+def test_budgets_stop_early_on_the_bundled_corpus_only(tmp_path):
+    """The bundled corpus caps steps and stops a unit once dev stalls; real corpora keep s3prl's step counts
+    with no early stop, --quick or not; --steps replaces either (dev every steps // 4)."""
+    from audiorep.probe.superb import PRESETS, SuperbConfig
+
+    synth = SuperbConfig(upstream="logmel", out=str(tmp_path), quick=True)
+    real = SuperbConfig(upstream="logmel", out=str(tmp_path), data="corpora", quick=True)
+    for task, p in PRESETS.items():
+        assert synth.budget(task) == (p.synth_steps, p.synth_eval_every, p.synth_patience)
+        assert real.budget(task) == (p.max_steps, p.eval_every, None)
+        assert synth.grid(task) == p.quick_lr_grid and synth.n_seeds == 1
+    assert real.budget("pr") == (100_000, 1000, None) and real.budget("sid") == (200_000, 5000, None)
+    tests = SuperbConfig(upstream="logmel", out=str(tmp_path), steps=8)
+    assert tests.budget("er") == (8, 2, PRESETS["er"].synth_patience)
+    assert SuperbConfig(upstream="logmel", out=str(tmp_path)).grid("pr") == (1e-1, 1e-2, 1e-3, 1e-4)
