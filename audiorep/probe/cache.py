@@ -27,11 +27,29 @@ log = logging.getLogger(__name__)
 def weights_hash(module: nn.Module) -> str:
     """sha256 over every state-dict entry's name, dtype, shape and bytes: changes when any one weight does."""
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: any dtype, bf16 too
+    for name, value in sorted(module.state_dict().items()):
+        _hash_entry(h, name, value)
     return h.hexdigest()
+
+
+def _hash_entry(h, name: str, value: Any) -> None:
+    """One state-dict entry into ``h``. Dynamic int8 linears hold a dtype and a (weight, bias) tuple of
+    quantised tensors: their integers, scales and zero points are hashed, so int8 and fp32 never share a key."""
+    if isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            _hash_entry(h, f"{name}.{i}", v)
+        return
+    if not isinstance(value, torch.Tensor):
+        h.update(f"{name}={value!r}".encode())
+        return
+    t = value.detach().cpu()
+    h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+    if t.is_quantized:
+        scales = t.q_per_channel_scales() if t.qscheme() in (torch.per_channel_affine,
+                                                               torch.per_channel_symmetric) else t.q_scale()
+        h.update(repr(scales.tolist() if isinstance(scales, torch.Tensor) else scales).encode())
+        t = t.int_repr()
+    h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: any dtype, bf16 too
 
 
 def feature_cache_key(upstream: nn.Module, **ident: Any) -> str:

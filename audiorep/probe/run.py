@@ -18,6 +18,7 @@ DDP, resume); this module supplies the data, the model and :class:`ProbeTask`.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -90,7 +91,9 @@ class DownstreamConfig:
     grad_clip: float = 5.0  # max global grad norm; 0 disables
     seed: int = 0  # init, shuffling and subsets
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | int8: a frozen upstream with dynamic int8
+    # linears on CPU (what `extract --precision int8` deploys), so a probe measures what int8 costs; heads stay fp32
+    precision: str = "auto"
     cache: str = "memory"  # frozen modes: "memory" (cache upstream states) or "none" (run upstream each step)
     feature_cache: str | None = None  # also keep caches on disk in this folder, shared across runs (probe table)
     cache_batch_seconds: float = 60.0  # padded audio per upstream batch while caching
@@ -125,8 +128,11 @@ class DownstreamConfig:
             "grad_accum": ints(1, 10**6, "batches"),
             "batch_seconds": reals(0.0, 10**6, "seconds of padded audio", low_open=True, optional=True),
         })
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "int8"):
+            raise ConfigError(f"precision must be auto, fp32, bf16 or int8, got {self.precision!r}")
+        if self.precision == "int8" and self.mode == "finetune":
+            raise ConfigError("precision int8 quantises a frozen upstream; mode finetune trains it, so use a frozen "
+                              "mode (weighted-sum, last, layer) or precision fp32/bf16")
 
     def run_dir(self) -> Path:
         if self.out_dir:
@@ -182,10 +188,25 @@ class DownstreamModel(TrainableState, nn.Module):
         return {k: v for k, v in self.state_dict().items() if skip is None or not k.startswith(skip)}
 
     def load_trainable(self, state: dict[str, torch.Tensor], source: str) -> None:
+        if self.featurizer.frozen:
+            # a frozen upstream is never loaded: it is not in the checkpoint, and an int8 one would refuse a
+            # partial state; the head and the layer weights are copied in place
+            up = "featurizer.upstream."
+            own = {k: v for k, v in [*self.named_parameters(), *self.named_buffers()] if not k.startswith(up)}
+            missing = [k for k in own if k not in state]
+            unexpected = [k for k in state if k not in own]
+            shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+            if missing or unexpected or shapes:
+                raise CheckpointError(f"{source}: does not fit this run (missing {missing[:4]}, unexpected "
+                                      f"{unexpected[:4]}, other shapes {shapes[:4]}); was it written with another "
+                                      "task/mode/head?")
+            with torch.no_grad():
+                for k, v in own.items():
+                    v.copy_(state[k])
+            return
         missing, unexpected = self.load_state_dict(state, strict=False)
-        bad_missing = [k for k in missing if not (self.featurizer.frozen and k.startswith("featurizer.upstream."))]
-        if bad_missing or unexpected:
-            raise CheckpointError(f"{source}: does not fit this run (missing {bad_missing[:4]}, "
+        if missing or unexpected:
+            raise CheckpointError(f"{source}: does not fit this run (missing {list(missing)[:4]}, "
                                   f"unexpected {list(unexpected)[:4]}); was it written with another task/mode/head?")
 
 
@@ -448,6 +469,12 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
     seed_everything(cfg.seed)
     up = upstream if upstream is not None else load_upstream(cfg.upstream, device=device)
     up = up.to(device)
+    if cfg.precision == "int8":
+        if device.type != "cpu":
+            raise ConfigError(f"precision int8: dynamic int8 linears run on CPU; use device cpu, not {device}")
+        from ..weights.export import quantize_int8
+
+        up = quantize_int8(copy.deepcopy(up) if upstream is not None else up, f"precision int8: {cfg.upstream}")
     featurizer = Featurizer(up, cfg.mode, cfg.layer, cfg.layer_norm)
     check_upstream(task, featurizer, {names[r]: u for r, u in utts.items()}, device)
     head = build_head(task.head, featurizer.hidden_size, task.num_outputs, cfg.mlp_size, cfg.dropout)
@@ -480,7 +507,8 @@ def _run(cfg: DownstreamConfig, ctx: DistContext, resume: bool, overwrite: bool,
     train = TrainConfig(**budget, grad_accum=cfg.grad_accum, patience=cfg.patience,
                         plateau_patience=cfg.plateau_patience, select_metric=task.primary,
                         select_mode=task.select_mode, keep_last=1,
-                        seed=cfg.seed, precision=cfg.precision, device=cfg.device, progress=cfg.progress)
+                        seed=cfg.seed, precision="fp32" if cfg.precision == "int8" else cfg.precision,
+                        device=cfg.device, progress=cfg.progress)
     optim = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=0.0, schedule="constant",
                         grad_clip=cfg.grad_clip)
     probe = ProbeTask(task, model, splits, cfg, sample_rate, device)

@@ -325,3 +325,23 @@ def test_speaker_task_on_a_small_max_utts_blames_the_subset_not_the_corpus():
     full = {s: corpus.manifest(s) for s in ("spk_train", "spk_dev")}
     with pytest.raises(ConfigError, match="speaker ID needs splits that share speakers"):
         build_task("speaker").setup(corpus, full, "spk_train")
+
+
+def test_int8_precision_probes_a_quantised_copy_with_its_own_cache(tmp_path, corpus_dir, tiny_model):
+    """precision int8: the frozen upstream runs with dynamic int8 linears (a copy: the caller's model keeps its
+    fp32 weights), its cached states get their own key, and training the upstream with it is refused."""
+    up = tiny_model()
+    before = {k: v.clone() for k, v in up.state_dict().items()}
+    shared = tmp_path / "feature-cache"
+    runs = {}
+    for prec in ("fp32", "int8"):
+        runs[prec] = run_downstream(cfg(tmp_path, corpus_dir, task="speaker", upstream="tiny", precision=prec,
+                                        feature_cache=str(shared), out_dir=str(tmp_path / prec)), upstream=up)
+    assert all(torch.equal(v, up.state_dict()[k]) for k, v in before.items())
+    files = sorted(p.name.split("-")[0] for p in shared.rglob("*.safetensors"))
+    assert files == ["dev", "dev", "test", "test", "train", "train"]  # each precision cached its own three splits
+    assert runs["int8"].test["loss"] != runs["fp32"].test["loss"]  # the quantised states really differ
+    with pytest.raises(ConfigError, match="precision int8 quantises a frozen upstream; mode finetune"):
+        cfg(tmp_path, corpus_dir, mode="finetune", precision="int8")
+    with pytest.raises(ConfigError, match="precision must be auto, fp32, bf16 or int8"):
+        cfg(tmp_path, corpus_dir, precision="int4")
