@@ -35,6 +35,10 @@ def weighted_layer_sum(logits: torch.Tensor, states: torch.Tensor, dim: int = 0)
     (B, K, T, H) with ``dim=1`` -> the states' shape without ``dim``. The weights take the states' dtype.
     """
     w = torch.softmax(logits, dim=0).to(states.dtype)  # (K,)
+    if dim == 0 and states.is_contiguous():
+        # one (1, K) @ (K, N) product: no (K, ...) temporary, and its backward is another GEMV (the weighted sum
+        # of a frozen upstream's states is most of a SUPERB probe's step)
+        return (w[None] @ states.reshape(states.shape[0], -1)).reshape(states.shape[1:])
     shape = [1] * states.dim()
     shape[dim] = -1
     return (w.view(shape) * states).sum(dim)
@@ -114,18 +118,16 @@ class Featurizer(nn.Module):
     def combine(self, states: Sequence[torch.Tensor] | torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """The needed hidden states (a list of (B, T, H), or a stacked (K, B, T, H)) -> features (B, T, H)."""
-        if isinstance(states, torch.Tensor):
-            states = list(states.unbind(0))
         if len(states) != len(self.needed_states):
             raise ConfigError(f"Featurizer.combine: expected {len(self.needed_states)} hidden state(s) "
                               f"({self.needed_states}), got {len(states)}")
-        states = [s.float() for s in states]
+        stacked = (states if isinstance(states, torch.Tensor) else torch.stack(list(states))).float()  # (K, B, T, H)
         if self.layer_norm:
-            states = [F.layer_norm(s, s.shape[-1:]) for s in states]  # (B, T, H) each
+            stacked = F.layer_norm(stacked, stacked.shape[-1:])  # (K, B, T, H), each state's frames on their own
         if self.weights is None:
-            feats = states[0]  # (B, T, H)
+            feats = stacked[0]  # (B, T, H)
         else:
-            feats = weighted_layer_sum(self.weights, torch.stack(states, dim=0))  # (K, B, T, H) -> (B, T, H)
+            feats = weighted_layer_sum(self.weights, stacked.contiguous())  # (K, B, T, H) -> (B, T, H)
         if lengths is not None and self.layer_norm:
             # layer norm makes padded (zero) frames non-zero again; keep the padding contract
             keep = torch.arange(feats.shape[1], device=feats.device) < lengths[:, None].to(feats.device)  # (B, T)

@@ -170,8 +170,7 @@ def training_summary(cfg: PretrainConfig, step: int, utterances: int | None = No
     if wall_seconds is not None:
         # a resumed run knows only its last call's time: say so instead of passing it off as the whole run
         took = f"{wall_seconds:.0f} s" if wall_seconds < 600 else f"{wall_seconds / 60:.0f} min"
-        out["wall time"] = took + (f" (steps {resumed_at + 1}-{step} only: resumed)"
-                                                             if resumed_at else "")
+        out["wall time"] = took + (f" (steps {resumed_at + 1}-{step} only: resumed)" if resumed_at else "")
     return out
 
 

@@ -338,18 +338,29 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def quantize_int8(model: nn.Module, source: str = "model") -> MockingjayModel:
+def quantize_int8(model: nn.Module, source: str = "model", attention: str = "auto") -> MockingjayModel:
     """Dynamic int8 linears in the transformer layers of ``model`` (CPU inference), in place; returns it.
 
     Weights are stored int8 per output channel, activations quantised per call (torch's
     ``quantize_dynamic``); the layers' GEMMs then run int8 (the kernels call a swapped-in module's own
     forward, see ``kernels.fused``). The input projection and the front end stay fp32: they are a small
-    share of the work and feed everything after them."""
+    share of the work and feed everything after them. Attention has no weights to quantise and would stay the
+    largest fp32 cost: ``attention="bf16"`` runs its products in bf16, ``"fp32"`` keeps them, ``"auto"`` picks
+    bf16 where oneDNN has bf16 GEMMs on this CPU (``kernels.capabilities.CPU_BF16``)."""
     from torch.ao.quantization import quantize_dynamic
 
+    from ..kernels.capabilities import CPU_BF16
+    from ..layers.transformer import SelfAttention
+
+    if attention not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"{source}: int8 attention must be auto, bf16 or fp32, got {attention!r}")
     model = check_exportable(model, source)
     if next(model.parameters()).device.type != "cpu":
         raise ConfigError(f"{source}: int8 inference runs on CPU; load the model with device cpu")
     model.float().eval()
     model.layers = quantize_dynamic(model.layers, {nn.Linear}, dtype=torch.qint8)
+    bf16 = attention == "bf16" or (attention == "auto" and CPU_BF16)
+    for m in model.layers.modules():
+        if isinstance(m, SelfAttention):
+            m.attention_dtype = torch.bfloat16 if bf16 else None
     return model

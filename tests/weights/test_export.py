@@ -168,6 +168,17 @@ def test_quantize_int8_runs_int8_gemms(recordings):
         err = float((got - want).abs().mean())
         assert 0.0 < err < 0.05  # not zero: the fp32 weights are no longer what runs
     assert torch.equal(out.hidden_states[0], ref.hidden_states[0])  # input projection stays fp32
+    # attention (no weights to quantise) in bf16 or fp32: both close to fp32, and not the same computation
+    runs = {}
+    for attn in ("bf16", "fp32"):
+        qa = ex.quantize_int8(copy.deepcopy(model), attention=attn)
+        assert qa.layers[0].attn.attention_dtype == (torch.bfloat16 if attn == "bf16" else None)
+        runs[attn] = _eager(qa, wavs, lens).hidden_states[-1]
+        assert runs[attn].dtype == torch.float32
+        assert 0.0 < float((runs[attn] - ref.hidden_states[-1]).abs().mean()) < 0.05
+    assert not torch.equal(runs["bf16"], runs["fp32"])
+    with pytest.raises(ConfigError, match="int8 attention must be auto, bf16 or fp32"):
+        ex.quantize_int8(copy.deepcopy(model), attention="int4")
 
 
 def test_layer_selection_errors():
