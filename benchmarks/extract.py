@@ -262,8 +262,7 @@ def run(args) -> dict:
     if args.runtimes:
         notes.append("runtimes, same weights, all hidden states out: int8 = eager with dynamic int8 linears in the "
                       "layers (weights.export.quantize_int8, torch's quantize_dynamic; what extract --precision int8 "
-                      "runs), attention in bf16 where the CPU has bf16 GEMMs; int8_fp32attn = the same with fp32 "
-                      "attention; onnx / onnx_int8 = onnxruntime (CPU provider, same thread count) on the file of "
+                      "runs); onnx / onnx_int8 = onnxruntime (CPU provider, same thread count) on the file of "
                       "`audiorep export --to onnx` (front end in the graph) and its --quantize int8 variant; export = "
                       "the torch.export program (`--to torch`), plain kernels. *_gain = audiorep_s / *_s (audiorep = "
                       "eager fp32 with its CPU fast path); *_err = abs difference from eager fp32 over valid frames, "
@@ -280,9 +279,7 @@ def build_runtimes(model, workdir: Path) -> dict:
     import audiorep.weights.export as ex
     from audiorep.audio import batch_waveforms
 
-    out = {"int8": lambda wavs, q=ex.quantize_int8(copy.deepcopy(model)): q(wavs).hidden_states,
-           "int8_fp32attn": lambda wavs, q=ex.quantize_int8(copy.deepcopy(model), attention="fp32"):
-           q(wavs).hidden_states}
+    out = {"int8": lambda wavs, q=ex.quantize_int8(copy.deepcopy(model)): q(wavs).hidden_states}
     prog = torch.export.load(str(ex.export_program(model, workdir / "m.pt2"))).module()
     out["export"] = lambda wavs: prog(*batch_waveforms(wavs, None))[:-1]
     try:
@@ -290,8 +287,9 @@ def build_runtimes(model, workdir: Path) -> dict:
     except ImportError:
         return out
     for name, quantize in (("onnx", None), ("onnx_int8", "int8")):
+        # no arena: two sessions each keeping a 4 x 30 s batch's attention scores ran this machine out of memory
         sess = ex.onnx_session(ex.export_onnx(model, workdir / f"{name}.onnx", quantize=quantize),
-                               threads=torch.get_num_threads())
+                               threads=torch.get_num_threads(), memory_arena=False)
 
         def run_onnx(wavs, sess=sess):
             w, n = batch_waveforms(wavs, None)

@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "rate, test is read once for it. Results: OUT/superb.json and OUT/superb.md.",
     )
     p.add_argument("--upstream", required=True,
-                   help="registered name, model folder, s3prl checkpoint, or 'logmel' (SUPERB's FBANK: log-mel "
-                        "without per-utterance CMVN)")
+                   help="registered name, model folder, s3prl checkpoint, 'logmel' (SUPERB's FBANK: log-mel "
+                        "without per-utterance CMVN) or 'logmel-cmvn' (with it: the encoders' input)")
     p.add_argument("--tasks", nargs="+", default=["pr", "sid", "er"], metavar="TASK",
                    help="any of pr sid er (default: all three)")
     p.add_argument("--data", default=None, choices=("synth",),

@@ -37,9 +37,6 @@ class SelfAttention(nn.Module):
         # stays positive). Start: slopes spread geometrically from 1/2 (a few frames) to 1/256 (a whole crop),
         # whatever the head count. ALiBi's 2^(-8h/nh) gives 2 heads 1/16 and 1/256, and those moved too slowly
         # at lr 1e-3 (the local head reached 0.10 after 1000 steps).
-        # inference only: the dtype the attention product runs in when it differs from the activations'
-        # (int8 inference leaves attention, which has no weights to quantise, to bf16 GEMMs); None = theirs
-        self.attention_dtype: torch.dtype | None = None
         self.distance_log_slope = None
         if distance_bias:
             frac = torch.linspace(0.0, 1.0, num_heads) if num_heads > 1 else torch.zeros(1)
@@ -62,7 +59,8 @@ class SelfAttention(nn.Module):
         qkv = fused.linear(x, self.qkv) if fuse else fused.dense(x, self.qkv, self.kernels)  # (B, T, 3H)
         q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.num_heads)  # (B, nh, T, d)
         p = self.attn_dropout if self.training else 0.0
-        ctx = self._attend(q, k, v, lengths, p, attn_mask, self.score_bias(x.shape[1], x.device))  # (B, nh, T, d)
+        ctx = attention(q, k, v, lengths, dropout_p=p, backend=self.kernels.attention,
+                        attn_mask=attn_mask, bias=self.score_bias(x.shape[1], x.device))  # (B, nh, T, d)
         return rearrange(ctx, "b h t d -> b t (h d)")  # (B, T, H); a view when SDPA wrote (B, T, nh, d)
 
     def context_packed(self, x: torch.Tensor, lens: list[int], fuse: bool = False) -> torch.Tensor:
@@ -84,22 +82,12 @@ class SelfAttention(nn.Module):
             n = part.shape[0]
             # the longest utterance takes the whole bias: a slice's backward would zero-fill and copy its gradient
             b = bias if bias is None or n == bias.shape[-1] else bias[:, :n, :n]  # (nh, n, n)
-            out = self._attend(q, k, v, None, p, None, b, self.kernels.onednn_training)  # (1, nh, n, d)
+            out = attention(q, k, v, None, dropout_p=p, backend=self.kernels.attention, bias=b,
+                            onednn=self.kernels.onednn_training)  # (1, nh, n, d)
             outs.append(rearrange(out, "1 h t d -> t (h d)"))  # (n, H)
         if len(outs) == 1:
             return outs[0].contiguous()  # (N, H)
         return torch.cat(outs) if outs else x.new_zeros(x.shape)  # (N, H)
-
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: torch.Tensor | None, p: float,
-                attn_mask: torch.Tensor | None, bias: torch.Tensor | None, onednn: bool = False) -> torch.Tensor:
-        """The attention kernel on (B, nh, T, d) q, k, v, in :attr:`attention_dtype` when one is set."""
-        dt = self.attention_dtype
-        if dt is None or dt == q.dtype or self.training:
-            return attention(q, k, v, lengths, dropout_p=p, backend=self.kernels.attention, attn_mask=attn_mask,
-                             bias=bias, onednn=onednn)  # (B, nh, T, d)
-        out = attention(q.to(dt), k.to(dt), v.to(dt), lengths, dropout_p=p, backend=self.kernels.attention,
-                        attn_mask=attn_mask, bias=None if bias is None else bias.to(dt))  # (B, nh, T, d)
-        return out.to(q.dtype)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, attn_mask: torch.Tensor | None) -> torch.Tensor:
         return fused.dense(self.context(x, lengths, attn_mask), self.out, self.kernels)  # (B, T, H)

@@ -233,11 +233,15 @@ def task_folds(cfg: SuperbConfig, task: str) -> tuple[Corpus, list[dict[str, lis
 def load_superb_upstream(name: str, device: torch.device) -> tuple[nn.Module, str]:
     """The upstream and how the report names it. ``logmel`` is SUPERB's FBANK baseline here: log-mel without
     per-utterance CMVN, since the mean over time of CMVN frames is zero, so a projector + mean pooling head
-    on them sees one vector for every utterance (chance by construction)."""
+    on them sees one vector for every utterance (chance by construction). ``logmel-cmvn`` is that CMVN
+    log-mel, the input of audiorep's encoders: what an utterance-level task keeps before any encoder."""
     from ..features import FeatureConfig
     from ..models.logmel import LogMelUpstream, parse_logmel_name
     from ..weights.loading import load_upstream
 
+    if name == "logmel-cmvn":  # a diagnostic floor: exactly what audiorep's encoders take as input
+        up = LogMelUpstream(FeatureConfig(cmvn=True))
+        return up.to(device), f"{name} (log-mel with per-utterance CMVN: the encoders' input)"
     context = parse_logmel_name(name)
     if context is not None:
         up = LogMelUpstream(FeatureConfig(cmvn=False), context=context)
@@ -454,7 +458,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines = [f"# SUPERB: {report['upstream']}", "",
              f"data: {report['data']}, quick: {report['quick']}, audiorep {report['audiorep_version']}"
              f" ({report['git_commit'] or 'no git commit'})", "",
-             "| task | metric | value | ± std | lr | seeds | steps | converged |", "|---|---|---|---|---|---|---|---|"]
+             "| task | metric | value | ± std | lr | seeds | max steps | converged |", "|---|---|---|---|---|---|---|---|"]
     for task, r in report["tasks"].items():
         best = ", ".join(str(x["best_step"]) for x in r["runs"])
         mark = "yes" if r["converged"] else f"no (best steps {best})"

@@ -87,6 +87,10 @@ class ExportModule(nn.Module):
         # ONNX: the spectrum as a DFT matrix product (onnxruntime's STFT op is far less accurate than an FFT),
         # float64 by default so that the log of quiet bins sees no float32 rounding of the spectrum
         self.dft = dft_basis(model.features.window, c.n_fft, dft_dtype) if dft else None
+        if self.dft is not None and model.features.mel_fb is not None:
+            # the mel matrix stored in the DFT's dtype: the graph then needs no cast of it (onnxruntime cannot
+            # constant-fold a CastLike and warns about it whenever a session opens)
+            model.features.mel_fb = model.features.mel_fb.to(self.dft.dtype)
 
     @property
     def input_names(self) -> list[str]:
@@ -327,40 +331,33 @@ def export_program(model: nn.Module, out: str | os.PathLike, layers: str | int |
     return out
 
 
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
-    """An onnxruntime CPU session for an exported file (``threads`` intra-op threads; None = runtime default)."""
+def onnx_session(path: str | os.PathLike, threads: int | None = None, memory_arena: bool = True):
+    """An onnxruntime CPU session for an exported file (``threads`` intra-op threads; None = runtime default).
+
+    ``memory_arena=False`` hands each run's memory back: the graph's attention holds (B, heads, T, T) scores,
+    gigabytes for a batch of 30 s inputs, which the arena would otherwise keep for the session's life."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    opts.enable_cpu_mem_arena = memory_arena
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def quantize_int8(model: nn.Module, source: str = "model", attention: str = "auto") -> MockingjayModel:
+def quantize_int8(model: nn.Module, source: str = "model") -> MockingjayModel:
     """Dynamic int8 linears in the transformer layers of ``model`` (CPU inference), in place; returns it.
 
     Weights are stored int8 per output channel, activations quantised per call (torch's
     ``quantize_dynamic``); the layers' GEMMs then run int8 (the kernels call a swapped-in module's own
     forward, see ``kernels.fused``). The input projection and the front end stay fp32: they are a small
-    share of the work and feed everything after them. Attention has no weights to quantise and would stay the
-    largest fp32 cost: ``attention="bf16"`` runs its products in bf16, ``"fp32"`` keeps them, ``"auto"`` picks
-    bf16 where oneDNN has bf16 GEMMs on this CPU (``kernels.capabilities.CPU_BF16``)."""
+    share of the work and feed everything after them."""
     from torch.ao.quantization import quantize_dynamic
 
-    from ..kernels.capabilities import CPU_BF16
-    from ..layers.transformer import SelfAttention
-
-    if attention not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"{source}: int8 attention must be auto, bf16 or fp32, got {attention!r}")
     model = check_exportable(model, source)
     if next(model.parameters()).device.type != "cpu":
         raise ConfigError(f"{source}: int8 inference runs on CPU; load the model with device cpu")
     model.float().eval()
     model.layers = quantize_dynamic(model.layers, {nn.Linear}, dtype=torch.qint8)
-    bf16 = attention == "bf16" or (attention == "auto" and CPU_BF16)
-    for m in model.layers.modules():
-        if isinstance(m, SelfAttention):
-            m.attention_dtype = torch.bfloat16 if bf16 else None
     return model

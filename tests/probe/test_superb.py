@@ -299,3 +299,19 @@ def test_budgets_stop_early_on_the_bundled_corpus_only(tmp_path):
     tests = SuperbConfig(upstream="logmel", out=str(tmp_path), steps=8)
     assert tests.budget("er") == (8, 2, PRESETS["er"].synth_patience)
     assert SuperbConfig(upstream="logmel", out=str(tmp_path)).grid("pr") == (1e-1, 1e-2, 1e-3, 1e-4)
+
+
+def test_logmel_floors_with_and_without_cmvn():
+    """logmel = FBANK without per-utterance CMVN (its mean over time carries the utterance's spectrum);
+    logmel-cmvn = the encoders' input, whose mean over valid frames is zero in every bin."""
+    from audiorep.probe.superb import load_superb_upstream
+
+    wav = torch.randn(2, 8000) * torch.linspace(0.1, 1.0, 8000)
+    lens = torch.tensor([8000, 5000])
+    plain, label = load_superb_upstream("logmel", torch.device("cpu"))
+    cmvn, label2 = load_superb_upstream("logmel-cmvn", torch.device("cpu"))
+    assert "FBANK" in label and "CMVN" in label2
+    a, b = plain(wav, lens), cmvn(wav, lens)
+    n = int(b.lengths[1])
+    assert b.last_hidden_state[1, :n].mean(0).abs().max() < 1e-4
+    assert a.last_hidden_state[1, :n].mean(0).abs().max() > 1.0
