@@ -458,7 +458,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines = [f"# SUPERB: {report['upstream']}", "",
              f"data: {report['data']}, quick: {report['quick']}, audiorep {report['audiorep_version']}"
              f" ({report['git_commit'] or 'no git commit'})", "",
-             "| task | metric | value | ± std | lr | seeds | max steps | converged |", "|---|---|---|---|---|---|---|---|"]
+             "| task | metric | value | ± std | lr | seeds | max steps | converged |",
+             "|---|---|---|---|---|---|---|---|"]
     for task, r in report["tasks"].items():
         best = ", ".join(str(x["best_step"]) for x in r["runs"])
         mark = "yes" if r["converged"] else f"no (best steps {best})"
