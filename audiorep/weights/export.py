@@ -88,8 +88,7 @@ class ExportModule(nn.Module):
         # float64 by default so that the log of quiet bins sees no float32 rounding of the spectrum
         self.dft = dft_basis(model.features.window, c.n_fft, dft_dtype) if dft else None
         if self.dft is not None and model.features.mel_fb is not None:
-            # the mel matrix stored in the DFT's dtype: the graph then needs no cast of it (onnxruntime cannot
-            # constant-fold a CastLike and warns about it whenever a session opens)
+            # the mel matrix stored in the DFT's dtype, so the graph holds no cast of it
             model.features.mel_fb = model.features.mel_fb.to(self.dft.dtype)
 
     @property
@@ -288,8 +287,8 @@ def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
     proto = onnx.load(str(src))
     props = {p.key: p.value for p in proto.metadata_props}
-    # the encoder's weight MatMuls: B a float32 weight. The front end's DFT (float64) and mel matrix (read through
-    # a Cast to float64) never qualify: log features would amplify their rounding.
+    # the encoder's weight MatMuls: B a float32 weight. The front end's DFT and mel matrices (float64) never
+    # qualify: log features would amplify their rounding.
     front = {"dft", "model.features.mel_fb"}
     weights = {i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT} - front
     nodes = [n.name for n in proto.graph.node
