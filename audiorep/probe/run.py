@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import os
 import random
 import sys
