@@ -77,16 +77,15 @@ class ExportModule(nn.Module):
     """Waveforms + sample lengths (front end "graph") or features + frame lengths ("features") -> the selected
     hidden states + frame lengths, with no data-dependent branch."""
 
-    def __init__(self, model: MockingjayModel, layers: list[int], front_end: str = "graph", dft: bool = False,
-                 dft_dtype: torch.dtype = torch.float64):
+    def __init__(self, model: MockingjayModel, layers: list[int], front_end: str = "graph", dft: bool = False):
         super().__init__()
         self.model = model
         self.layers = layers
         self.front_end = front_end
         c = model.feature_config
         # ONNX: the spectrum as a DFT matrix product (onnxruntime's STFT op is far less accurate than an FFT),
-        # float64 by default so that the log of quiet bins sees no float32 rounding of the spectrum
-        self.dft = dft_basis(model.features.window, c.n_fft, dft_dtype) if dft else None
+        # in float64, so that the log of quiet bins sees no float32 rounding of the spectrum
+        self.dft = dft_basis(model.features.window, c.n_fft, torch.float64) if dft else None
         if self.dft is not None and model.features.mel_fb is not None:
             # the mel matrix stored in the DFT's dtype, so the graph holds no cast of it
             model.features.mel_fb = model.features.mel_fb.to(self.dft.dtype)
@@ -130,11 +129,11 @@ class ComputedPositions(SinusoidalPositions):
 
 
 def export_module(model: MockingjayModel, layers: str | int | Sequence[int] = "all", front_end: str = "graph",
-                  dft: bool = False, dft_dtype: torch.dtype = torch.float64) -> ExportModule:
+                  dft: bool = False) -> ExportModule:
     """The module that both exporters trace: a plain-kernel copy of ``model`` with the output selection."""
     if front_end not in FRONT_ENDS:
         raise ConfigError(f"front end {front_end!r}: expected 'graph' (waveforms in) or 'features' (log-mel in)")
-    return ExportModule(plain_copy(model), layer_indices(layers, model.num_layers), front_end, dft, dft_dtype).eval()
+    return ExportModule(plain_copy(model), layer_indices(layers, model.num_layers), front_end, dft).eval()
 
 
 def output_names(module: ExportModule) -> list[str]:
